@@ -1,0 +1,885 @@
+import { decodeMessage, encodeMessage, enumeration, MaxLengthError, message, streamMessage } from 'protons-runtime'
+import type { Codec, DecodeOptions } from 'protons-runtime'
+import type { Uint8ArrayList } from 'uint8arraylist'
+
+export interface OperationRequest {
+  requestId: string
+  kind: OperationKind
+  timeoutMs: number
+}
+
+export namespace OperationRequest {
+  let _codec: Codec<OperationRequest>
+
+  export const codec = (): Codec<OperationRequest> => {
+    if (_codec == null) {
+      _codec = message<OperationRequest>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.requestId != null && obj.requestId !== '')) {
+          w.uint32(10)
+          w.string(obj.requestId)
+        }
+
+        if (obj.kind != null && __OperationKindValues[obj.kind] !== 0) {
+          w.uint32(16)
+          OperationKind.codec().encode(obj.kind, w)
+        }
+
+        if ((obj.timeoutMs != null && obj.timeoutMs !== 0)) {
+          w.uint32(24)
+          w.uint32(obj.timeoutMs)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          requestId: '',
+          kind: OperationKind.OPERATION_KIND_UNSPECIFIED,
+          timeoutMs: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.requestId = reader.string()
+              break
+            }
+            case 2: {
+              obj.kind = OperationKind.codec().decode(reader)
+              break
+            }
+            case 3: {
+              obj.timeoutMs = reader.uint32()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.requestId`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.kind`,
+                value: OperationKind.codec().decode(reader)
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.timeoutMs`,
+                value: reader.uint32()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface OperationRequestRequestIdFieldEvent {
+    field: '$.requestId'
+    value: string
+  }
+
+  export interface OperationRequestKindFieldEvent {
+    field: '$.kind'
+    value: OperationKind
+  }
+
+  export interface OperationRequestTimeoutMsFieldEvent {
+    field: '$.timeoutMs'
+    value: number
+  }
+
+  export function encode (obj: Partial<OperationRequest>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, OperationRequest.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationRequest>): OperationRequest {
+    return decodeMessage(buf, OperationRequest.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationRequest>): Generator<OperationRequestRequestIdFieldEvent | OperationRequestKindFieldEvent | OperationRequestTimeoutMsFieldEvent> {
+    return streamMessage(buf, OperationRequest.codec(), opts)
+  }
+}
+
+export enum OperationKind {
+  OPERATION_KIND_UNSPECIFIED = 'OPERATION_KIND_UNSPECIFIED',
+  STATUS = 'STATUS',
+  HEALTH = 'HEALTH'
+}
+
+enum __OperationKindValues {
+  OPERATION_KIND_UNSPECIFIED = 0,
+  STATUS = 1,
+  HEALTH = 2
+}
+
+export namespace OperationKind {
+  export const codec = (): Codec<OperationKind> => {
+    return enumeration<OperationKind>(__OperationKindValues)
+  }
+}
+
+export interface OperationResponse {
+  requestId: string
+  error: string
+  report?: NodeReport
+}
+
+export namespace OperationResponse {
+  let _codec: Codec<OperationResponse>
+
+  export const codec = (): Codec<OperationResponse> => {
+    if (_codec == null) {
+      _codec = message<OperationResponse>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.requestId != null && obj.requestId !== '')) {
+          w.uint32(10)
+          w.string(obj.requestId)
+        }
+
+        if ((obj.error != null && obj.error !== '')) {
+          w.uint32(18)
+          w.string(obj.error)
+        }
+
+        if (obj.report != null) {
+          w.uint32(26)
+          NodeReport.codec().encode(obj.report, w)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          requestId: '',
+          error: ''
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.requestId = reader.string()
+              break
+            }
+            case 2: {
+              obj.error = reader.string()
+              break
+            }
+            case 3: {
+              obj.report = NodeReport.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.report
+              })
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.requestId`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.error`,
+                value: reader.string()
+              }
+              break
+            }
+            case 3: {
+              yield * NodeReport.codec().stream(reader, reader.uint32(), `${prefix}.report`, {
+                limits: opts.limits?.report
+              })
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface OperationResponseRequestIdFieldEvent {
+    field: '$.requestId'
+    value: string
+  }
+
+  export interface OperationResponseErrorFieldEvent {
+    field: '$.error'
+    value: string
+  }
+
+  export interface OperationResponseReportNodeFieldEvent {
+    field: '$.report.node'
+    value: string
+  }
+
+  export interface OperationResponseReportRoleFieldEvent {
+    field: '$.report.role'
+    value: string
+  }
+
+  export interface OperationResponseReportStatusFieldEvent {
+    field: '$.report.status'
+    value: string
+  }
+
+  export interface OperationResponseReportBlockHeightFieldEvent {
+    field: '$.report.blockHeight'
+    value: bigint
+  }
+
+  export interface OperationResponseReportMempoolSizeFieldEvent {
+    field: '$.report.mempoolSize'
+    value: bigint
+  }
+
+  export interface OperationResponseReportP2pConnectionsFieldEvent {
+    field: '$.report.p2pConnections'
+    value: number
+  }
+
+  export interface OperationResponseReportServiceUptimeFieldEvent {
+    field: '$.report.serviceUptime'
+    value: string
+  }
+
+  export interface OperationResponseReportLastSyncFieldEvent {
+    field: '$.report.lastSync'
+    value: bigint
+  }
+
+  export interface OperationResponseReportIssuesFieldEvent {
+    field: '$.report.issues[]'
+    index: number
+    value: string
+  }
+
+  export interface OperationResponseReportChecksNameFieldEvent {
+    field: '$.report.checks[].name'
+    value: string
+    index: number
+  }
+
+  export interface OperationResponseReportChecksOkFieldEvent {
+    field: '$.report.checks[].ok'
+    value: boolean
+    index: number
+  }
+
+  export interface OperationResponseReportChecksDetailFieldEvent {
+    field: '$.report.checks[].detail'
+    value: string
+    index: number
+  }
+
+  export interface OperationResponseReportDaemonUptimeMsFieldEvent {
+    field: '$.report.daemonUptimeMs'
+    value: bigint
+  }
+
+  export interface OperationResponseReportProbedAtMsFieldEvent {
+    field: '$.report.probedAtMs'
+    value: bigint
+  }
+
+  export function encode (obj: Partial<OperationResponse>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, OperationResponse.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationResponse>): OperationResponse {
+    return decodeMessage(buf, OperationResponse.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationResponse>): Generator<OperationResponseRequestIdFieldEvent | OperationResponseErrorFieldEvent | OperationResponseReportNodeFieldEvent | OperationResponseReportRoleFieldEvent | OperationResponseReportStatusFieldEvent | OperationResponseReportBlockHeightFieldEvent | OperationResponseReportMempoolSizeFieldEvent | OperationResponseReportP2pConnectionsFieldEvent | OperationResponseReportServiceUptimeFieldEvent | OperationResponseReportLastSyncFieldEvent | OperationResponseReportIssuesFieldEvent | OperationResponseReportChecksNameFieldEvent | OperationResponseReportChecksOkFieldEvent | OperationResponseReportChecksDetailFieldEvent | OperationResponseReportDaemonUptimeMsFieldEvent | OperationResponseReportProbedAtMsFieldEvent> {
+    return streamMessage(buf, OperationResponse.codec(), opts)
+  }
+}
+
+export interface NodeReport {
+  node: string
+  role: string
+  status: string
+  blockHeight?: bigint
+  mempoolSize?: bigint
+  p2pConnections: number
+  serviceUptime?: string
+  lastSync?: bigint
+  issues: string[]
+  checks: HealthCheck[]
+  daemonUptimeMs: bigint
+  probedAtMs?: bigint
+}
+
+export namespace NodeReport {
+  let _codec: Codec<NodeReport>
+
+  export const codec = (): Codec<NodeReport> => {
+    if (_codec == null) {
+      _codec = message<NodeReport>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.node != null && obj.node !== '')) {
+          w.uint32(10)
+          w.string(obj.node)
+        }
+
+        if ((obj.role != null && obj.role !== '')) {
+          w.uint32(18)
+          w.string(obj.role)
+        }
+
+        if ((obj.status != null && obj.status !== '')) {
+          w.uint32(26)
+          w.string(obj.status)
+        }
+
+        if (obj.blockHeight != null) {
+          w.uint32(32)
+          w.uint64(obj.blockHeight)
+        }
+
+        if (obj.mempoolSize != null) {
+          w.uint32(40)
+          w.uint64(obj.mempoolSize)
+        }
+
+        if ((obj.p2pConnections != null && obj.p2pConnections !== 0)) {
+          w.uint32(48)
+          w.uint32(obj.p2pConnections)
+        }
+
+        if (obj.serviceUptime != null) {
+          w.uint32(58)
+          w.string(obj.serviceUptime)
+        }
+
+        if (obj.lastSync != null) {
+          w.uint32(64)
+          w.uint64(obj.lastSync)
+        }
+
+        if (obj.issues != null && obj.issues.length > 0) {
+          for (const value of obj.issues) {
+            w.uint32(74)
+            w.string(value)
+          }
+        }
+
+        if (obj.checks != null && obj.checks.length > 0) {
+          for (const value of obj.checks) {
+            w.uint32(82)
+            HealthCheck.codec().encode(value, w)
+          }
+        }
+
+        if ((obj.daemonUptimeMs != null && obj.daemonUptimeMs !== 0n)) {
+          w.uint32(88)
+          w.uint64(obj.daemonUptimeMs)
+        }
+
+        if (obj.probedAtMs != null) {
+          w.uint32(96)
+          w.uint64(obj.probedAtMs)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          node: '',
+          role: '',
+          status: '',
+          p2pConnections: 0,
+          issues: [],
+          checks: [],
+          daemonUptimeMs: 0n
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.node = reader.string()
+              break
+            }
+            case 2: {
+              obj.role = reader.string()
+              break
+            }
+            case 3: {
+              obj.status = reader.string()
+              break
+            }
+            case 4: {
+              obj.blockHeight = reader.uint64()
+              break
+            }
+            case 5: {
+              obj.mempoolSize = reader.uint64()
+              break
+            }
+            case 6: {
+              obj.p2pConnections = reader.uint32()
+              break
+            }
+            case 7: {
+              obj.serviceUptime = reader.string()
+              break
+            }
+            case 8: {
+              obj.lastSync = reader.uint64()
+              break
+            }
+            case 9: {
+              if (opts.limits?.issues != null && obj.issues.length === opts.limits.issues) {
+                throw new MaxLengthError('Decode error - repeated field "issues" had too many elements')
+              }
+
+              obj.issues.push(reader.string())
+              break
+            }
+            case 10: {
+              if (opts.limits?.checks != null && obj.checks.length === opts.limits.checks) {
+                throw new MaxLengthError('Decode error - repeated field "checks" had too many elements')
+              }
+
+              obj.checks.push(HealthCheck.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.checks$
+              }))
+              break
+            }
+            case 11: {
+              obj.daemonUptimeMs = reader.uint64()
+              break
+            }
+            case 12: {
+              obj.probedAtMs = reader.uint64()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          issues: 0,
+          checks: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.node`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.role`,
+                value: reader.string()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.status`,
+                value: reader.string()
+              }
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.blockHeight`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 5: {
+              yield {
+                field: `${prefix}.mempoolSize`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 6: {
+              yield {
+                field: `${prefix}.p2pConnections`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 7: {
+              yield {
+                field: `${prefix}.serviceUptime`,
+                value: reader.string()
+              }
+              break
+            }
+            case 8: {
+              yield {
+                field: `${prefix}.lastSync`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 9: {
+              if (opts.limits?.issues != null && obj.issues === opts.limits.issues) {
+                throw new MaxLengthError('Streaming decode error - repeated field "issues" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.issues[]`,
+                index: obj.issues,
+                value: reader.string()
+              }
+
+              obj.issues++
+
+              break
+            }
+            case 10: {
+              if (opts.limits?.checks != null && obj.checks === opts.limits.checks) {
+                throw new MaxLengthError('Streaming decode error - repeated field "checks" had too many elements')
+              }
+
+              for (const evt of HealthCheck.codec().stream(reader, reader.uint32(), `${prefix}.checks[]`, {
+                limits: opts.limits?.checks$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.checks
+                }
+              }
+
+              obj.checks++
+
+              break
+            }
+            case 11: {
+              yield {
+                field: `${prefix}.daemonUptimeMs`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 12: {
+              yield {
+                field: `${prefix}.probedAtMs`,
+                value: reader.uint64()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface NodeReportNodeFieldEvent {
+    field: '$.node'
+    value: string
+  }
+
+  export interface NodeReportRoleFieldEvent {
+    field: '$.role'
+    value: string
+  }
+
+  export interface NodeReportStatusFieldEvent {
+    field: '$.status'
+    value: string
+  }
+
+  export interface NodeReportBlockHeightFieldEvent {
+    field: '$.blockHeight'
+    value: bigint
+  }
+
+  export interface NodeReportMempoolSizeFieldEvent {
+    field: '$.mempoolSize'
+    value: bigint
+  }
+
+  export interface NodeReportP2pConnectionsFieldEvent {
+    field: '$.p2pConnections'
+    value: number
+  }
+
+  export interface NodeReportServiceUptimeFieldEvent {
+    field: '$.serviceUptime'
+    value: string
+  }
+
+  export interface NodeReportLastSyncFieldEvent {
+    field: '$.lastSync'
+    value: bigint
+  }
+
+  export interface NodeReportIssuesFieldEvent {
+    field: '$.issues[]'
+    index: number
+    value: string
+  }
+
+  export interface NodeReportChecksNameFieldEvent {
+    field: '$.checks[].name'
+    value: string
+    index: number
+  }
+
+  export interface NodeReportChecksOkFieldEvent {
+    field: '$.checks[].ok'
+    value: boolean
+    index: number
+  }
+
+  export interface NodeReportChecksDetailFieldEvent {
+    field: '$.checks[].detail'
+    value: string
+    index: number
+  }
+
+  export interface NodeReportDaemonUptimeMsFieldEvent {
+    field: '$.daemonUptimeMs'
+    value: bigint
+  }
+
+  export interface NodeReportProbedAtMsFieldEvent {
+    field: '$.probedAtMs'
+    value: bigint
+  }
+
+  export function encode (obj: Partial<NodeReport>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, NodeReport.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<NodeReport>): NodeReport {
+    return decodeMessage(buf, NodeReport.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<NodeReport>): Generator<NodeReportNodeFieldEvent | NodeReportRoleFieldEvent | NodeReportStatusFieldEvent | NodeReportBlockHeightFieldEvent | NodeReportMempoolSizeFieldEvent | NodeReportP2pConnectionsFieldEvent | NodeReportServiceUptimeFieldEvent | NodeReportLastSyncFieldEvent | NodeReportIssuesFieldEvent | NodeReportChecksNameFieldEvent | NodeReportChecksOkFieldEvent | NodeReportChecksDetailFieldEvent | NodeReportDaemonUptimeMsFieldEvent | NodeReportProbedAtMsFieldEvent> {
+    return streamMessage(buf, NodeReport.codec(), opts)
+  }
+}
+
+export interface HealthCheck {
+  name: string
+  ok: boolean
+  detail: string
+}
+
+export namespace HealthCheck {
+  let _codec: Codec<HealthCheck>
+
+  export const codec = (): Codec<HealthCheck> => {
+    if (_codec == null) {
+      _codec = message<HealthCheck>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.name != null && obj.name !== '')) {
+          w.uint32(10)
+          w.string(obj.name)
+        }
+
+        if ((obj.ok != null && obj.ok !== false)) {
+          w.uint32(16)
+          w.bool(obj.ok)
+        }
+
+        if ((obj.detail != null && obj.detail !== '')) {
+          w.uint32(26)
+          w.string(obj.detail)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          name: '',
+          ok: false,
+          detail: ''
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.name = reader.string()
+              break
+            }
+            case 2: {
+              obj.ok = reader.bool()
+              break
+            }
+            case 3: {
+              obj.detail = reader.string()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.name`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.ok`,
+                value: reader.bool()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.detail`,
+                value: reader.string()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface HealthCheckNameFieldEvent {
+    field: '$.name'
+    value: string
+  }
+
+  export interface HealthCheckOkFieldEvent {
+    field: '$.ok'
+    value: boolean
+  }
+
+  export interface HealthCheckDetailFieldEvent {
+    field: '$.detail'
+    value: string
+  }
+
+  export function encode (obj: Partial<HealthCheck>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, HealthCheck.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<HealthCheck>): HealthCheck {
+    return decodeMessage(buf, HealthCheck.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<HealthCheck>): Generator<HealthCheckNameFieldEvent | HealthCheckOkFieldEvent | HealthCheckDetailFieldEvent> {
+    return streamMessage(buf, HealthCheck.codec(), opts)
+  }
+}

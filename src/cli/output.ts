@@ -1,0 +1,50 @@
+import { ago, list, since, table } from './format.js'
+
+type Json = Record<string, unknown>
+
+export function printId (id: Json): string {
+  return [
+    `name:    ${String(id.name)}`,
+    `role:    ${String(id.role)}`,
+    `peer id: ${String(id.peerId)}`,
+    `addrs:   ${(id.addrs as string[]).join('\n         ')}`
+  ].join('\n')
+}
+
+export function printPeers (peers: Json[]): string {
+  return table(
+    ['NODE', 'ROLE', 'STATUS', 'CONNECTED', 'ADDR', 'LATENCY', 'SINCE', 'LAST HEARTBEAT', 'PEER ID'],
+    peers.map(p => [
+      `${String(p.name)}${p.self === true ? ' (this node)' : ''}`,
+      p.role as string,
+      p.status as string,
+      p.self === true ? '-' : p.connected === true ? 'yes' : 'no',
+      (p.addrs as string[])[0]?.replace(/\/p2p\/.*$/, '') ?? null,
+      p.latency_ms == null ? null : `${p.latency_ms as number} ms`,
+      since(p.since as string | null),
+      p.self === true ? null : ago(p.last_heartbeat_age_ms as number | null) ?? 'never',
+      p.peerId as string
+    ])
+  ) + '\n' + peers.filter(p => p.reason != null).map(p => `${String(p.name)}: ${String(p.reason)}`).join('\n')
+}
+
+export function printOperation (result: Json): string {
+  const nodes = (result.nodes_status ?? {}) as Record<string, Json>
+  const rows = Object.entries(nodes).map(([name, n]) => [
+    name, n.role as string, n.status as string, n.block_height as number | null, n.mempool_size as number | null,
+    n.p2p_connections as number, n.service_uptime as string | null,
+    n.last_sync == null ? null : new Date((n.last_sync as number) * 1000).toISOString()
+  ])
+  const parts = [table(['NODE', 'ROLE', 'STATUS', 'HEIGHT', 'MEMPOOL', 'P2P', 'SERVICE UPTIME', 'LAST SYNC'], rows)]
+  if (result.operation === 'health') {
+    for (const [name, n] of Object.entries(nodes)) {
+      const checks = (n.checks ?? []) as Json[]
+      if (checks.length === 0) continue
+      parts.push(`\n${name}:\n` + checks.map(c => `  ${c.ok === true ? 'ok  ' : 'FAIL'}  ${String(c.name).padEnd(13)} ${String(c.detail)}`).join('\n'))
+    }
+  }
+  parts.push(`\n${String(result.summary)} (${String(result.validation_status)}, ${String(result.execution_time)} s)`)
+  parts.push(list('issues', result.issues as string[] ?? []))
+  parts.push(list('recommendations', result.recommendations as string[] ?? []))
+  return parts.filter(p => p !== '').join('\n')
+}

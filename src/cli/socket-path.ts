@@ -1,0 +1,35 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
+import { CONTROL_SOCKET_FILE_NAME, DEFAULT_CONFIG_PATH, DEFAULT_SOCKET_PATH } from '../constants.js'
+
+/**
+ * Where the local daemon's control socket is: --socket, else the controlSocket of the config
+ * (--config, $AITBC_MESH_CONFIG, /etc/aitbc/mesh.yaml), else $AITBC_MESH_SOCKET or /run/aitbc/mesh.sock.
+ * Only the two fields needed are read, so the CLI does not validate (or load) the whole schema.
+ */
+export async function resolveSocketPath (opts: { socket?: string, config?: string }, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (opts.socket != null) return resolve(opts.socket)
+  const explicit = opts.config ?? env.AITBC_MESH_CONFIG
+  const file = explicit != null ? resolve(explicit) : DEFAULT_CONFIG_PATH
+  if (explicit != null || existsSync(file)) {
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (err) {
+      throw Object.assign(new Error(`cannot read config ${file}: ${(err as Error).message}`), { name: 'ConfigError' })
+    }
+    const { parse } = await import('yaml')
+    let doc: { controlSocket?: unknown, dataDir?: unknown } | null
+    try {
+      doc = parse(text) as typeof doc
+    } catch (err) {
+      throw Object.assign(new Error(`${file}: invalid YAML: ${(err as Error).message.split('\n')[0]}`), { name: 'ConfigError' })
+    }
+    const base = dirname(file)
+    const abs = (p: string): string => isAbsolute(p) ? p : join(base, p)
+    if (typeof doc?.controlSocket === 'string') return abs(doc.controlSocket)
+    if (typeof doc?.dataDir === 'string') return join(abs(doc.dataDir), CONTROL_SOCKET_FILE_NAME)
+    throw Object.assign(new Error(`${file}: no controlSocket or dataDir to find the daemon's socket`), { name: 'ConfigError' })
+  }
+  return env.AITBC_MESH_SOCKET ?? DEFAULT_SOCKET_PATH
+}

@@ -1,0 +1,119 @@
+import { readFileSync } from 'node:fs'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
+import { parseDocument } from 'yaml'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { PeerId } from '@libp2p/interface'
+import { ConfigError } from '../errors.js'
+import { CONTROL_SOCKET_FILE_NAME, DEFAULT_CONFIG_PATH, IDENTITY_FILE_NAME, OFFLINE_AFTER_INTERVALS } from '../constants.js'
+import { configSchema, type ActionConfig, type Role } from './schema.js'
+
+export interface NodeEntry {
+  name: string
+  role: Role
+  /** Absent for this node itself. */
+  peerId?: PeerId
+  addr?: string
+}
+
+export interface MeshConfig {
+  file: string
+  node: { name: string, role: Role }
+  listen: string[]
+  identityFile: string
+  dataDir: string
+  controlSocket: string
+  swarmKeyFile?: string
+  redisUrl?: string
+  /** Every other node of the mesh; their peer ids form the allowlist. */
+  peers: Array<Required<NodeEntry>>
+  probes: { rpc?: string, service?: string, repo?: string, configFiles: string[] }
+  actions: Record<string, ActionConfig>
+  heartbeat: { intervalMs: number, offlineAfterMs: number }
+  logLevel?: string
+}
+
+/** The config path a command uses: flag, then AITBC_MESH_CONFIG, then the system default. */
+export function configPathFrom (flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(flag ?? env.AITBC_MESH_CONFIG ?? DEFAULT_CONFIG_PATH)
+}
+
+export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env): MeshConfig {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw new ConfigError(file, '', code === 'ENOENT' ? 'file not found (create one with `aitbc-mesh init`)' : `cannot read: ${(err as Error).message}`)
+  }
+  return parseConfig(text, file, env)
+}
+
+export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv = process.env): MeshConfig {
+  const doc = parseDocument(text, { prettyErrors: false })
+  if (doc.errors.length > 0) {
+    const first = doc.errors[0]!
+    const line = first.linePos?.[0]
+    throw new ConfigError(file, line == null ? '' : `line ${line.line}, column ${line.col}`, `invalid YAML: ${first.message.split('\n')[0]}`)
+  }
+  const data: unknown = doc.toJS()
+  if (data == null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new ConfigError(file, '', 'expected a YAML mapping with at least node, dataDir')
+  }
+  const parsed = configSchema.safeParse(data)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!
+    const field = issue.path.map((part, i) => typeof part === 'number' ? `[${part}]` : `${i === 0 ? '' : '.'}${String(part)}`).join('')
+    let message = issue.message
+    if (issue.code === 'unrecognized_keys') message = `unknown field(s) ${issue.keys.join(', ')}`
+    if (issue.code === 'invalid_type' && /received undefined/.test(message)) message = 'missing (required)'
+    throw new ConfigError(file, field === '' ? '(top level)' : field, message)
+  }
+  const raw = parsed.data
+  const base = dirname(file)
+  const abs = (p: string): string => isAbsolute(p) ? p : join(base, p)
+
+  const names = new Set<string>([raw.node.name])
+  const peerIds = new Set<string>()
+  const peers: Array<Required<NodeEntry>> = []
+  raw.peers.forEach((peer, i) => {
+    if (names.has(peer.name)) throw new ConfigError(file, `peers[${i}].name`, `"${peer.name}" is used twice; node names must be unique`)
+    names.add(peer.name)
+    const id = peer.addr.split('/p2p/')[1] as string
+    if (peerIds.has(id)) throw new ConfigError(file, `peers[${i}].addr`, `peer id ${id} is listed twice`)
+    peerIds.add(id)
+    peers.push({ name: peer.name, role: peer.role, peerId: peerIdFromString(id), addr: peer.addr })
+  })
+  const genesisCount = [raw.node.role, ...raw.peers.map(p => p.role)].filter(r => r === 'genesis').length
+  if (genesisCount > 1) {
+    throw new ConfigError(file, 'peers', `${genesisCount} nodes have role genesis; a mesh has exactly one genesis node`)
+  }
+
+  const dataDir = abs(raw.dataDir)
+  const intervalMs = raw.heartbeat.intervalMs
+  const redisUrl = env.REDIS_URL != null && env.REDIS_URL !== '' ? env.REDIS_URL : raw.redis
+  return {
+    file,
+    node: raw.node,
+    listen: raw.listen,
+    identityFile: raw.identity != null ? abs(raw.identity) : join(dataDir, IDENTITY_FILE_NAME),
+    dataDir,
+    controlSocket: raw.controlSocket != null ? abs(raw.controlSocket) : join(dataDir, CONTROL_SOCKET_FILE_NAME),
+    ...(raw.swarmKey != null ? { swarmKeyFile: abs(raw.swarmKey) } : {}),
+    ...(redisUrl != null ? { redisUrl } : {}),
+    peers,
+    probes: {
+      ...(raw.probes.rpc != null ? { rpc: raw.probes.rpc.replace(/\/+$/, '') } : {}),
+      ...(raw.probes.service != null ? { service: raw.probes.service } : {}),
+      ...(raw.probes.repo != null ? { repo: abs(raw.probes.repo) } : {}),
+      configFiles: raw.probes.configFiles.map(abs)
+    },
+    actions: raw.actions,
+    heartbeat: { intervalMs, offlineAfterMs: raw.heartbeat.offlineAfterMs ?? intervalMs * OFFLINE_AFTER_INTERVALS },
+    ...(raw.logLevel != null ? { logLevel: raw.logLevel } : {})
+  }
+}
+
+/** Every node of the mesh, this one first. */
+export function allNodes (config: MeshConfig): NodeEntry[] {
+  return [{ name: config.node.name, role: config.node.role }, ...config.peers]
+}

@@ -1,0 +1,135 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { networkInterfaces } from 'node:os'
+import { join, relative, resolve } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
+import { ensureIdentity, ensureSwarmKey } from '../mesh/identity.js'
+import { CONFIG_FILE_NAME, CONTROL_SOCKET_FILE_NAME, DEFAULT_LISTEN, IDENTITY_FILE_NAME, SWARM_KEY_FILE_NAME } from '../constants.js'
+import { UsageError } from '../errors.js'
+import { nodeName, ROLES, type Role } from './schema.js'
+import { parseConfig } from './config.js'
+
+export interface InitOptions {
+  name: string
+  role: string
+  dir: string
+  listen?: string[]
+  swarmKey?: boolean
+  /** Where the config is written; default `<dir>/mesh.yaml`. */
+  config?: string
+  controlSocket?: string
+  force?: boolean
+}
+
+export interface InitResult {
+  name: string
+  role: Role
+  peerId: string
+  addrs: string[]
+  config: string
+  identity: string
+  swarmKey?: string
+  identityCreated: boolean
+  configWritten: boolean
+  /** The entry other nodes add under `peers:` to admit this one. */
+  peerEntry: string
+}
+
+/** Concrete addresses a listen address is reachable on (0.0.0.0 means every local IPv4 address). */
+export function announceAddrs (listen: string[], peerId: string): string[] {
+  const out: string[] = []
+  for (const addr of listen) {
+    const match = /^\/ip4\/0\.0\.0\.0\/tcp\/(\d+)$/.exec(addr)
+    if (match != null) {
+      const ips = Object.values(networkInterfaces()).flat()
+        .filter(i => i != null && i.family === 'IPv4' && !i.internal).map(i => i!.address)
+      for (const ip of ips.length > 0 ? ips : ['127.0.0.1']) out.push(`/ip4/${ip}/tcp/${match[1]}/p2p/${peerId}`)
+    } else {
+      out.push(`${addr}/p2p/${peerId}`)
+    }
+  }
+  return out
+}
+
+function yamlString (value: string): string {
+  return JSON.stringify(value)
+}
+
+function renderConfig (o: { name: string, role: Role, listen: string[], identity: string, dataDir: string, controlSocket: string, swarmKey?: string }): string {
+  return `# aitbc-mesh node configuration (see README: Configuration)
+node:
+  name: ${yamlString(o.name)}
+  role: ${o.role}
+listen:
+${o.listen.map(a => `  - ${a}`).join('\n')}
+identity: ${yamlString(o.identity)}
+dataDir: ${yamlString(o.dataDir)}
+controlSocket: ${yamlString(o.controlSocket)}
+${o.swarmKey != null ? `swarmKey: ${yamlString(o.swarmKey)}\n` : '# swarmKey: /etc/aitbc/mesh.swarm.key   # private network: every node needs the same key\n'}# redis: redis://127.0.0.1:6379/2        # local persistence; REDIS_URL overrides
+# The allowlist: only these nodes may connect. Add the line \`aitbc-mesh init\` printed on each of them.
+peers: []
+#  - name: aitbc1
+#    role: follower
+#    addr: /ip4/10.1.223.40/tcp/7070/p2p/12D3KooW...
+probes: {}
+#  rpc: http://127.0.0.1:8006
+#  service: aitbc-blockchain-node.service
+heartbeat:
+  intervalMs: 1000
+`
+}
+
+export async function initNode (opts: InitOptions): Promise<InitResult> {
+  const name = nodeName.safeParse(opts.name)
+  if (!name.success) throw new UsageError(`--name "${opts.name}": ${name.error.issues[0]?.message}`)
+  if (!(ROLES as readonly string[]).includes(opts.role)) throw new UsageError(`--role "${opts.role}": expected genesis or follower`)
+  const role = opts.role as Role
+  const dir = resolve(opts.dir)
+  const listen = opts.listen != null && opts.listen.length > 0 ? opts.listen : [DEFAULT_LISTEN]
+  for (const addr of listen) {
+    try {
+      multiaddr(addr)
+    } catch {
+      throw new UsageError(`--listen "${addr}": expected a multiaddr such as ${DEFAULT_LISTEN}`)
+    }
+    if (!/^\/(ip4|ip6)\/[^/]+\/tcp\/\d+$/.test(addr)) throw new UsageError(`--listen "${addr}": expected /ip4/<address>/tcp/<port>`)
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o750 })
+  const configFile = resolve(opts.config ?? join(dir, CONFIG_FILE_NAME))
+  const identityFile = join(dir, IDENTITY_FILE_NAME)
+  const swarmKeyFile = opts.swarmKey === true ? join(dir, SWARM_KEY_FILE_NAME) : undefined
+  const { identity, created } = await ensureIdentity(identityFile)
+  if (swarmKeyFile != null) ensureSwarmKey(swarmKeyFile)
+
+  const configDir = resolve(configFile, '..')
+  const rel = (p: string): string => { const r = relative(configDir, p); return r === '' ? '.' : r.startsWith('..') ? p : r }
+  let configWritten = false
+  if (!existsSync(configFile) || opts.force === true) {
+    const text = renderConfig({
+      name: name.data,
+      role,
+      listen,
+      identity: rel(identityFile),
+      dataDir: rel(dir),
+      controlSocket: opts.controlSocket ?? rel(join(dir, CONTROL_SOCKET_FILE_NAME)),
+      ...(swarmKeyFile != null ? { swarmKey: rel(swarmKeyFile) } : {})
+    })
+    parseConfig(text, configFile, {}) // never write a config the daemon would refuse
+    mkdirSync(configDir, { recursive: true })
+    writeFileSync(configFile, text, { mode: 0o640 })
+    configWritten = true
+  }
+  const peerId = identity.peerId.toString()
+  const addrs = announceAddrs(listen, peerId)
+  return {
+    name: name.data,
+    role,
+    peerId,
+    addrs,
+    config: configFile,
+    identity: identityFile,
+    ...(swarmKeyFile != null ? { swarmKey: swarmKeyFile } : {}),
+    identityCreated: created,
+    configWritten,
+    peerEntry: `- { name: ${name.data}, role: ${role}, addr: ${addrs[0]} }`
+  }
+}

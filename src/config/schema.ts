@@ -1,0 +1,85 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { z } from 'zod'
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LISTEN, RESERVED_TARGET_NAMES } from '../constants.js'
+
+export const ROLES = ['genesis', 'follower'] as const
+export type Role = typeof ROLES[number]
+
+const NODE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/i
+
+export const nodeName = z.string()
+  .regex(NODE_NAME, 'expected a node name of letters, digits, ".", "_" or "-" (at most 63, starting with a letter or digit)')
+  .refine(name => !(RESERVED_TARGET_NAMES as readonly string[]).includes(name.toLowerCase()),
+    { message: `must not be one of the target keywords ${RESERVED_TARGET_NAMES.join(', ')}` })
+
+const role = z.enum(ROLES, { message: 'expected "genesis" or "follower"' })
+
+const multiaddrString = z.string().superRefine((value, ctx) => {
+  try {
+    multiaddr(value)
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `expected a multiaddr such as ${DEFAULT_LISTEN}, got "${value}"` })
+  }
+})
+
+const listenAddr = multiaddrString.refine(value => /^\/(ip4|ip6|dns4|dns6)\/[^/]+\/tcp\/\d+$/.test(value),
+  { message: `expected a TCP listen multiaddr such as ${DEFAULT_LISTEN}` })
+
+const peerAddr = multiaddrString.superRefine((value, ctx) => {
+  const match = /^\/(?:ip4|ip6|dns4|dns6|dns)\/[^/]+\/tcp\/\d+\/p2p\/([^/]+)$/.exec(value)
+  if (match == null) {
+    ctx.addIssue({ code: 'custom', message: `expected /ip4/<address>/tcp/<port>/p2p/<peer id>, got "${value}"` })
+    return
+  }
+  try {
+    peerIdFromString(match[1] as string)
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `"${match[1]}" is not a valid peer id` })
+  }
+})
+
+const httpUrl = z.string().url({ message: 'expected an http(s) URL such as http://127.0.0.1:8006' })
+  .refine(value => /^https?:\/\//.test(value), { message: 'expected an http:// or https:// URL' })
+
+const redisUrl = z.string().refine(value => /^rediss?:\/\//.test(value),
+  { message: 'expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2' })
+
+export const peerSchema = z.object({
+  name: nodeName,
+  role,
+  addr: peerAddr
+}).strict()
+
+export const actionSchema = z.object({
+  run: z.array(z.string().min(1)).min(1, 'expected the command as a list: [program, arg, ...]'),
+  destructive: z.boolean().default(false),
+  timeout: z.number().int().positive().max(120).optional()
+}).strict()
+
+export const configSchema = z.object({
+  node: z.object({ name: nodeName, role }).strict(),
+  listen: z.array(listenAddr).min(1, 'expected at least one listen address').default([DEFAULT_LISTEN]),
+  identity: z.string().min(1).optional(),
+  dataDir: z.string().min(1),
+  controlSocket: z.string().min(1).optional(),
+  swarmKey: z.string().min(1).optional(),
+  redis: redisUrl.optional(),
+  peers: z.array(peerSchema).default([]),
+  probes: z.object({
+    rpc: httpUrl.optional(),
+    service: z.string().regex(/^[\w@.:-]+$/, 'expected a systemd unit name such as aitbc-blockchain-node.service').optional(),
+    repo: z.string().min(1).optional(),
+    configFiles: z.array(z.string().min(1)).default([])
+  }).strict().default({ configFiles: [] }),
+  actions: z.record(z.string().regex(/^[\w.-]+$/, 'expected an action name of letters, digits, ".", "_" or "-"'), actionSchema).default({}),
+  heartbeat: z.object({
+    intervalMs: z.number().int().min(100).max(60000).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
+    offlineAfterMs: z.number().int().min(200).max(600000).optional()
+  }).strict().default({ intervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS }),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional()
+}).strict()
+
+export type RawConfig = z.infer<typeof configSchema>
+export type PeerConfig = z.infer<typeof peerSchema>
+export type ActionConfig = z.infer<typeof actionSchema>

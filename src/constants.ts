@@ -1,0 +1,58 @@
+/** Limits and defaults in one place; every service takes its values from here. */
+
+export const RESERVED_TARGET_NAMES = ['all', 'genesis', 'follower'] as const
+
+export const DEFAULT_CONFIG_PATH = '/etc/aitbc/mesh.yaml'
+export const DEFAULT_SOCKET_PATH = '/run/aitbc/mesh.sock'
+export const DEFAULT_LISTEN = '/ip4/0.0.0.0/tcp/7070'
+export const DEFAULT_PORT = 7070
+export const CONFIG_FILE_NAME = 'mesh.yaml'
+export const IDENTITY_FILE_NAME = 'identity.key'
+export const SWARM_KEY_FILE_NAME = 'swarm.key'
+export const CONTROL_SOCKET_FILE_NAME = 'mesh.sock'
+
+/** Heartbeats and liveness. */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000
+/** A node is offline when no heartbeat arrived for this many intervals. */
+export const OFFLINE_AFTER_INTERVALS = 3
+/**
+ * After the direct connection to a node closes, a heartbeat relayed by another node only proves
+ * the node alive if it arrives this long after the close (earlier ones may have been in flight).
+ */
+export const RELAYED_HEARTBEAT_GRACE_MS = 250
+
+/** Redialling configured peers: exponential backoff with jitter, never giving up. */
+export const REDIAL_INITIAL_DELAY_MS = 200
+export const REDIAL_MAX_DELAY_MS = 5000
+export const DIAL_TIMEOUT_MS = 3000
+/** A connection that stayed up this long resets the redial backoff. */
+export const STABLE_CONNECTION_MS = 2000
+
+/** Operations. */
+export const OPERATION_DEFAULT_TIMEOUT_S = 60
+export const OPERATION_MAX_TIMEOUT_S = 120
+export const OPERATION_STREAM_MAX_MESSAGE_BYTES = 256 * 1024
+export const OPERATION_MAX_INBOUND_STREAMS = 64
+export const OPERATION_MAX_OUTBOUND_STREAMS = 256
+/** Probe results younger than this answer a status request without probing again. */
+export const PROBE_MAX_AGE_MS = 1000
+export const PROBE_HTTP_TIMEOUT_MS = 2000
+export const PROBE_COMMAND_TIMEOUT_MS = 3000
+/** `GET /rpc/mempool?limit=N` caps its count at N. */
+export const MEMPOOL_PROBE_LIMIT = 100000
+
+/** Control socket. */
+export const CONTROL_MAX_REQUEST_BYTES = 1024 * 1024
+export const CONTROL_MAX_CONNECTIONS = 64
+export const CONTROL_SOCKET_MODE = 0o660
+
+/** Shutdown: every step is bounded, the whole stop too. */
+export const SHUTDOWN_STEP_TIMEOUT_MS = 1500
+export const SHUTDOWN_TOTAL_TIMEOUT_MS = 4500
+
+/** Ping used for the latency column of `peers`. */
+export const PEER_PING_TIMEOUT_MS = 1000
+export const CONNECTION_MONITOR_INTERVAL_MS = 5000
+
+/** A node whose height trails the highest heartbeating peer by more than this is degraded (AITBC's bulk-sync trigger). */
+export const LAG_THRESHOLD_BLOCKS = 100

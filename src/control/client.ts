@@ -1,0 +1,131 @@
+import { createConnection, type Socket } from 'node:net'
+import { ErrorCodes, JSONRPC_VERSION, type ControlNotification, type ControlResponse } from './protocol.js'
+
+/** No daemon answers on the socket (not running, wrong path, no permission): CLI exit code 3. */
+export class DaemonUnreachableError extends Error {
+  override name = 'DaemonUnreachableError'
+}
+
+/** The daemon answered with a JSON-RPC error. */
+export class ControlCallError extends Error {
+  override name = 'ControlCallError'
+  constructor (readonly code: number, message: string, readonly data?: unknown) {
+    super(message)
+  }
+
+  /** The daemon refused the input (bad params, unknown method): CLI exit code 2. */
+  get isUsageError (): boolean {
+    return this.code === ErrorCodes.InvalidParams || this.code === ErrorCodes.MethodNotFound ||
+      this.code === ErrorCodes.InvalidRequest || this.code === ErrorCodes.ParseError || this.code === ErrorCodes.RequestTooLarge
+  }
+}
+
+export interface CallOptions {
+  timeoutMs?: number
+  onEvent?: (event: unknown) => void
+}
+
+interface Pending {
+  resolve: (value: unknown) => void
+  reject: (err: Error) => void
+  onEvent?: (event: unknown) => void
+  timer?: NodeJS.Timeout
+}
+
+/** A connection to the daemon's control socket; several calls may be in flight at once. */
+export class ControlClient {
+  private nextId = 1
+  private readonly pending = new Map<number, Pending>()
+  private buffered = ''
+
+  private constructor (private readonly socket: Socket, readonly path: string) {
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => { this.onData(chunk) })
+    socket.on('close', () => { this.failAll(new DaemonUnreachableError(`the daemon closed the control socket ${path}`)) })
+    socket.on('error', err => { this.failAll(new DaemonUnreachableError(`control socket ${path}: ${err.message}`)) })
+  }
+
+  static async connect (path: string, timeoutMs = 2000): Promise<ControlClient> {
+    return await new Promise((resolve, reject) => {
+      const socket = createConnection(path)
+      const timer = setTimeout(() => {
+        socket.destroy()
+        reject(new DaemonUnreachableError(`no answer from the daemon on ${path} within ${timeoutMs} ms`))
+      }, timeoutMs)
+      socket.once('connect', () => {
+        clearTimeout(timer)
+        socket.removeAllListeners('error')
+        resolve(new ControlClient(socket, path))
+      })
+      socket.once('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer)
+        const why = err.code === 'ENOENT'
+          ? 'no such socket (is the daemon running? see `aitbc-mesh daemon`)'
+          : err.code === 'ECONNREFUSED' ? 'connection refused (the daemon is not running)'
+            : err.code === 'EACCES' ? 'permission denied (run as the daemon user or a member of its group)'
+              : err.message
+        reject(new DaemonUnreachableError(`cannot reach the daemon on ${path}: ${why}`))
+      })
+    })
+  }
+
+  async call<T = unknown> (method: string, params?: unknown, options: CallOptions = {}): Promise<T> {
+    const id = this.nextId++
+    return await new Promise<T>((resolve, reject) => {
+      const entry: Pending = { resolve: resolve as (v: unknown) => void, reject, ...(options.onEvent != null ? { onEvent: options.onEvent } : {}) }
+      if (options.timeoutMs != null) {
+        entry.timer = setTimeout(() => {
+          this.pending.delete(id)
+          reject(new DaemonUnreachableError(`the daemon did not answer "${method}" within ${options.timeoutMs} ms`))
+        }, options.timeoutMs)
+      }
+      this.pending.set(id, entry)
+      this.socket.write(JSON.stringify({ jsonrpc: JSONRPC_VERSION, id, method, params: params ?? {} }) + '\n')
+    })
+  }
+
+  close (): void {
+    this.socket.end()
+    this.socket.destroy()
+  }
+
+  private onData (chunk: string): void {
+    this.buffered += chunk
+    let newline: number
+    while ((newline = this.buffered.indexOf('\n')) >= 0) {
+      const line = this.buffered.slice(0, newline)
+      this.buffered = this.buffered.slice(newline + 1)
+      if (line.trim() === '') continue
+      let message: ControlResponse | ControlNotification
+      try {
+        message = JSON.parse(line)
+      } catch {
+        continue
+      }
+      if ('method' in message && message.method === 'event') {
+        const id = message.params?.id
+        if (typeof id === 'number') this.pending.get(id)?.onEvent?.(message.params.event)
+        continue
+      }
+      const response = message as ControlResponse
+      if (typeof response.id !== 'number') {
+        if (response.error != null) this.failAll(new ControlCallError(response.error.code, response.error.message, response.error.data))
+        continue
+      }
+      const entry = this.pending.get(response.id)
+      if (entry == null) continue
+      this.pending.delete(response.id)
+      clearTimeout(entry.timer)
+      if (response.error != null) entry.reject(new ControlCallError(response.error.code, response.error.message, response.error.data))
+      else entry.resolve(response.result)
+    }
+  }
+
+  private failAll (err: Error): void {
+    for (const [id, entry] of this.pending) {
+      clearTimeout(entry.timer)
+      entry.reject(err)
+      this.pending.delete(id)
+    }
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * The control socket speaks JSON-RPC 2.0, one JSON object per line, over a Unix socket.
+ * This module has no dependencies so the CLI can load it without the daemon's code.
+ */
+
+export const JSONRPC_VERSION = '2.0'
+
+export const ErrorCodes = {
+  ParseError: -32700,
+  InvalidRequest: -32600,
+  MethodNotFound: -32601,
+  InvalidParams: -32602,
+  InternalError: -32603,
+  RequestTooLarge: -32001
+} as const
+
+export interface ControlRequest {
+  jsonrpc: '2.0'
+  id: number | string
+  method: string
+  params?: unknown
+}
+
+export interface ControlError {
+  code: number
+  message: string
+  data?: unknown
+}
+
+export interface ControlResponse {
+  jsonrpc: '2.0'
+  id: number | string | null
+  result?: unknown
+  error?: ControlError
+}
+
+/** A notification the daemon sends while a request runs (progress, followed events). */
+export interface ControlNotification {
+  jsonrpc: '2.0'
+  method: 'event'
+  params: { id: number | string, event: unknown }
+}

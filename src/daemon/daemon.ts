@@ -1,0 +1,249 @@
+import type { Logger } from 'pino'
+import { allNodes, type MeshConfig } from '../config/config.js'
+import { SHUTDOWN_STEP_TIMEOUT_MS, PEER_PING_TIMEOUT_MS } from '../constants.js'
+import { ControlServer, type ControlMethod } from '../control/server.js'
+import { errorMessage, UsageError } from '../errors.js'
+import { AllowlistGater } from '../mesh/gater.js'
+import { HeartbeatService } from '../mesh/heartbeat.js'
+import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
+import { createMeshLibp2p, type MeshLibp2p } from '../mesh/libp2p.js'
+import { PeerConnector } from '../mesh/peer-connector.js'
+import { PeerTable } from '../mesh/peer-table.js'
+import { LocalProbes } from '../operations/local-probes.js'
+import { OperationProtocol } from '../operations/operation-protocol.js'
+import { OperationRunner } from '../operations/runner.js'
+
+async function bounded<T> (label: string, work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error(`${label} did not finish within ${ms} ms`)) }, ms) })
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+interface DaemonParts {
+  config: MeshConfig
+  log: Logger
+  libp2p: MeshLibp2p
+  peers: PeerTable
+  connector: PeerConnector
+  heartbeat: HeartbeatService
+  protocol: OperationProtocol
+  runner: OperationRunner
+}
+
+export interface PeerView {
+  name: string
+  role: string
+  peerId: string
+  self: boolean
+  connected: boolean
+  status: 'online' | 'degraded' | 'offline'
+  reason: string | null
+  addrs: string[]
+  latency_ms: number | null
+  since: string | null
+  last_heartbeat: string | null
+  last_heartbeat_age_ms: number | null
+  block_height: number | null
+}
+
+/** One node's daemon: the mesh, its services and the control socket, started and stopped in a fixed order. */
+export class Daemon {
+  private stopping?: Promise<void>
+  readonly startedAt = Date.now()
+
+  readonly config: MeshConfig
+  readonly log: Logger
+  readonly libp2p: MeshLibp2p
+  private readonly peers: PeerTable
+  private readonly connector: PeerConnector
+  private readonly heartbeat: HeartbeatService
+  private readonly protocol: OperationProtocol
+  private readonly runner: OperationRunner
+  private readonly control: ControlServer
+  private probeTimer?: NodeJS.Timeout
+
+  private constructor (parts: DaemonParts) {
+    this.config = parts.config
+    this.log = parts.log
+    this.libp2p = parts.libp2p
+    this.peers = parts.peers
+    this.connector = parts.connector
+    this.heartbeat = parts.heartbeat
+    this.protocol = parts.protocol
+    this.runner = parts.runner
+    this.control = new ControlServer(parts.config.controlSocket, this.controlMethods(), parts.log)
+  }
+
+  static async start (config: MeshConfig, log: Logger): Promise<Daemon> {
+    const startedAt = Date.now()
+    const identity = loadIdentity(config.identityFile)
+    const swarmKey = config.swarmKeyFile != null ? loadSwarmKey(config.swarmKeyFile) : undefined
+    const peers = new PeerTable(config.peers, config.heartbeat.offlineAfterMs)
+    const gater = new AllowlistGater(config.peers.map(p => p.peerId))
+    gater.onRefused = (peerId, direction) => {
+      log.warn({ event: 'peer_refused', peerId: peerId.toString(), direction }, 'refused a peer that is not in the allowlist')
+    }
+    const libp2p = await createMeshLibp2p({ privateKey: identity.privateKey, listen: config.listen, gater, ...(swarmKey != null ? { swarmKey } : {}) })
+
+    const connector = new PeerConnector(libp2p, peers, log)
+    const probes = new LocalProbes({ config, peers, connectedPeers: () => libp2p.getPeers().filter(p => gater.isAllowed(p)).length, startedAt })
+    const heartbeat = new HeartbeatService({
+      libp2p, peers, node: config.node, intervalMs: config.heartbeat.intervalMs, log, localHealth: () => probes.latest()
+    })
+    const protocol = new OperationProtocol({ libp2p, peers, log, localReport: async kind => await probes.reportFor(kind) })
+    const runner = new OperationRunner({ config, peers, probes, protocol, log })
+
+    libp2p.addEventListener('peer:connect', evt => {
+      const peerId = evt.detail
+      const conn = libp2p.getConnections(peerId)[0]
+      const state = peers.markConnected(peerId, conn?.remoteAddr.toString())
+      connector.onConnected(peerId)
+      if (state != null) log.info({ event: 'peer_connected', node: state.name, peerId: peerId.toString(), addr: conn?.remoteAddr.toString() }, 'peer connected')
+    })
+    libp2p.addEventListener('peer:disconnect', evt => {
+      const peerId = evt.detail
+      const state = peers.markDisconnected(peerId)
+      connector.onDisconnected(peerId)
+      if (state != null) log.info({ event: 'peer_disconnected', node: state.name, peerId: peerId.toString() }, 'peer disconnected')
+    })
+
+    const daemon = new Daemon({ config, log, libp2p, peers, connector, heartbeat, protocol, runner })
+
+    await libp2p.start()
+    try {
+      await protocol.start()
+      await probes.refresh(0)
+      heartbeat.start()
+      connector.start()
+      await daemon.control.start()
+    } catch (err) {
+      await daemon.stop()
+      throw err
+    }
+    // Probe on the heartbeat interval so heartbeats carry a current health verdict.
+    const probeTimer = setInterval(() => { void probes.refresh(config.heartbeat.intervalMs / 2).catch(() => {}) }, config.heartbeat.intervalMs)
+    probeTimer.unref()
+    daemon.probeTimer = probeTimer
+    log.info({
+      event: 'ready',
+      peerId: libp2p.peerId.toString(),
+      addrs: libp2p.getMultiaddrs().map(a => a.toString()),
+      controlSocket: config.controlSocket,
+      peers: config.peers.length,
+      privateNetwork: swarmKey != null,
+      startMs: Date.now() - startedAt
+    }, 'aitbc-mesh daemon ready')
+    return daemon
+  }
+
+  private controlMethods (): Record<string, ControlMethod> {
+    return {
+      id: async () => this.identity(),
+      peers: async () => await this.peerViews(),
+      op: async params => await this.runner.run(params),
+      status: async params => await this.runner.run({ ...asObject(params), operation: 'status' }),
+      health: async params => await this.runner.run({ ...asObject(params), operation: 'health' })
+    }
+  }
+
+  identity (): { name: string, role: string, peerId: string, addrs: string[], listen: string[], controlSocket: string, startedAt: string } {
+    return {
+      name: this.config.node.name,
+      role: this.config.node.role,
+      peerId: this.libp2p.peerId.toString(),
+      addrs: this.libp2p.getMultiaddrs().map(a => a.toString()),
+      listen: this.config.listen,
+      controlSocket: this.config.controlSocket,
+      startedAt: new Date(this.startedAt).toISOString()
+    }
+  }
+
+  async peerViews (): Promise<PeerView[]> {
+    const now = Date.now()
+    const self: PeerView = {
+      name: this.config.node.name,
+      role: this.config.node.role,
+      peerId: this.libp2p.peerId.toString(),
+      self: true,
+      connected: true,
+      status: 'online',
+      reason: null,
+      addrs: this.libp2p.getMultiaddrs().map(a => a.toString()),
+      latency_ms: 0,
+      since: new Date(this.startedAt).toISOString(),
+      last_heartbeat: null,
+      last_heartbeat_age_ms: null,
+      block_height: null
+    }
+    const others = await Promise.all(this.peers.all().map(async (state): Promise<PeerView> => {
+      const verdict = this.peers.liveness(state, now)
+      let latency: number | null = null
+      if (state.connected) {
+        try {
+          latency = await this.libp2p.services.ping.ping(state.peerId, { signal: AbortSignal.timeout(PEER_PING_TIMEOUT_MS) })
+        } catch {
+          latency = null
+        }
+      }
+      const since = state.connected ? state.connectedSince : state.disconnectedAt
+      return {
+        name: state.name,
+        role: state.role,
+        peerId: state.peerId.toString(),
+        self: false,
+        connected: state.connected,
+        status: verdict.liveness,
+        reason: verdict.reason ?? null,
+        addrs: state.connected && state.remoteAddr != null ? [state.remoteAddr] : [state.configuredAddr],
+        latency_ms: latency,
+        since: since != null ? new Date(since).toISOString() : null,
+        last_heartbeat: state.lastHeartbeatAt != null ? new Date(state.lastHeartbeatAt).toISOString() : null,
+        last_heartbeat_age_ms: state.lastHeartbeatAt != null ? now - state.lastHeartbeatAt : null,
+        block_height: state.lastHeartbeat?.blockHeight ?? null
+      }
+    }))
+    return [self, ...others]
+  }
+
+  /** Stops in a fixed order, each step bounded: nothing new comes in, then the mesh goes. */
+  async stop (): Promise<void> {
+    this.stopping ??= this.doStop()
+    await this.stopping
+  }
+
+  private async doStop (): Promise<void> {
+    clearInterval(this.probeTimer)
+    const steps: Array<[string, () => Promise<void> | void]> = [
+      ['control socket', async () => { await this.control.stop() }],
+      ['peer connector', () => { this.connector.stop() }],
+      ['heartbeat', () => { this.heartbeat.stop() }],
+      ['operation protocol', async () => { await this.protocol.stop() }],
+      ['libp2p', async () => { await this.libp2p.stop() }]
+    ]
+    for (const [label, step] of steps) {
+      try {
+        await bounded(label, Promise.resolve().then(step), SHUTDOWN_STEP_TIMEOUT_MS)
+      } catch (err) {
+        this.log.warn({ event: 'shutdown_step_failed', step: label, err: errorMessage(err) }, 'shutdown step failed; continuing')
+      }
+    }
+    this.log.info({ event: 'stopped' }, 'aitbc-mesh daemon stopped')
+  }
+
+  /** Every node of the mesh by name, for callers that validate targets. */
+  nodeNames (): string[] {
+    return allNodes(this.config).map(n => n.name)
+  }
+}
+
+function asObject (params: unknown): Record<string, unknown> {
+  if (params == null) return {}
+  if (typeof params !== 'object' || Array.isArray(params)) throw new UsageError('params must be a JSON object')
+  return params as Record<string, unknown>
+}

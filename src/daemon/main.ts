@@ -1,0 +1,67 @@
+import { existsSync, rmSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { dirname } from 'node:path'
+import { configPathFrom, loadConfig } from '../config/config.js'
+import { initNode } from '../config/init.js'
+import { SHUTDOWN_TOTAL_TIMEOUT_MS } from '../constants.js'
+import { errorMessage } from '../errors.js'
+import { Daemon } from './daemon.js'
+import { createLogger } from './logger.js'
+
+/** A node name from the host name, for the single-node default created by `daemon --create`. */
+function defaultNodeName (): string {
+  const name = hostname().split('.')[0]?.toLowerCase().replace(/[^a-z0-9._-]/g, '-').replace(/^[^a-z0-9]+/, '') ?? ''
+  return name === '' || ['all', 'genesis', 'follower'].includes(name) ? 'aitbc' : name.slice(0, 63)
+}
+
+export async function runDaemon (opts: { config?: string, create: boolean }): Promise<void> {
+  const file = configPathFrom(opts.config)
+  if (opts.create && !existsSync(file)) {
+    // The embedded default: a lone genesis node on loopback, everything under the config's folder.
+    const created = await initNode({ name: defaultNodeName(), role: 'genesis', dir: dirname(file), config: file, listen: ['/ip4/127.0.0.1/tcp/7070'] })
+    process.stderr.write(`created ${created.config} and identity ${created.identity} (peer id ${created.peerId})\n`)
+  }
+  const config = loadConfig(file)
+  const log = createLogger({ node: config.node.name }, config.logLevel)
+
+  let daemon: Daemon
+  try {
+    daemon = await Daemon.start(config, log)
+  } catch (err) {
+    log.fatal({ event: 'start_failed', err: errorMessage(err) }, 'daemon failed to start')
+    log.flush()
+    throw err
+  }
+
+  process.on('unhandledRejection', reason => {
+    log.error({ event: 'unhandled_rejection', err: errorMessage(reason) }, 'unhandled promise rejection')
+  })
+
+  await new Promise<void>(resolve => {
+    let signalled = false
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (signalled) {
+        log.warn({ event: 'forced_exit', signal }, 'second signal: exiting now')
+        process.exit(1)
+      }
+      signalled = true
+      log.info({ event: 'stopping', signal }, 'stopping')
+      // A hard bound in case a step ignores its own timeout.
+      const hard = setTimeout(() => {
+        log.error({ event: 'shutdown_timeout' }, `shutdown took over ${SHUTDOWN_TOTAL_TIMEOUT_MS} ms; exiting`)
+        rmSync(config.controlSocket, { force: true })
+        process.exit(1)
+      }, SHUTDOWN_TOTAL_TIMEOUT_MS)
+      hard.unref()
+      void daemon.stop().finally(() => {
+        clearTimeout(hard)
+        resolve()
+      })
+    }
+    process.on('SIGTERM', onSignal)
+    process.on('SIGINT', onSignal)
+  })
+  log.flush()
+  // libp2p may leave timers behind; the process is done.
+  process.exit(0)
+}

@@ -1,0 +1,109 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Logger } from 'pino'
+import type { PeerId } from '@libp2p/interface'
+import { DIAL_TIMEOUT_MS, REDIAL_INITIAL_DELAY_MS, REDIAL_MAX_DELAY_MS, STABLE_CONNECTION_MS } from '../constants.js'
+import { errorMessage } from '../errors.js'
+import type { MeshLibp2p } from './libp2p.js'
+import type { PeerState, PeerTable } from './peer-table.js'
+
+interface DialState {
+  attempts: number
+  connectedAt?: number
+  timer?: NodeJS.Timeout
+  dialing?: AbortController
+}
+
+/**
+ * Keeps a connection to every configured peer: dials at start, redials after a loss with
+ * exponential backoff (capped, with jitter), and never gives up while the daemon runs.
+ */
+export class PeerConnector {
+  private readonly dials = new Map<string, DialState>()
+  private running = false
+
+  constructor (private readonly libp2p: MeshLibp2p, private readonly peers: PeerTable, private readonly log: Logger) {}
+
+  start (): void {
+    this.running = true
+    for (const peer of this.peers.all()) this.schedule(peer, 0)
+  }
+
+  stop (): void {
+    this.running = false
+    for (const state of this.dials.values()) {
+      clearTimeout(state.timer)
+      state.dialing?.abort()
+    }
+    this.dials.clear()
+  }
+
+  /** Called on peer:connect. */
+  onConnected (peerId: PeerId): void {
+    const state = this.dials.get(peerId.toString())
+    if (state == null) return
+    state.connectedAt = Date.now()
+    clearTimeout(state.timer)
+    delete state.timer
+  }
+
+  /**
+   * Called on peer:disconnect. A connection that lived long resets the backoff; one closed right
+   * away (the remote refuses us, or crashes in a loop) keeps backing off instead of spinning.
+   */
+  onDisconnected (peerId: PeerId): void {
+    const peer = this.peers.getByPeerId(peerId)
+    const state = this.dials.get(peerId.toString())
+    if (peer == null || state == null) return
+    const lived = state.connectedAt == null ? 0 : Date.now() - state.connectedAt
+    delete state.connectedAt
+    if (lived >= STABLE_CONNECTION_MS) state.attempts = 0
+    const delay = state.attempts === 0 ? REDIAL_INITIAL_DELAY_MS : this.delayFor(state.attempts)
+    state.attempts++
+    this.schedule(peer, delay)
+  }
+
+  private delayFor (attempts: number): number {
+    const base = Math.min(REDIAL_MAX_DELAY_MS, REDIAL_INITIAL_DELAY_MS * 2 ** attempts)
+    return Math.round(base * (0.8 + Math.random() * 0.4))
+  }
+
+  private schedule (peer: PeerState, delayMs: number): void {
+    if (!this.running) return
+    const key = peer.peerId.toString()
+    let state = this.dials.get(key)
+    if (state == null) {
+      state = { attempts: 0 }
+      this.dials.set(key, state)
+    }
+    if (state.timer != null || state.dialing != null) return
+    const dialState = state
+    dialState.timer = setTimeout(() => {
+      delete dialState.timer
+      void this.dial(peer, dialState)
+    }, delayMs)
+  }
+
+  private async dial (peer: PeerState, state: DialState): Promise<void> {
+    if (!this.running) return
+    if (this.libp2p.getConnections(peer.peerId).length > 0) return
+    const controller = new AbortController()
+    state.dialing = controller
+    const timeout = AbortSignal.timeout(DIAL_TIMEOUT_MS)
+    try {
+      await this.libp2p.dial(multiaddr(peer.configuredAddr), { signal: AbortSignal.any([controller.signal, timeout]) })
+    } catch (err) {
+      if (!this.running) return
+      state.attempts++
+      const delay = this.delayFor(state.attempts)
+      // Log the first failure and then only every tenth, so a long outage does not flood the journal.
+      if (state.attempts === 1 || state.attempts % 10 === 0) {
+        this.log.info({ event: 'dial_failed', node: peer.name, peerId: peer.peerId.toString(), addr: peer.configuredAddr, attempts: state.attempts, retryInMs: delay, err: errorMessage(err) }, 'dial failed, will retry')
+      }
+      delete state.dialing
+      this.schedule(peer, delay)
+      return
+    } finally {
+      if (state.dialing === controller) delete state.dialing
+    }
+  }
+}

@@ -1,0 +1,116 @@
+import type { PeerId } from '@libp2p/interface'
+import type { Role } from '../config/schema.js'
+import { RELAYED_HEARTBEAT_GRACE_MS } from '../constants.js'
+
+export type Liveness = 'online' | 'degraded' | 'offline'
+
+export interface HeartbeatInfo {
+  seq: bigint
+  startedAtMs: number
+  sentAtMs: number
+  healthy: boolean
+  blockHeight?: number
+  p2pConnections: number
+}
+
+export interface PeerState {
+  name: string
+  role: Role
+  peerId: PeerId
+  configuredAddr: string
+  connected: boolean
+  connectedSince?: number
+  disconnectedAt?: number
+  remoteAddr?: string
+  lastHeartbeatAt?: number
+  lastHeartbeat?: HeartbeatInfo
+}
+
+export interface LivenessVerdict {
+  liveness: Liveness
+  reason?: string
+}
+
+/** What this node knows of every other configured node; the single source of liveness. */
+export class PeerTable {
+  private readonly byId = new Map<string, PeerState>()
+  private readonly byName = new Map<string, PeerState>()
+
+  constructor (peers: Array<{ name: string, role: Role, peerId: PeerId, addr: string }>, private readonly offlineAfterMs: number) {
+    for (const peer of peers) {
+      const state: PeerState = { name: peer.name, role: peer.role, peerId: peer.peerId, configuredAddr: peer.addr, connected: false }
+      this.byId.set(peer.peerId.toString(), state)
+      this.byName.set(peer.name, state)
+    }
+  }
+
+  all (): PeerState[] {
+    return [...this.byName.values()]
+  }
+
+  get (name: string): PeerState | undefined {
+    return this.byName.get(name)
+  }
+
+  getByPeerId (peerId: PeerId | string): PeerState | undefined {
+    return this.byId.get(peerId.toString())
+  }
+
+  markConnected (peerId: PeerId, remoteAddr: string | undefined, now = Date.now()): PeerState | undefined {
+    const state = this.getByPeerId(peerId)
+    if (state == null) return undefined
+    if (!state.connected) state.connectedSince = now
+    state.connected = true
+    if (remoteAddr != null) state.remoteAddr = remoteAddr
+    return state
+  }
+
+  markDisconnected (peerId: PeerId, now = Date.now()): PeerState | undefined {
+    const state = this.getByPeerId(peerId)
+    if (state == null) return undefined
+    state.connected = false
+    state.disconnectedAt = now
+    delete state.connectedSince
+    return state
+  }
+
+  recordHeartbeat (peerId: PeerId, info: HeartbeatInfo, now = Date.now()): PeerState | undefined {
+    const state = this.getByPeerId(peerId)
+    if (state == null) return undefined
+    const last = state.lastHeartbeat
+    // A heartbeat from an earlier run of the sender, or an old one relayed late, says nothing new.
+    if (last != null && (info.startedAtMs < last.startedAtMs || (info.startedAtMs === last.startedAtMs && info.seq <= last.seq))) return state
+    state.lastHeartbeat = info
+    state.lastHeartbeatAt = now
+    return state
+  }
+
+  liveness (state: PeerState, now = Date.now()): LivenessVerdict {
+    if (state.lastHeartbeatAt == null) {
+      return { liveness: 'offline', reason: state.connected ? 'connected, no heartbeat received yet' : 'never seen since this daemon started' }
+    }
+    const age = now - state.lastHeartbeatAt
+    if (age > this.offlineAfterMs) {
+      return { liveness: 'offline', reason: `no heartbeat for ${(age / 1000).toFixed(1)} s` }
+    }
+    // The direct connection closed: only a heartbeat that arrived clearly after the close
+    // (relayed by another node) still proves the node alive.
+    if (!state.connected && state.disconnectedAt != null &&
+        state.lastHeartbeatAt < state.disconnectedAt + RELAYED_HEARTBEAT_GRACE_MS) {
+      return { liveness: 'offline', reason: `connection lost ${((now - state.disconnectedAt) / 1000).toFixed(1)} s ago` }
+    }
+    if (state.lastHeartbeat?.healthy === false) return { liveness: 'degraded', reason: 'the node reports a failing probe' }
+    return { liveness: 'online' }
+  }
+
+  /** Highest block height among nodes currently heartbeating, for lag detection. */
+  highestPeerHeight (now = Date.now()): { name: string, height: number } | undefined {
+    let best: { name: string, height: number } | undefined
+    for (const state of this.byName.values()) {
+      const height = state.lastHeartbeat?.blockHeight
+      if (height == null || this.liveness(state, now).liveness === 'offline') continue
+      if (best == null || height > best.height) best = { name: state.name, height }
+    }
+    return best
+  }
+}

@@ -1,0 +1,164 @@
+import { pbStream } from '@libp2p/utils'
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { Logger } from 'pino'
+import {
+  NodeReport as WireReport, OperationKind, OperationRequest, OperationResponse
+} from '../../protocols/operation.js'
+import { ROLES, type Role } from '../config/schema.js'
+import {
+  OPERATION_MAX_INBOUND_STREAMS, OPERATION_MAX_OUTBOUND_STREAMS, OPERATION_STREAM_MAX_MESSAGE_BYTES
+} from '../constants.js'
+import { errorMessage, ProtocolError, TimeoutError, UnreachableError } from '../errors.js'
+import type { MeshLibp2p } from '../mesh/libp2p.js'
+import type { PeerTable } from '../mesh/peer-table.js'
+import type { HealthCheck, NodeReport } from './report.js'
+
+export const OPERATION_PROTOCOL = '/aitbc-mesh/operation/1.0.0'
+/** How long a responder waits for the request to arrive after the stream opens. */
+const REQUEST_READ_TIMEOUT_MS = 5000
+const MAX_ISSUES = 64
+const MAX_CHECKS = 64
+const MAX_TEXT = 2048
+
+export type ReportKind = 'status' | 'health'
+
+export interface OperationProtocolInit {
+  libp2p: MeshLibp2p
+  peers: PeerTable
+  log: Logger
+  /** Produces this node's own report; runs only probes configured here. */
+  localReport: (kind: ReportKind, timeoutMs: number) => Promise<NodeReport>
+}
+
+const KIND_TO_WIRE: Record<ReportKind, OperationKind> = { status: OperationKind.STATUS, health: OperationKind.HEALTH }
+
+function toWire (report: NodeReport): WireReport {
+  return {
+    node: report.node,
+    role: report.role,
+    status: report.status,
+    ...(report.block_height != null ? { blockHeight: BigInt(report.block_height) } : {}),
+    ...(report.mempool_size != null ? { mempoolSize: BigInt(report.mempool_size) } : {}),
+    p2pConnections: report.p2p_connections,
+    ...(report.service_uptime != null ? { serviceUptime: report.service_uptime } : {}),
+    ...(report.last_sync != null ? { lastSync: BigInt(report.last_sync) } : {}),
+    issues: report.issues,
+    checks: report.checks,
+    daemonUptimeMs: BigInt(report.daemon_uptime_ms),
+    ...(report.probed_at_ms != null ? { probedAtMs: BigInt(report.probed_at_ms) } : {})
+  }
+}
+
+function clip (text: string): string {
+  return text.length > MAX_TEXT ? `${text.slice(0, MAX_TEXT)}…` : text
+}
+
+/** Checks a peer's report before it reaches an operator; a peer cannot report for another node. */
+function fromWire (wire: WireReport, expected: { name: string, role: Role }): NodeReport {
+  if (wire.node !== expected.name) throw new ProtocolError(`report names node "${wire.node}", expected "${expected.name}"`)
+  if (!(ROLES as readonly string[]).includes(wire.role)) throw new ProtocolError(`report has unknown role "${wire.role}"`)
+  if (wire.status !== 'online' && wire.status !== 'degraded') throw new ProtocolError(`report has unknown status "${wire.status}"`)
+  const checks: HealthCheck[] = wire.checks.slice(0, MAX_CHECKS).map(c => ({ name: clip(c.name), ok: c.ok, detail: clip(c.detail) }))
+  return {
+    node: wire.node,
+    role: wire.role as Role,
+    status: wire.status,
+    block_height: wire.blockHeight != null ? Number(wire.blockHeight) : null,
+    mempool_size: wire.mempoolSize != null ? Number(wire.mempoolSize) : null,
+    p2p_connections: wire.p2pConnections,
+    service_uptime: wire.serviceUptime ?? null,
+    last_sync: wire.lastSync != null ? Number(wire.lastSync) : null,
+    issues: wire.issues.slice(0, MAX_ISSUES).map(clip),
+    checks,
+    daemon_uptime_ms: Number(wire.daemonUptimeMs),
+    probed_at_ms: wire.probedAtMs != null ? Number(wire.probedAtMs) : null
+  }
+}
+
+/**
+ * The operation request/response protocol: a node asks a peer to run a named operation on
+ * itself; the peer runs its own probes and answers with its report. Nothing but the operation
+ * name and a timeout crosses the wire.
+ */
+export class OperationProtocol {
+  private started = false
+
+  constructor (private readonly init: OperationProtocolInit) {
+    this.handle = this.handle.bind(this)
+  }
+
+  async start (): Promise<void> {
+    await this.init.libp2p.handle(OPERATION_PROTOCOL, this.handle, {
+      maxInboundStreams: OPERATION_MAX_INBOUND_STREAMS,
+      maxOutboundStreams: OPERATION_MAX_OUTBOUND_STREAMS
+    })
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    await this.init.libp2p.unhandle(OPERATION_PROTOCOL)
+  }
+
+  private async handle (stream: Stream, connection: Connection): Promise<void> {
+    const requester = this.init.peers.getByPeerId(connection.remotePeer)
+    const log = this.init.log.child({ peer: connection.remotePeer.toString(), node: requester?.name })
+    const pb = pbStream(stream, { maxDataLength: OPERATION_STREAM_MAX_MESSAGE_BYTES })
+    let requestId = ''
+    try {
+      if (requester == null) throw new ProtocolError('requester is not in the allowlist')
+      const request = await pb.read(OperationRequest, { signal: AbortSignal.timeout(REQUEST_READ_TIMEOUT_MS) })
+      requestId = request.requestId
+      const kind = request.kind === OperationKind.STATUS ? 'status' : request.kind === OperationKind.HEALTH ? 'health' : undefined
+      if (kind == null) {
+        await pb.write({ requestId, error: `unknown operation kind ${String(request.kind)}` }, OperationResponse, { signal: AbortSignal.timeout(REQUEST_READ_TIMEOUT_MS) })
+        return
+      }
+      const timeoutMs = Math.max(100, Math.min(request.timeoutMs, 120_000))
+      const report = await this.init.localReport(kind, timeoutMs)
+      await pb.write({ requestId, error: '', report: toWire(report) }, OperationResponse, { signal: AbortSignal.timeout(timeoutMs) })
+      log.debug({ event: 'operation_served', requestId, kind }, 'answered operation request')
+    } catch (err) {
+      log.warn({ event: 'operation_request_failed', requestId, err: errorMessage(err) }, 'operation request failed')
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      if (stream.status === 'open') await stream.close().catch(() => {})
+    }
+  }
+
+  /** Asks `peerId` for its report. Throws TimeoutError, UnreachableError or ProtocolError. */
+  async request (peerId: PeerId, expected: { name: string, role: Role }, kind: ReportKind, requestId: string, timeoutMs: number): Promise<NodeReport> {
+    const signal = AbortSignal.timeout(timeoutMs)
+    let stream: Stream | undefined
+    try {
+      try {
+        stream = await this.init.libp2p.dialProtocol(peerId, OPERATION_PROTOCOL, { signal })
+      } catch (err) {
+        if (signal.aborted) throw new TimeoutError(`no stream to ${expected.name} within ${timeoutMs} ms`)
+        throw new UnreachableError(`cannot reach ${expected.name}: ${errorMessage(err)}`)
+      }
+      const pb = pbStream(stream, { maxDataLength: OPERATION_STREAM_MAX_MESSAGE_BYTES })
+      let response: OperationResponse
+      try {
+        await pb.write({ requestId, kind: KIND_TO_WIRE[kind], timeoutMs }, OperationRequest, { signal })
+        response = await pb.read(OperationResponse, {
+          signal,
+          limits: { report: { issues: MAX_ISSUES, checks: MAX_CHECKS } } as never
+        })
+      } catch (err) {
+        if (signal.aborted) throw new TimeoutError(`${expected.name} did not answer within ${timeoutMs} ms`)
+        throw new ProtocolError(`bad answer from ${expected.name}: ${errorMessage(err)}`)
+      }
+      if (response.requestId !== requestId) throw new ProtocolError(`${expected.name} answered request ${response.requestId}, expected ${requestId}`)
+      if (response.error !== '') throw new ProtocolError(`${expected.name} refused: ${response.error}`)
+      if (response.report == null) throw new ProtocolError(`${expected.name} sent no report`)
+      return fromWire(response.report, expected)
+    } catch (err) {
+      stream?.abort(err instanceof Error ? err : new Error(String(err)))
+      throw err
+    } finally {
+      if (stream?.status === 'open') await stream.close().catch(() => {})
+    }
+  }
+}

@@ -1,0 +1,37 @@
+import { z } from 'zod'
+import { OPERATION_DEFAULT_TIMEOUT_S, OPERATION_MAX_TIMEOUT_S } from '../constants.js'
+import { UsageError } from '../errors.js'
+
+export const OPERATIONS = ['sync', 'status', 'message', 'coordinate', 'health'] as const
+export const SYNC_TYPES = ['blockchain', 'mempool', 'configuration', 'git', 'all'] as const
+
+/** The node-coordinator operation JSON (DESIGN.md), validated at the control socket. */
+export const operationRequestSchema = z.object({
+  operation: z.enum(OPERATIONS, { message: `expected one of ${OPERATIONS.join(', ')}` }),
+  target_node: z.string({ message: 'expected a string: all, genesis, follower, a node name or a comma-separated list' }).default('all'),
+  message: z.string().optional(),
+  sync_type: z.enum(SYNC_TYPES, { message: `expected one of ${SYNC_TYPES.join(', ')}` }).optional(),
+  timeout: z.number({ message: 'expected a number of seconds' })
+    .positive('expected a number of seconds greater than 0')
+    .max(OPERATION_MAX_TIMEOUT_S, `at most ${OPERATION_MAX_TIMEOUT_S} seconds`)
+    .default(OPERATION_DEFAULT_TIMEOUT_S),
+  force: z.boolean({ message: 'expected true or false' }).default(false),
+  verify: z.boolean({ message: 'expected true or false' }).default(true)
+}).strict()
+
+export type OperationRequest = z.infer<typeof operationRequestSchema>
+
+export function parseOperationRequest (input: unknown): OperationRequest {
+  if (input == null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new UsageError('operation must be a JSON object such as {"operation":"status","target_node":"all"}')
+  }
+  const parsed = operationRequestSchema.safeParse(input)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!
+    const field = issue.path.join('.')
+    if (issue.code === 'unrecognized_keys') throw new UsageError(`operation: unknown field(s) ${issue.keys.join(', ')}; expected operation, target_node, message, sync_type, timeout, force, verify`)
+    if (issue.code === 'invalid_type' && (input as Record<string, unknown>)[field] === undefined) throw new UsageError(`operation: "${field}" is required`)
+    throw new UsageError(`operation: "${field}": ${issue.message}`)
+  }
+  return parsed.data
+}

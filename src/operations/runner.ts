@@ -1,0 +1,191 @@
+import { randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
+import { allNodes, type MeshConfig, type NodeEntry } from '../config/config.js'
+import type { Role } from '../config/schema.js'
+import { errorMessage, TimeoutError, UsageError } from '../errors.js'
+import type { PeerTable } from '../mesh/peer-table.js'
+import type { OperationProtocol, ReportKind } from './operation-protocol.js'
+import type { HealthCheck, NodeReport, NodeStatus } from './report.js'
+import { parseOperationRequest, type OperationRequest } from './request.js'
+import { resolveTargets } from './targets.js'
+import type { LocalProbes } from './local-probes.js'
+
+export type TargetOutcome = 'ok' | 'failed' | 'timed_out' | 'unreachable'
+
+export interface NodeStatusEntry {
+  role: Role
+  status: NodeStatus
+  block_height: number | null
+  mempool_size: number | null
+  p2p_connections: number
+  service_uptime: string | null
+  last_sync: number | null
+  checks?: HealthCheck[]
+}
+
+/** The operation JSON of DESIGN.md; every top-level field is always present. */
+export interface OperationResult {
+  summary: string
+  operation: OperationRequest['operation']
+  target_node: string
+  nodes_status: Record<string, NodeStatusEntry>
+  sync_result: 'success' | 'partial' | 'failed' | null
+  sync_details: Record<string, boolean> | null
+  message_delivery: { sent: number, delivered: number, failed: number }
+  issues: string[]
+  recommendations: string[]
+  confidence: number
+  execution_time: number
+  validation_status: 'success' | 'partial' | 'failed'
+}
+
+export interface OperationRunnerInit {
+  config: MeshConfig
+  peers: PeerTable
+  probes: LocalProbes
+  protocol: OperationProtocol
+  log: Logger
+}
+
+interface TargetResult {
+  node: NodeEntry
+  outcome: TargetOutcome
+  report: NodeReport
+}
+
+function offlineReport (node: NodeEntry, reason: string): NodeReport {
+  return {
+    node: node.name,
+    role: node.role,
+    status: 'offline',
+    block_height: null,
+    mempool_size: null,
+    p2p_connections: 0,
+    service_uptime: null,
+    last_sync: null,
+    issues: [`${node.name}: offline: ${reason}`],
+    checks: [],
+    daemon_uptime_ms: 0,
+    probed_at_ms: null
+  }
+}
+
+/** Runs operations requested at this node: resolves targets, fans out, gathers one result per target. */
+export class OperationRunner {
+  constructor (private readonly init: OperationRunnerInit) {}
+
+  /** Runs the operation JSON. Throws UsageError for bad input (exit code 2). */
+  async run (input: unknown): Promise<OperationResult> {
+    const request = parseOperationRequest(input)
+    if (request.operation !== 'status' && request.operation !== 'health') {
+      throw new UsageError(`operation "${request.operation}" is not available in this version of the daemon; available: status, health`)
+    }
+    const targets = resolveTargets(request.target_node, allNodes(this.init.config))
+    return await this.runReports(request, request.operation, targets)
+  }
+
+
+  private async runReports (request: OperationRequest, kind: ReportKind, targets: NodeEntry[]): Promise<OperationResult> {
+    const started = performance.now()
+    const requestId = randomUUID()
+    const timeoutMs = Math.round(request.timeout * 1000)
+    const results = await Promise.all(targets.map(async node => await this.reportOf(node, kind, requestId, timeoutMs)))
+
+    const nodesStatus: Record<string, NodeStatusEntry> = {}
+    const issues: string[] = []
+    const recommendations = new Set<string>()
+    for (const { node, report, outcome } of results) {
+      nodesStatus[node.name] = {
+        role: report.role,
+        status: report.status,
+        block_height: report.block_height,
+        mempool_size: report.mempool_size,
+        p2p_connections: report.p2p_connections,
+        service_uptime: report.service_uptime,
+        last_sync: report.last_sync,
+        ...(kind === 'health' ? { checks: report.checks } : {})
+      }
+      issues.push(...report.issues)
+      for (const rec of recommend(node, report, outcome, this.init.config)) recommendations.add(rec)
+    }
+
+    // status succeeds for a target that reported; health only for a target whose checks all pass.
+    const succeeded = results.filter(r => r.outcome === 'ok' && (kind === 'status' || r.report.status === 'online')).length
+    const validation = succeeded === results.length ? 'success' : succeeded === 0 ? 'failed' : 'partial'
+    const counts = countBy(results.map(r => r.report.status))
+    const summary = `${kind === 'health' ? 'Health' : 'Status'} of ${results.length} node${results.length === 1 ? '' : 's'} (${request.target_node}): ` +
+      (['online', 'degraded', 'offline'] as const).filter(s => counts[s] != null).map(s => `${counts[s]} ${s}`).join(', ') + '.'
+    const result: OperationResult = {
+      summary,
+      operation: request.operation,
+      target_node: request.target_node,
+      nodes_status: nodesStatus,
+      sync_result: null,
+      sync_details: null,
+      message_delivery: { sent: 0, delivered: 0, failed: 0 },
+      issues,
+      recommendations: [...recommendations],
+      confidence: Math.round((results.filter(r => r.outcome === 'ok').length / results.length) * 100) / 100,
+      execution_time: Math.round(performance.now() - started) / 1000,
+      validation_status: validation
+    }
+    this.init.log.debug({ event: 'operation_done', requestId, operation: request.operation, target: request.target_node, validation, ms: Math.round(performance.now() - started) }, 'operation finished')
+    return result
+  }
+
+  private async reportOf (node: NodeEntry, kind: ReportKind, requestId: string, timeoutMs: number): Promise<TargetResult> {
+    if (node.name === this.init.config.node.name) {
+      return { node, outcome: 'ok', report: await this.init.probes.reportFor(kind) }
+    }
+    const peer = this.init.peers.get(node.name)
+    if (peer == null) return { node, outcome: 'unreachable', report: offlineReport(node, 'not in the peer table') }
+    const verdict = this.init.peers.liveness(peer)
+    // Known offline: answer now instead of waiting for a dial that cannot succeed.
+    if (!peer.connected && verdict.liveness === 'offline') {
+      return { node, outcome: 'unreachable', report: offlineReport(node, verdict.reason ?? 'unreachable') }
+    }
+    try {
+      const report = await this.init.protocol.request(peer.peerId, { name: node.name, role: node.role }, kind, requestId, timeoutMs)
+      return { node, outcome: 'ok', report }
+    } catch (err) {
+      const timedOut = err instanceof TimeoutError
+      const reason = errorMessage(err)
+      const now = this.init.peers.liveness(peer)
+      const report = offlineReport(node, reason)
+      if (now.liveness !== 'offline') {
+        report.status = 'degraded'
+        report.issues = [`${node.name}: ${kind} request failed: ${reason}`]
+      }
+      return { node, outcome: timedOut ? 'timed_out' : now.liveness === 'offline' ? 'unreachable' : 'failed', report }
+    }
+  }
+}
+
+function countBy (values: string[]): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const v of values) out[v] = (out[v] ?? 0) + 1
+  return out
+}
+
+function recommend (node: NodeEntry, report: NodeReport, outcome: TargetOutcome, config: MeshConfig): string[] {
+  const out: string[] = []
+  if (report.status === 'offline') {
+    out.push(`Check that aitbc-mesh runs on ${node.name} (systemctl status aitbc-mesh) and that TCP port ${portOf(node.addr) ?? 7070} on it is reachable from ${config.node.name}.`)
+  } else if (outcome === 'timed_out') {
+    out.push(`${node.name} is heartbeating but did not answer in time; check its load and journal (journalctl -u aitbc-mesh).`)
+  }
+  if (report.issues.some(i => /rpc health|block_height: GET|mempool_size: GET/.test(i))) {
+    out.push(`Check the blockchain node on ${node.name} (systemctl status aitbc-blockchain-node) and its RPC.`)
+  }
+  if (report.issues.some(i => /service_uptime: .* is (inactive|failed|activating|deactivating)/.test(i))) {
+    out.push(`Start the blockchain service on ${node.name} (systemctl start ${config.node.name === node.name && config.probes.service != null ? config.probes.service : "aitbc-blockchain-node.service"}).`)
+  }
+  if (report.issues.some(i => /lagging/.test(i))) {
+    out.push(`Catch ${node.name} up: aitbc-mesh sync --type blockchain --target ${node.name}.`)
+  }
+  return out
+}
+
+function portOf (addr: string | undefined): string | undefined {
+  return addr == null ? undefined : /\/tcp\/(\d+)/.exec(addr)?.[1]
+}
