@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs'
+import { createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { dirname, join, resolve } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { stringify } from 'yaml'
 import { ensureIdentity, ensureSwarmKey } from '../mesh/identity.js'
@@ -13,7 +13,21 @@ import { SWARM_KEY_FILE_NAME } from '../constants.js'
  * the same port, as on separate hosts. Used by `npm run demo`, the benchmarks and the tests.
  */
 
-export const CLI_ENTRY = resolve(dirname(fileURLToPath(import.meta.url)), '../cli/main.js')
+/** The built CLI, whether this module runs from dist/ or (under the test runner) from src/. */
+function findCliEntry (): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir)
+    if (parent === dir) throw new Error('cannot find the project root above ' + fileURLToPath(import.meta.url))
+    dir = parent
+  }
+  return join(dir, 'dist', 'src', 'cli', 'main.js')
+}
+
+export const CLI_ENTRY = findCliEntry()
+
+/** Thrown from a waitFor check to stop waiting at once. */
+export class WaitAborted extends Error {}
 
 export interface LocalNodeSpec {
   name: string
@@ -51,6 +65,7 @@ export async function waitFor<T> (what: string, check: () => T | undefined | fal
       const value = await check()
       if (value !== undefined && value !== false && value !== null) return value
     } catch (err) {
+      if (err instanceof WaitAborted) throw err
       lastError = err
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError != null ? ` (last error: ${(lastError as Error).message})` : ''}`)
@@ -158,7 +173,7 @@ export class LocalMesh {
     let exited = false
     void node.exit.then(() => { exited = true })
     await waitFor(`${name} to be ready`, () => {
-      if (exited) throw new Error(`${name} exited before it was ready: ${stderr.trim()}`)
+      if (exited) throw new WaitAborted(`${name} exited before it was ready: ${stderr.trim()}`)
       return node.logLines.slice(firstLine).some(l => l.includes('"event":"ready"'))
     }, timeoutMs)
     return node
