@@ -49,11 +49,11 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env):
 }
 
 export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv = process.env): MeshConfig {
-  const doc = parseDocument(text, { prettyErrors: false })
+  const doc = parseDocument(text, { prettyErrors: true })
   if (doc.errors.length > 0) {
     const first = doc.errors[0]!
     const line = first.linePos?.[0]
-    throw new ConfigError(file, line == null ? '' : `line ${line.line}, column ${line.col}`, `invalid YAML: ${first.message.split('\n')[0]}`)
+    throw new ConfigError(file, line == null ? '' : `line ${line.line}, column ${line.col}`, `invalid YAML: ${first.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`)
   }
   const data: unknown = doc.toJS()
   if (data == null || typeof data !== 'object' || Array.isArray(data)) {
