@@ -8,6 +8,9 @@ import type { PeerState, PeerTable } from './peer-table.js'
 
 interface DialState {
   attempts: number
+  /** Failed dials since the last connection, and the last reason logged. */
+  failures: number
+  lastLoggedReason?: string
   connectedAt?: number
   timer?: NodeJS.Timeout
   dialing?: AbortController
@@ -42,6 +45,8 @@ export class PeerConnector {
     const state = this.dials.get(peerId.toString())
     if (state == null) return
     state.connectedAt = Date.now()
+    state.failures = 0
+    delete state.lastLoggedReason
     clearTimeout(state.timer)
     delete state.timer
   }
@@ -72,7 +77,7 @@ export class PeerConnector {
     const key = peer.peerId.toString()
     let state = this.dials.get(key)
     if (state == null) {
-      state = { attempts: 0 }
+      state = { attempts: 0, failures: 0 }
       this.dials.set(key, state)
     }
     if (state.timer != null || state.dialing != null) return
@@ -94,10 +99,13 @@ export class PeerConnector {
     } catch (err) {
       if (!this.running) return
       state.attempts++
+      state.failures++
       const delay = this.delayFor(state.attempts)
-      // Log the first failure and then only every tenth, so a long outage does not flood the journal.
-      if (state.attempts === 1 || state.attempts % 10 === 0) {
-        this.log.info({ event: 'dial_failed', node: peer.name, peerId: peer.peerId.toString(), addr: peer.configuredAddr, attempts: state.attempts, retryInMs: delay, err: errorMessage(err) }, 'dial failed, will retry')
+      const reason = errorMessage(err)
+      // Log the first failure, a changed reason, and then every tenth, so a long outage does not flood the journal.
+      if (state.failures === 1 || state.failures % 10 === 0 || reason !== state.lastLoggedReason) {
+        state.lastLoggedReason = reason
+        this.log.info({ event: 'dial_failed', node: peer.name, peerId: peer.peerId.toString(), addr: peer.configuredAddr, failures: state.failures, retryInMs: delay, err: reason }, 'dial failed, will retry')
       }
       delete state.dialing
       this.schedule(peer, delay)

@@ -43,9 +43,13 @@ describe('trust: allowlist, private network and authenticated heartbeats', () =>
     await waitFor('aitbc1 offline at aitbc', async () => await statusOfPeer(mesh, 'aitbc', 'aitbc1') === 'offline', 5000)
     mesh.writeConfig(intruder, undefined, undefined, { listen: [`/ip4/${hosts[1]}/tcp/7070`], peers: [] })
     await mesh.stop('aitbc2')
+    await waitFor('aitbc to fail dialling aitbc1 (connection refused)', () => logHas(mesh, 'aitbc', /"event":"dial_failed".*"node":"aitbc1".*ECONNREFUSED/), 10000)
+    genesis.logLines.length = 0
     await mesh.start('aitbc2')
     const before = (await peersOf(mesh, 'aitbc')).find(p => p.name === 'aitbc1')
-    await waitFor('aitbc to fail dialling the impersonator', () => logHas(mesh, 'aitbc', /"event":"dial_failed".*"node":"aitbc1"/), 10000)
+    const impersonatorRefused = await waitFor('aitbc to refuse the impersonator', () =>
+      genesis.logLines.find(l => /"event":"dial_failed".*"node":"aitbc1"/.test(l) && !l.includes('ECONNREFUSED')), 10000)
+    expect(JSON.parse(impersonatorRefused).err).toMatch(/Payload identity key \w+ does not match expected remote/)
     const after = (await peersOf(mesh, 'aitbc')).find(p => p.name === 'aitbc1')
     expect(before?.connected).toBe(false)
     expect(after).toMatchObject({ connected: false, status: 'offline' })
