@@ -56,3 +56,10 @@ export const CONNECTION_MONITOR_INTERVAL_MS = 5000
 
 /** A node whose height trails the highest heartbeating peer by more than this is degraded (AITBC's bulk-sync trigger). */
 export const LAG_THRESHOLD_BLOCKS = 100
+
+/**
+ * Node flags for the daemon process (also in the CLI's shebang and the systemd unit): a small
+ * young generation keeps idle RSS low; V8 otherwise grows it to 16 MiB per semi-space after a
+ * burst and keeps it.
+ */
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2']

@@ -90,6 +90,9 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
 
   const dataDir = abs(raw.dataDir)
   const intervalMs = raw.heartbeat.intervalMs
+  if (raw.heartbeat.offlineAfterMs != null && raw.heartbeat.offlineAfterMs < 2 * intervalMs) {
+    throw new ConfigError(file, 'heartbeat.offlineAfterMs', `${raw.heartbeat.offlineAfterMs} is shorter than two heartbeat intervals (${2 * intervalMs}); peers would flap offline between heartbeats`)
+  }
   const redisUrl = env.REDIS_URL != null && env.REDIS_URL !== '' ? env.REDIS_URL : raw.redis
   return {
     file,

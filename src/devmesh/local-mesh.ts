@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { stringify } from 'yaml'
 import { ensureIdentity, ensureSwarmKey } from '../mesh/identity.js'
 import { ControlClient } from '../control/client.js'
-import { SWARM_KEY_FILE_NAME } from '../constants.js'
+import { DAEMON_NODE_FLAGS, SWARM_KEY_FILE_NAME } from '../constants.js'
 
 /**
  * Runs a mesh of real daemon processes on this machine, each on its own loopback address and
@@ -151,7 +151,7 @@ export class LocalMesh {
     const node = this.node(name)
     if (node.process != null && node.process.exitCode == null && node.process.signalCode == null) throw new Error(`${name} is already running`)
     const logFile = createWriteStream(join(node.dir, 'daemon.log'), { flags: 'a' })
-    const child = spawn(process.execPath, [CLI_ENTRY, 'daemon', '--config', node.configFile], {
+    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI_ENTRY, 'daemon', '--config', node.configFile], {
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe']
     })

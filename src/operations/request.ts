@@ -30,7 +30,7 @@ export function parseOperationRequest (input: unknown): OperationRequest {
     const issue = parsed.error.issues[0]!
     const field = issue.path.join('.')
     if (issue.code === 'unrecognized_keys') throw new UsageError(`operation: unknown field(s) ${issue.keys.join(', ')}; expected operation, target_node, message, sync_type, timeout, force, verify`)
-    if (issue.code === 'invalid_type' && (input as Record<string, unknown>)[field] === undefined) throw new UsageError(`operation: "${field}" is required`)
+    if ((input as Record<string, unknown>)[field] === undefined) throw new UsageError(`operation: "${field}" is required`)
     throw new UsageError(`operation: "${field}": ${issue.message}`)
   }
   return parsed.data

@@ -16,7 +16,7 @@ export function resolveTargets (expression: string, nodes: NodeEntry[]): NodeEnt
     const key = part.toLowerCase()
     if (key === 'all') nodes.forEach(n => wanted.add(n.name))
     else if (key === 'genesis') nodes.filter(n => n.role === 'genesis').forEach(n => wanted.add(n.name))
-    else if (key === 'follower' || key === 'followers') nodes.filter(n => n.role === 'follower').forEach(n => wanted.add(n.name))
+    else if (key === 'follower') nodes.filter(n => n.role === 'follower').forEach(n => wanted.add(n.name))
     else {
       const node = nodes.find(n => n.name === part)
       if (node == null) throw new UsageError(`unknown target "${part}"; valid targets: ${validTargets(nodes)}`)

@@ -248,6 +248,11 @@ describe('parseConfig of a good config', () => {
     expect(parseConfig(`${base}heartbeat: { intervalMs: 500, offlineAfterMs: 4000 }\n`, file, {}).heartbeat).toEqual({ intervalMs: 500, offlineAfterMs: 4000 })
   })
 
+  it('refuses an offline window shorter than two heartbeat intervals', () => {
+    expect(() => parseConfig(`${base}heartbeat: { intervalMs: 1000, offlineAfterMs: 1500 }\n`, file, {}))
+      .toThrow(/heartbeat\.offlineAfterMs: 1500 is shorter than two heartbeat intervals \(2000\)/)
+  })
+
   it('takes redis from the config, and REDIS_URL from the environment over it', () => {
     const text = `${base}redis: redis://10.0.0.1:6379/2\n`
     expect(parseConfig(text, file, {}).redisUrl).toBe('redis://10.0.0.1:6379/2')

@@ -33,9 +33,13 @@ describe('resolveTargets', () => {
     expect(names('genesis')).toEqual(['aitbc'])
   })
 
-  it('"follower" (and "followers") is every follower in config order', () => {
+  it('"follower" is every follower in config order', () => {
     expect(names('follower')).toEqual(['aitbc1', 'aitbc2', 'edge-3'])
-    expect(names('followers')).toEqual(['aitbc1', 'aitbc2', 'edge-3'])
+  })
+
+  it('a node named "followers" is addressed by its name alone, not as a keyword', () => {
+    const nodes: NodeEntry[] = [{ name: 'aitbc', role: 'genesis' }, { name: 'followers', role: 'follower' }, { name: 'aitbc2', role: 'follower' }]
+    expect(resolveTargets('followers', nodes).map(n => n.name)).toEqual(['followers'])
   })
 
   it('keywords are case-insensitive', () => {
@@ -97,6 +101,10 @@ describe('resolveTargets', () => {
 })
 
 describe('parseOperationRequest', () => {
+  it('names a missing operation as required', () => {
+    expect(() => parseOperationRequest({})).toThrow('operation: "operation" is required')
+  })
+
   it('fills defaults: target_node all, timeout 60, force false, verify true', () => {
     expect(parseOperationRequest({ operation: 'status' })).toEqual({
       operation: 'status', target_node: 'all', timeout: 60, force: false, verify: true
