@@ -3,7 +3,7 @@
 // time (with a bare `node -e 0` measured in the same run as the reference), each daemon's
 // start-to-ready time and its idle resident memory.
 //   npm run bench:status [-- --calls 300 --cli-runs 30]
-import { spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,19 +19,28 @@ function arg (name: string, fallback: number): number {
 const CALLS = arg('calls', 300)
 const CLI_RUNS = arg('cli-runs', 30)
 const IDLE_MS = arg('idle-ms', 5000)
+const WARMUP = arg('warmup', 100)
 
-function rssMiB (pid: number): number {
+/** Resident memory in MiB: all of it, and the private (anonymous) part, which excludes the mapped Node binary. */
+function rssMiB (pid: number): { total: number, anon: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN)
-  return kb / 1024
+  const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN)
+  return { total: kb('VmRSS') / 1024, anon: kb('RssAnon') / 1024 }
 }
 
-function timeProcess (cmd: string, args: string[]): number {
+/** Wall time of one process run. Async, so the stand-in RPC servers in this process keep answering. */
+async function timeProcess (cmd: string, args: string[]): Promise<number> {
   const started = process.hrtime.bigint()
-  const res = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  const ms = Number(process.hrtime.bigint() - started) / 1e6
-  if (res.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${String(res.status)}: ${res.stderr.toString()}`)
-  return ms
+  return await new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c })
+    child.once('error', reject)
+    child.once('close', code => {
+      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${String(code)}: ${stderr}`))
+      else resolve(Number(process.hrtime.bigint() - started) / 1e6)
+    })
+  })
 }
 
 async function main (): Promise<void> {
@@ -58,7 +67,7 @@ async function main (): Promise<void> {
     await waitFor('every node online', async () => (await client.call<Array<{ status: string }>>('peers')).every(p => p.status === 'online'), 20000, 50)
 
     const request = { operation: 'status', target_node: 'all' }
-    for (let i = 0; i < 20; i++) await client.call('op', request) // warm-up
+    for (let i = 0; i < WARMUP; i++) await client.call('op', request) // warm-up: measure the steady state, not the JIT
     const roundTrip: number[] = []
     const daemonSide: number[] = []
     for (let i = 0; i < CALLS; i++) {
@@ -74,12 +83,16 @@ async function main (): Promise<void> {
     const bareNode: number[] = []
     const socket = mesh.node('aitbc').socket
     for (let i = 0; i < CLI_RUNS; i++) {
-      bareNode.push(timeProcess(process.execPath, ['-e', '0']))
-      cli.push(timeProcess(process.execPath, [CLI_ENTRY, 'status', '--target', 'all', '--json', '--socket', socket]))
+      bareNode.push(await timeProcess(process.execPath, ['-e', '0']))
+      cli.push(await timeProcess(process.execPath, [CLI_ENTRY, 'status', '--target', 'all', '--json', '--socket', socket]))
     }
 
     await new Promise(r => setTimeout(r, IDLE_MS))
     const rss = [...mesh.nodes.values()].map(n => rssMiB(n.process!.pid!))
+    const bare = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' })
+    await new Promise(r => setTimeout(r, 1000))
+    const bareRss = rssMiB(bare.pid!)
+    bare.kill()
 
     process.stdout.write([
       line('status --target all, daemon side (execution_time)', daemonSide),
@@ -88,7 +101,9 @@ async function main (): Promise<void> {
       line('reference: bare `node -e 0` (same run)', bareNode),
       line('daemon start to ready, spawn to ready line', startWall),
       line('daemon start to ready, as the daemon logs it', startSelf),
-      `${'daemon idle RSS after ' + (IDLE_MS / 1000).toString() + ' s (3 daemons)'}`.padEnd(44) + ` ${rss.map(r => r.toFixed(1) + ' MiB').join(', ')}  (max ${Math.max(...rss).toFixed(1)} MiB)`,
+      `${'daemon idle RSS after ' + (IDLE_MS / 1000).toString() + ' s (3 daemons)'}`.padEnd(44) + ` ${rss.map(r => r.total.toFixed(1) + ' MiB').join(', ')}  (max ${Math.max(...rss.map(r => r.total)).toFixed(1)} MiB)`,
+      `${'  of which private (RssAnon)'}`.padEnd(44) + ` ${rss.map(r => r.anon.toFixed(1) + ' MiB').join(', ')}`,
+      `${'reference: idle RSS of bare `node -e` (same run)'}`.padEnd(44) + ` ${bareRss.total.toFixed(1)} MiB, private ${bareRss.anon.toFixed(1)} MiB`,
       '',
       'reference (DESIGN.md, measured earlier on this kind of machine): SSH into 3 hosts and read the RPC: 2.42 s sequential, 2.03 s parallel',
       `targets: daemon side p50 <= 5 ms (${summarize(daemonSide).p50.toFixed(2)}), p99 <= 20 ms (${summarize(daemonSide).p99.toFixed(2)}); CLI <= 150 ms (p50 ${summarize(cli).p50.toFixed(1)}); idle RSS <= 80 MB; start to ready <= 1 s`

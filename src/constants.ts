@@ -34,8 +34,12 @@ export const OPERATION_MAX_TIMEOUT_S = 120
 export const OPERATION_STREAM_MAX_MESSAGE_BYTES = 256 * 1024
 export const OPERATION_MAX_INBOUND_STREAMS = 64
 export const OPERATION_MAX_OUTBOUND_STREAMS = 256
-/** Probe results younger than this answer a status request without probing again. */
-export const PROBE_MAX_AGE_MS = 1000
+/**
+ * Probe results younger than this answer a status request without probing again. The daemon
+ * re-probes every heartbeat interval, so a status answer is normally under one interval old;
+ * health always probes afresh.
+ */
+export const PROBE_MAX_AGE_MS = 2500
 export const PROBE_HTTP_TIMEOUT_MS = 2000
 export const PROBE_COMMAND_TIMEOUT_MS = 3000
 /** `GET /rpc/mempool?limit=N` caps its count at N. */

@@ -16,6 +16,7 @@ import type { HealthCheck, NodeReport } from './report.js'
 export const OPERATION_PROTOCOL = '/aitbc-mesh/operation/1.0.0'
 /** How long a responder waits for the request to arrive after the stream opens. */
 const REQUEST_READ_TIMEOUT_MS = 5000
+const STREAM_CLOSE_TIMEOUT_MS = 5000
 const MAX_ISSUES = 64
 const MAX_CHECKS = 64
 const MAX_TEXT = 2048
@@ -123,7 +124,7 @@ export class OperationProtocol {
       log.warn({ event: 'operation_request_failed', requestId, err: errorMessage(err) }, 'operation request failed')
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
-      if (stream.status === 'open') await stream.close().catch(() => {})
+      if (stream.status === 'open') await stream.close({ signal: AbortSignal.timeout(STREAM_CLOSE_TIMEOUT_MS) }).catch(err => { stream.abort(err) })
     }
   }
 
@@ -133,7 +134,8 @@ export class OperationProtocol {
     let stream: Stream | undefined
     try {
       try {
-        stream = await this.init.libp2p.dialProtocol(peerId, OPERATION_PROTOCOL, { signal })
+        // Optimistic protocol selection: the request travels with the protocol name, saving a round trip.
+        stream = await this.init.libp2p.dialProtocol(peerId, OPERATION_PROTOCOL, { signal, negotiateFully: false })
       } catch (err) {
         if (signal.aborted) throw new TimeoutError(`no stream to ${expected.name} within ${timeoutMs} ms`)
         throw new UnreachableError(`cannot reach ${expected.name}: ${errorMessage(err)}`)
@@ -158,7 +160,9 @@ export class OperationProtocol {
       stream?.abort(err instanceof Error ? err : new Error(String(err)))
       throw err
     } finally {
-      if (stream?.status === 'open') await stream.close().catch(() => {})
+      // Closing waits for the remote's half of the close; the answer is already in hand, so
+      // do not make the caller wait for it.
+      if (stream?.status === 'open') void stream.close({ signal: AbortSignal.timeout(STREAM_CLOSE_TIMEOUT_MS) }).catch(err => { stream?.abort(err) })
     }
   }
 }
