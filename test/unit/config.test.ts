@@ -330,3 +330,18 @@ describe('loadConfig', () => {
     expect(() => loadConfig(file, {})).toThrow(`${file}: node.role: expected "genesis" or "follower"`)
   })
 })
+
+describe('example configs in config/', () => {
+  it('genesis.yaml and follower.yaml are valid and admit each other', async () => {
+    const { readFileSync } = await import('node:fs')
+    const { fileURLToPath } = await import('node:url')
+    const dir = fileURLToPath(new URL('../../config/', import.meta.url))
+    const genesis = parseConfig(readFileSync(dir + 'genesis.yaml', 'utf8'), '/etc/aitbc/mesh.yaml', {})
+    const follower = parseConfig(readFileSync(dir + 'follower.yaml', 'utf8'), '/etc/aitbc/mesh.yaml', {})
+    expect(genesis.node).toEqual({ name: 'aitbc', role: 'genesis' })
+    expect(follower.node).toEqual({ name: 'aitbc1', role: 'follower' })
+    expect(genesis.peers.map(p => [p.name, p.role])).toEqual([['aitbc1', 'follower']])
+    expect(follower.peers.map(p => [p.name, p.role])).toEqual([['aitbc', 'genesis']])
+    expect(genesis.controlSocket).toBe('/run/aitbc/mesh.sock')
+  })
+})
