@@ -67,3 +67,20 @@ export const LAG_THRESHOLD_BLOCKS = 100
  * burst and keeps it.
  */
 export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2']
+
+/** Store. */
+export const EMBEDDED_STORE_FILE_NAME = 'store.sqlite'
+export const REDIS_CONNECT_TIMEOUT_MS = 2000
+export const REDIS_COMMAND_TIMEOUT_MS = 2000
+export const REDIS_MAX_RETRY_DELAY_MS = 2000
+
+/** Agent registry (AITBC coordinator rules). */
+export const AGENT_INACTIVE_AFTER_S = 120
+export const AGENT_REMOVE_AFTER_INACTIVE_S = 3600
+export const MAX_AGENT_RECORD_BYTES = 64 * 1024
+/** Removals are remembered this long, so a node that was away cannot bring a removed agent back. */
+export const AGENT_TOMBSTONE_RETENTION_MS = 7 * 24 * 3600 * 1000
+export const AGENT_SWEEP_INTERVAL_MS = 5000
+export const ANTI_ENTROPY_INTERVAL_MS = 15000
+export const ANTI_ENTROPY_TIMEOUT_MS = 10000
+export const ANTI_ENTROPY_MAX_MESSAGE_BYTES = 16 * 1024 * 1024

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import { ControlCallError, ControlClient, DaemonUnreachableError } from '../control/client.js'
 import { resolveSocketPath } from './socket-path.js'
-import { printOperation, printPeers, printId } from './output.js'
+import { printAgentTable, printOperation, printPeers, printId } from './output.js'
 
 const EXIT_OK = 0
 const EXIT_FAILED = 1
@@ -132,6 +132,105 @@ export function buildProgram (): Command {
         process.exitCode = await runOperation(cmd, { operation, target_node: opts.target, timeout: parseTimeout(opts.timeout) })
       })
   }
+
+  const agents = program.command('agents').description('the agent registry, replicated on every node')
+  const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
+  const pairs = (flag: string, values: string[] | undefined, numeric: boolean): Record<string, string | number> => {
+    const out: Record<string, string | number> = {}
+    for (const item of values ?? []) {
+      const eq = item.indexOf('=')
+      if (eq <= 0) throw new CliUsageError(`${flag} "${item}": expected KEY=VALUE`)
+      const key = item.slice(0, eq)
+      const raw = item.slice(eq + 1)
+      if (numeric) {
+        const n = Number(raw)
+        if (raw === '' || !Number.isFinite(n)) throw new CliUsageError(`${flag} "${item}": expected a number after "="`)
+        out[key] = n
+      } else out[key] = raw
+    }
+    return out
+  }
+  const printAgents = (cmd: Command, records: Array<Record<string, unknown>>): void => {
+    if (globals(cmd).json === true) {
+      process.stdout.write(JSON.stringify(records, null, 2) + '\n')
+      return
+    }
+    process.stdout.write(printAgentTable(records) + '\n')
+  }
+
+  agents.command('register')
+    .description('register (or re-register) an agent on this node; every node learns of it')
+    .requiredOption('--id <id>', 'agent id')
+    .requiredOption('--type <type>', 'agent type')
+    .option('--status <status>', 'active, inactive, busy, maintenance or error', 'active')
+    .option('--capability <c>', 'a capability (repeatable)', collect)
+    .option('--service <s>', 'a service (repeatable)', collect)
+    .option('--endpoint <name=url>', 'an endpoint (repeatable)', collect)
+    .option('--meta <k=v>', 'a metadata entry (repeatable)', collect)
+    .option('--tag <t>', 'a tag (repeatable)', collect)
+    .option('--version <v>', 'agent version')
+    .action(async (o: { id: string, type: string, status: string, capability?: string[], service?: string[], endpoint?: string[], meta?: string[], tag?: string[], version?: string }, cmd: Command) => {
+      const record = await withClient(cmd, async client => await client.call<Record<string, unknown>>('agents.register', {
+        agent_id: o.id,
+        agent_type: o.type,
+        status: o.status,
+        capabilities: o.capability ?? [],
+        services: o.service ?? [],
+        endpoints: pairs('--endpoint', o.endpoint, false),
+        metadata: pairs('--meta', o.meta, false),
+        tags: o.tag ?? [],
+        ...(o.version != null ? { version: o.version } : {})
+      }))
+      printAgents(cmd, [record])
+    })
+
+  agents.command('heartbeat')
+    .description("record an agent's heartbeat, optionally with a status and load metrics")
+    .argument('<id>', 'agent id')
+    .option('--status <status>', 'active, inactive, busy, maintenance or error')
+    .option('--load <k=v>', 'a load metric between 0 and 1 (repeatable)', collect)
+    .action(async (id: string, o: { status?: string, load?: string[] }, cmd: Command) => {
+      const record = await withClient(cmd, async client => await client.call<Record<string, unknown>>('agents.heartbeat', {
+        agent_id: id,
+        ...(o.status != null ? { status: o.status } : {}),
+        ...(o.load != null ? { load_metrics: pairs('--load', o.load, true) } : {})
+      }))
+      printAgents(cmd, [record])
+    })
+
+  agents.command('remove')
+    .description('remove an agent from every node')
+    .argument('<id>', 'agent id')
+    .action(async (id: string, _o, cmd: Command) => {
+      const result = await withClient(cmd, async client => await client.call<Record<string, unknown>>('agents.remove', { agent_id: id }))
+      process.stdout.write(globals(cmd).json === true ? JSON.stringify(result, null, 2) + '\n' : `removed ${id}\n`)
+    })
+
+  agents.command('list')
+    .description('agents known to this node, best health first (AITBC discovery filters)')
+    .option('--type <type>', 'agent type (exact)')
+    .option('--status <status>', 'status (exact)')
+    .option('--capability <c>', 'required capability (repeatable)', collect)
+    .option('--service <s>', 'required service (repeatable)', collect)
+    .option('--tag <t>', 'required tag (repeatable)', collect)
+    .option('--min-health <x>', 'minimum health score, 0 to 1')
+    .option('--limit <n>', 'at most this many')
+    .action(async (o: { type?: string, status?: string, capability?: string[], service?: string[], tag?: string[], minHealth?: string, limit?: string }, cmd: Command) => {
+      const minHealth = o.minHealth != null ? Number(o.minHealth) : undefined
+      if (minHealth != null && (!Number.isFinite(minHealth) || minHealth < 0 || minHealth > 1)) throw new CliUsageError(`--min-health "${o.minHealth}": expected a number from 0 to 1`)
+      const limit = o.limit != null ? Number(o.limit) : undefined
+      if (limit != null && (!Number.isInteger(limit) || limit < 1)) throw new CliUsageError(`--limit "${o.limit}": expected a whole number of at least 1`)
+      const records = await withClient(cmd, async client => await client.call<Array<Record<string, unknown>>>('agents.list', {
+        ...(o.type != null ? { agent_type: o.type } : {}),
+        ...(o.status != null ? { status: o.status } : {}),
+        capabilities: o.capability ?? [],
+        services: o.service ?? [],
+        tags: o.tag ?? [],
+        ...(minHealth != null ? { min_health_score: minHealth } : {}),
+        ...(limit != null ? { limit } : {})
+      }))
+      printAgents(cmd, records)
+    })
 
   program.command('op')
     .description('run an operation given as JSON (argument, or - for standard input); prints the operation JSON')

@@ -48,3 +48,15 @@ export function printOperation (result: Json): string {
   parts.push(list('recommendations', result.recommendations as string[] ?? []))
   return parts.filter(p => p !== '').join('\n')
 }
+
+export function printAgentTable (records: Json[]): string {
+  if (records.length === 0) return 'no agents'
+  return table(
+    ['AGENT', 'TYPE', 'STATUS', 'HEALTH', 'OWNER', 'LAST HEARTBEAT', 'CAPABILITIES', 'SERVICES', 'TAGS'],
+    records.map(r => [
+      r.agent_id as string, r.agent_type as string, r.status as string, (r.health_score as number).toFixed(2), r.owner_node as string,
+      ago(Date.now() - Date.parse(r.last_heartbeat as string)),
+      (r.capabilities as string[]).join(','), (r.services as string[]).join(','), (r.tags as string[]).join(',')
+    ])
+  )
+}

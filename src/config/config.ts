@@ -24,6 +24,7 @@ export interface MeshConfig {
   controlSocket: string
   swarmKeyFile?: string
   redisUrl?: string
+  keyPrefix: string
   /** Every other node of the mesh; their peer ids form the allowlist. */
   peers: Array<Required<NodeEntry>>
   probes: { rpc?: string, service?: string, repo?: string, configFiles: string[] }
@@ -103,6 +104,7 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     controlSocket: raw.controlSocket != null ? abs(raw.controlSocket) : join(dataDir, CONTROL_SOCKET_FILE_NAME),
     ...(raw.swarmKey != null ? { swarmKeyFile: abs(raw.swarmKey) } : {}),
     ...(redisUrl != null ? { redisUrl } : {}),
+    keyPrefix: raw.keyPrefix,
     peers,
     probes: {
       ...(raw.probes.rpc != null ? { rpc: raw.probes.rpc.replace(/\/+$/, '') } : {}),

@@ -65,6 +65,8 @@ export const configSchema = z.object({
   controlSocket: z.string().min(1).optional(),
   swarmKey: z.string().min(1).optional(),
   redis: redisUrl.optional(),
+  /** Prepended to every store key; empty gives the AITBC agent coordinator's own key names. */
+  keyPrefix: z.string().max(64).regex(/^[\w:.-]*$/, 'expected letters, digits, ":", ".", "_" or "-"').default(''),
   peers: z.array(peerSchema).default([]),
   probes: z.object({
     rpc: httpUrl.optional(),

@@ -12,6 +12,9 @@ import { PeerTable } from '../mesh/peer-table.js'
 import { LocalProbes } from '../operations/local-probes.js'
 import { OperationProtocol } from '../operations/operation-protocol.js'
 import { OperationRunner } from '../operations/runner.js'
+import { AgentRegistry } from '../registry/registry.js'
+import { AgentReplication } from '../registry/replication.js'
+import { openStore, type StoreBackend } from '../store/index.js'
 
 async function bounded<T> (label: string, work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
@@ -34,6 +37,9 @@ interface DaemonParts {
   heartbeat: HeartbeatService
   protocol: OperationProtocol
   runner: OperationRunner
+  store: StoreBackend
+  registry: AgentRegistry
+  replication: AgentReplication
 }
 
 export interface PeerView {
@@ -65,6 +71,9 @@ export class Daemon {
   private readonly heartbeat: HeartbeatService
   private readonly protocol: OperationProtocol
   private readonly runner: OperationRunner
+  private readonly store: StoreBackend
+  private readonly registry: AgentRegistry
+  private readonly replication: AgentReplication
   private readonly control: ControlServer
   private probeTimer?: NodeJS.Timeout
 
@@ -77,6 +86,9 @@ export class Daemon {
     this.heartbeat = parts.heartbeat
     this.protocol = parts.protocol
     this.runner = parts.runner
+    this.store = parts.store
+    this.registry = parts.registry
+    this.replication = parts.replication
     this.control = new ControlServer(parts.config.controlSocket, this.controlMethods(), parts.log)
   }
 
@@ -92,7 +104,16 @@ export class Daemon {
     const libp2p = await createMeshLibp2p({ privateKey: identity.privateKey, listen: config.listen, gater, ...(swarmKey != null ? { swarmKey } : {}) })
 
     const connector = new PeerConnector(libp2p, peers, log)
-    const probes = new LocalProbes({ config, peers, connectedPeers: () => libp2p.getPeers().filter(p => gater.isAllowed(p)).length, startedAt })
+    const store = openStore(config, log)
+    const registry = new AgentRegistry(config.node.name, store, log)
+    const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log })
+    const probes = new LocalProbes({
+      config,
+      peers,
+      connectedPeers: () => libp2p.getPeers().filter(p => gater.isAllowed(p)).length,
+      startedAt,
+      storeHealth: () => registry.health()
+    })
     const heartbeat = new HeartbeatService({
       libp2p, peers, node: config.node, intervalMs: config.heartbeat.intervalMs, log, localHealth: () => probes.latest()
     })
@@ -113,10 +134,12 @@ export class Daemon {
       if (state != null) log.info({ event: 'peer_disconnected', node: state.name, peerId: peerId.toString() }, 'peer disconnected')
     })
 
-    const daemon = new Daemon({ config, log, libp2p, peers, connector, heartbeat, protocol, runner })
+    const daemon = new Daemon({ config, log, libp2p, peers, connector, heartbeat, protocol, runner, store, registry, replication })
 
     await libp2p.start()
     try {
+      await registry.start()
+      await replication.start()
       await protocol.start()
       await probes.refresh(0)
       heartbeat.start()
@@ -147,6 +170,10 @@ export class Daemon {
       id: async () => this.identity(),
       peers: async () => await this.peerViews(),
       op: async params => await this.runner.run(params),
+      'agents.register': async params => await this.registry.register(params),
+      'agents.heartbeat': async params => await this.registry.heartbeat(params),
+      'agents.remove': async params => await this.registry.remove(params),
+      'agents.list': async params => this.registry.list(params),
       status: async params => await this.runner.run({ ...asObject(params), operation: 'status' }),
       health: async params => await this.runner.run({ ...asObject(params), operation: 'health' })
     }
@@ -223,8 +250,11 @@ export class Daemon {
       ['control socket', async () => { await this.control.stop() }],
       ['peer connector', () => { this.connector.stop() }],
       ['heartbeat', () => { this.heartbeat.stop() }],
+      ['agent replication', async () => { await this.replication.stop() }],
       ['operation protocol', async () => { await this.protocol.stop() }],
-      ['libp2p', async () => { await this.libp2p.stop() }]
+      ['agent registry', async () => { await this.registry.stop() }],
+      ['libp2p', async () => { await this.libp2p.stop() }],
+      ['store', async () => { await this.store.close() }]
     ]
     for (const [label, step] of steps) {
       try {

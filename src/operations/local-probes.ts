@@ -24,6 +24,7 @@ export interface LocalProbesInit {
   connectedPeers: () => number
   startedAt: number
   lastSync?: () => number | null
+  storeHealth?: () => { ok: boolean, reason?: string }
 }
 
 /**
@@ -162,6 +163,15 @@ export class LocalProbes {
         const reason = `${unit} is ${state.activeState}${state.subState !== '' ? ` (${state.subState})` : ''}`
         failures.push(`service_uptime: ${reason}`)
         checks.push({ name: 'service', ok: false, detail: reason })
+      }
+    }
+
+    const store = this.init.storeHealth?.()
+    if (store != null) {
+      if (store.ok) checks.push({ name: 'store', ok: true, detail: this.init.config.redisUrl != null ? 'Redis reachable' : 'embedded store' })
+      else {
+        failures.push(`store: ${store.reason ?? 'unavailable'}`)
+        checks.push({ name: 'store', ok: false, detail: store.reason ?? 'unavailable' })
       }
     }
 

@@ -1,0 +1,36 @@
+/**
+ * Persistence of one node. Two backends with one contract: the node's own Redis, or an embedded
+ * SQLite database in dataDir. Keys are laid out as in Redis (`agent:{id}` JSON values, the set
+ * `agents:active`), under a configurable prefix that the backend applies.
+ */
+
+export type WriteOp =
+  | { op: 'set', key: string, value: string }
+  | { op: 'del', key: string }
+  | { op: 'sadd', set: string, member: string }
+  | { op: 'srem', set: string, member: string }
+
+export interface BackendHealth {
+  ok: boolean
+  reason?: string
+}
+
+export interface StoreBackend {
+  readonly kind: 'redis' | 'embedded'
+  /** Where the data lives, for logs and `doctor` (no password). */
+  readonly location: string
+  get: (key: string) => Promise<string | null>
+  /** Every key and value whose key starts with `prefix` (after the store's own prefix). */
+  scan: (prefix: string) => Promise<Map<string, string>>
+  smembers: (set: string) => Promise<string[]>
+  /** Applies all operations atomically, or none. */
+  write: (ops: WriteOp[]) => Promise<void>
+  health: () => BackendHealth
+  /** Called after the backend (re)connects, so callers can write what changed meanwhile. */
+  onReady: (listener: () => void) => void
+  close: () => Promise<void>
+}
+
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError'
+}

@@ -1,0 +1,121 @@
+import { Redis } from 'ioredis'
+import type { Logger } from 'pino'
+import { errorMessage } from '../errors.js'
+import { REDIS_COMMAND_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, REDIS_MAX_RETRY_DELAY_MS } from '../constants.js'
+import { StoreUnavailableError, type BackendHealth, type StoreBackend, type WriteOp } from './backend.js'
+
+/** The URL without its password, for logs. */
+export function redactRedisUrl (url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password !== '') u.password = '***'
+    return u.toString()
+  } catch {
+    return 'redis://(unparseable url)'
+  }
+}
+
+/**
+ * The node's own Redis. Commands fail at once while the connection is down (no offline queue,
+ * so nothing waits unbounded); ioredis reconnects forever with capped backoff, and listeners
+ * registered with onReady write what changed once it is back.
+ */
+export class RedisBackend implements StoreBackend {
+  readonly kind = 'redis' as const
+  readonly location: string
+  private readonly redis: Redis
+  private lastError?: string
+  private ready = false
+  private readonly readyListeners: Array<() => void> = []
+
+  constructor (url: string, private readonly prefix: string, private readonly log: Logger) {
+    this.location = redactRedisUrl(url)
+    this.redis = new Redis(url, {
+      lazyConnect: false,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
+      commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+      retryStrategy: times => Math.min(REDIS_MAX_RETRY_DELAY_MS, 100 * 2 ** Math.min(times, 10))
+    })
+    this.redis.on('ready', () => {
+      const wasDown = this.lastError != null
+      this.ready = true
+      delete this.lastError
+      if (wasDown) this.log.info({ event: 'store_reconnected', store: this.location }, 'Redis is back')
+      for (const listener of this.readyListeners) listener()
+    })
+    this.redis.on('error', err => {
+      const reason = errorMessage(err)
+      if (reason !== this.lastError) this.log.warn({ event: 'store_error', store: this.location, err: reason }, 'Redis error')
+      this.lastError = reason
+    })
+    this.redis.on('close', () => {
+      if (this.ready) this.log.warn({ event: 'store_disconnected', store: this.location }, 'Redis connection lost; serving from memory')
+      this.ready = false
+      this.lastError ??= 'connection closed'
+    })
+  }
+
+  private check (): void {
+    if (!this.ready) throw new StoreUnavailableError(`Redis ${this.location} unavailable: ${this.lastError ?? 'not connected yet'}`)
+  }
+
+  async get (key: string): Promise<string | null> {
+    this.check()
+    return await this.redis.get(this.prefix + key)
+  }
+
+  async scan (prefix: string): Promise<Map<string, string>> {
+    this.check()
+    const out = new Map<string, string>()
+    const pattern = this.prefix.replace(/[*?[\]\\]/g, '\\$&') + prefix.replace(/[*?[\]\\]/g, '\\$&') + '*'
+    let cursor = '0'
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500)
+      cursor = next
+      if (keys.length > 0) {
+        const values = await this.redis.mget(...keys)
+        keys.forEach((key, i) => {
+          const value = values[i]
+          if (value != null) out.set(key.slice(this.prefix.length), value)
+        })
+      }
+    } while (cursor !== '0')
+    return out
+  }
+
+  async smembers (set: string): Promise<string[]> {
+    this.check()
+    return (await this.redis.smembers(this.prefix + set)).sort()
+  }
+
+  async write (ops: WriteOp[]): Promise<void> {
+    if (ops.length === 0) return
+    this.check()
+    const multi = this.redis.multi()
+    for (const op of ops) {
+      if (op.op === 'set') multi.set(this.prefix + op.key, op.value)
+      else if (op.op === 'del') multi.del(this.prefix + op.key)
+      else if (op.op === 'sadd') multi.sadd(this.prefix + op.set, op.member)
+      else multi.srem(this.prefix + op.set, op.member)
+    }
+    const results = await multi.exec()
+    const failed = results?.find(([err]) => err != null)
+    if (results == null) throw new StoreUnavailableError('Redis transaction aborted')
+    if (failed != null) throw failed[0] as Error
+  }
+
+  health (): BackendHealth {
+    return this.ready ? { ok: true } : { ok: false, reason: `Redis ${this.location} unreachable: ${this.lastError ?? 'connecting'}` }
+  }
+
+  onReady (listener: () => void): void {
+    this.readyListeners.push(listener)
+    if (this.ready) queueMicrotask(listener)
+  }
+
+  async close (): Promise<void> {
+    this.redis.disconnect(false)
+  }
+}

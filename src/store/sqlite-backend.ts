@@ -1,0 +1,79 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import type { BackendHealth, StoreBackend, WriteOp } from './backend.js'
+
+/**
+ * The embedded store: SQLite (Node's built-in `node:sqlite`) in WAL mode with synchronous=FULL,
+ * so a write that returned survives a crash of the daemon or the host.
+ */
+export class SqliteBackend implements StoreBackend {
+  readonly kind = 'embedded' as const
+  private readonly db: DatabaseSync
+  private readonly stmts: Record<'get' | 'scan' | 'set' | 'del' | 'sadd' | 'srem' | 'smembers', StatementSync>
+
+  constructor (readonly location: string, private readonly prefix = '') {
+    mkdirSync(dirname(location), { recursive: true, mode: 0o750 })
+    this.db = new DatabaseSync(location)
+    this.db.exec(`
+      PRAGMA journal_mode = WAL;
+      PRAGMA synchronous = FULL;
+      PRAGMA busy_timeout = 5000;
+      CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS sets (name TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY (name, member)) WITHOUT ROWID;
+    `)
+    this.stmts = {
+      get: this.db.prepare('SELECT value FROM kv WHERE key = ?'),
+      scan: this.db.prepare("SELECT key, value FROM kv WHERE key >= ? AND key < ? || char(1114111)"),
+      set: this.db.prepare('INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+      del: this.db.prepare('DELETE FROM kv WHERE key = ?'),
+      sadd: this.db.prepare('INSERT OR IGNORE INTO sets (name, member) VALUES (?, ?)'),
+      srem: this.db.prepare('DELETE FROM sets WHERE name = ? AND member = ?'),
+      smembers: this.db.prepare('SELECT member FROM sets WHERE name = ? ORDER BY member')
+    }
+  }
+
+  async get (key: string): Promise<string | null> {
+    const row = this.stmts.get.get(this.prefix + key) as { value: string } | undefined
+    return row?.value ?? null
+  }
+
+  async scan (prefix: string): Promise<Map<string, string>> {
+    const full = this.prefix + prefix
+    const rows = this.stmts.scan.all(full, full) as Array<{ key: string, value: string }>
+    return new Map(rows.map(r => [r.key.slice(this.prefix.length), r.value]))
+  }
+
+  async smembers (set: string): Promise<string[]> {
+    return (this.stmts.smembers.all(this.prefix + set) as Array<{ member: string }>).map(r => r.member)
+  }
+
+  async write (ops: WriteOp[]): Promise<void> {
+    if (ops.length === 0) return
+    this.db.exec('BEGIN IMMEDIATE')
+    try {
+      for (const op of ops) {
+        if (op.op === 'set') this.stmts.set.run(this.prefix + op.key, op.value)
+        else if (op.op === 'del') this.stmts.del.run(this.prefix + op.key)
+        else if (op.op === 'sadd') this.stmts.sadd.run(this.prefix + op.set, op.member)
+        else this.stmts.srem.run(this.prefix + op.set, op.member)
+      }
+      this.db.exec('COMMIT')
+    } catch (err) {
+      this.db.exec('ROLLBACK')
+      throw err
+    }
+  }
+
+  health (): BackendHealth {
+    return { ok: true }
+  }
+
+  onReady (listener: () => void): void {
+    queueMicrotask(listener)
+  }
+
+  async close (): Promise<void> {
+    if (this.db.isOpen) this.db.close()
+  }
+}
