@@ -68,6 +68,8 @@ export class TestRedis {
   }
 
   client (): Redis {
-    return new Redis(this.url, { lazyConnect: false, maxRetriesPerRequest: 1, retryStrategy: () => null })
+    const client = new Redis(this.url, { lazyConnect: false, maxRetriesPerRequest: 1, retryStrategy: () => null })
+    client.on('error', () => {}) // failures surface as rejected commands
+    return client
   }
 }
