@@ -174,6 +174,16 @@ export class Daemon {
       'agents.heartbeat': async params => await this.registry.heartbeat(params),
       'agents.remove': async params => await this.registry.remove(params),
       'agents.list': async params => this.registry.list(params),
+      // Streams every change as an event until the caller disconnects.
+      'agents.watch': async (_params, ctx) => {
+        await new Promise<void>(resolve => {
+          const unwatch = this.registry.watch(entry => {
+            ctx.notify({ agent_id: entry.agentId, removed: entry.record == null, record: entry.record != null ? this.registry.get(entry.agentId) ?? null : null })
+          })
+          ctx.signal.addEventListener('abort', () => { unwatch(); resolve() }, { once: true })
+        })
+        return { watching: false }
+      },
       status: async params => await this.runner.run({ ...asObject(params), operation: 'status' }),
       health: async params => await this.runner.run({ ...asObject(params), operation: 'health' })
     }

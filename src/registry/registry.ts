@@ -44,9 +44,12 @@ export class AgentRegistry {
   private readonly activeWritten = new Set<string>()
   private sweepTimer?: NodeJS.Timeout
   private flushing?: Promise<void>
+  private scheduled?: Promise<void>
+  private writing?: Promise<void>
   private storeError?: string
-  /** Called for every change made here or accepted from a peer, so it can be gossiped. */
+  /** Called for every change made here, so it can be gossiped. */
   onLocalChange?: (entry: AgentEntry) => void
+  private readonly watchers = new Set<(entry: AgentEntry) => void>()
 
   constructor (private readonly node: string, private readonly store: StoreBackend, private readonly log: Logger) {}
 
@@ -138,6 +141,12 @@ export class AgentRegistry {
     return record != null && !isExpired(record, now) ? viewOf(record, now) : undefined
   }
 
+  /** Calls `listener` with every change, local or from a peer, until the returned function is called. */
+  watch (listener: (entry: AgentEntry) => void): () => void {
+    this.watchers.add(listener)
+    return () => { this.watchers.delete(listener) }
+  }
+
   // ---- replication ----
 
   /** Every entry peers should know of (live records and tombstones), for anti-entropy. */
@@ -183,7 +192,22 @@ export class AgentRegistry {
     this.entries.set(entry.agentId, entry)
     this.dirty.add(entry.agentId)
     if (local) this.onLocalChange?.(entry)
-    await this.flush()
+    for (const watcher of this.watchers) watcher(entry)
+    await this.scheduleFlush()
+  }
+
+  /**
+   * Group commit: changes made in the same turn of the event loop are written in one
+   * transaction; every caller resumes once the write holding its change has finished.
+   */
+  private scheduleFlush (): Promise<void> {
+    this.scheduled ??= new Promise<void>(resolve => {
+      setImmediate(() => {
+        delete this.scheduled
+        void this.flush().finally(resolve)
+      })
+    })
+    return this.scheduled
   }
 
   private opsFor (agentId: string, now: number): WriteOp[] {
@@ -206,9 +230,15 @@ export class AgentRegistry {
     ]
   }
 
-  /** Writes every changed id; on failure keeps them for the next attempt. */
+  /** Writes every changed id, one write at a time; on failure keeps them for the next attempt. */
   private async flush (): Promise<void> {
+    while (this.writing != null) await this.writing
     if (this.dirty.size === 0) return
+    this.writing = this.writeDirty().finally(() => { delete this.writing })
+    await this.writing
+  }
+
+  private async writeDirty (): Promise<void> {
     const ids = [...this.dirty]
     this.dirty.clear()
     const now = Date.now()

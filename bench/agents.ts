@@ -1,0 +1,116 @@
+// Benchmark: time from `agents register` on one node until the agent is known on every other
+// node (p50/p99 over many registrations, at 3 and 10 nodes on 127.x.y.z port 7070), and how
+// many registrations per second one node sustains.
+//   npm run bench:agents [-- --registrations 200 --sizes 3,10 --burst 2000 --store embedded|redis]
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { ControlClient } from '../src/control/client.js'
+import { freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh.js'
+import { line } from './stats.js'
+
+function arg (name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? process.argv[i + 1] ?? fallback : fallback
+}
+
+const REGISTRATIONS = Number(arg('registrations', '200'))
+const SIZES = arg('sizes', '3,10').split(',').map(Number)
+const BURST = Number(arg('burst', '2000'))
+const STORE = arg('store', 'embedded')
+
+async function freePort (): Promise<number> {
+  return await new Promise(resolve => {
+    const s = createServer()
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => { resolve(p) }) })
+  })
+}
+
+async function startRedis (dir: string): Promise<{ url: string, proc: ChildProcess }> {
+  const port = await freePort()
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', ''], { stdio: 'ignore' })
+  const { Redis } = await import('ioredis')
+  await waitFor('redis', async () => {
+    const c = new Redis(`redis://127.0.0.1:${port}`, { retryStrategy: () => null, lazyConnect: true })
+    c.on('error', () => {})
+    try { await c.connect(); return (await c.ping()) === 'PONG' } finally { c.disconnect() }
+  }, 10000, 50)
+  return { url: `redis://127.0.0.1:${port}/0`, proc }
+}
+
+async function run (size: number): Promise<void> {
+  const hosts = await freeLoopbackBlock(size)
+  const baseDir = mkdtempSync(join(tmpdir(), 'aitbc-mesh-bench-agents-'))
+  const redis: Array<{ url: string, proc: ChildProcess }> = []
+  if (STORE === 'redis') for (let i = 0; i < size; i++) redis.push(await startRedis(mkdtempSync(join(baseDir, 'redis-'))))
+  const names = hosts.map((_, i) => i === 0 ? 'aitbc' : `aitbc${i}`)
+  const mesh = await LocalMesh.create(baseDir, names.map((name, i) => ({
+    name, role: i === 0 ? 'genesis' as const : 'follower' as const, host: hosts[i]!, ...(STORE === 'redis' ? { config: { redis: redis[i]!.url } } : {})
+  })))
+  const clients: ControlClient[] = []
+  try {
+    for (const name of names) await mesh.start(name, 30000)
+    const origin = await mesh.client('aitbc')
+    clients.push(origin)
+    await waitFor('every node online', async () => (await origin.call<Array<{ status: string }>>('peers')).every(p => p.status === 'online'), 60000, 100)
+
+    // Watch every other node; record when each agent first shows up there.
+    const seen = new Map<string, Map<string, number>>()
+    for (const name of names.slice(1)) {
+      const client = await mesh.client(name)
+      clients.push(client)
+      void client.call('agents.watch', {}, {
+        onEvent: event => {
+          const id = (event as { agent_id: string }).agent_id
+          let at = seen.get(id)
+          if (at == null) seen.set(id, at = new Map())
+          if (!at.has(name)) at.set(name, performance.now())
+        }
+      }).catch(() => {})
+    }
+    await new Promise(r => setTimeout(r, 200)) // let the watch requests reach the daemons
+
+    const others = size - 1
+    const latencies: number[] = []
+    for (let i = 0; i < REGISTRATIONS; i++) {
+      const id = `bench-${size}-${i}`
+      const sent = performance.now()
+      await origin.call('agents.register', { agent_id: id, agent_type: 'bench', capabilities: ['gpu'] })
+      await waitFor(`${id} on every node`, () => (seen.get(id)?.size ?? 0) === others, 10000, 1)
+      latencies.push(Math.max(...seen.get(id)!.values()) - sent)
+    }
+
+    // Sustained rate: many registrations in flight on one node; acknowledged, then replicated everywhere.
+    const concurrency = 64
+    const started = performance.now()
+    let next = 0
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (next < BURST) {
+        const i = next++
+        await origin.call('agents.register', { agent_id: `burst-${size}-${i}`, agent_type: 'bench' })
+      }
+    }))
+    const acked = performance.now() - started
+    await waitFor('burst replicated', () => {
+      for (let i = 0; i < BURST; i++) if ((seen.get(`burst-${size}-${i}`)?.size ?? 0) < others) return false
+      return true
+    }, 120000, 20)
+    const replicated = performance.now() - started
+
+    process.stdout.write([
+      line(`register -> listed on all ${size - 1} other nodes (${size} nodes)`, latencies),
+      `${`sustained registrations on one node (${size} nodes)`.padEnd(44)} ${BURST} in ${(acked / 1000).toFixed(2)} s = ${Math.round(BURST / (acked / 1000))}/s acknowledged; replicated everywhere at ${Math.round(BURST / (replicated / 1000))}/s`,
+      ''
+    ].join('\n'))
+  } finally {
+    for (const c of clients) c.close()
+    await mesh.stopAll()
+    for (const r of redis) r.proc.kill()
+    rmSync(baseDir, { recursive: true, force: true })
+  }
+}
+
+process.stdout.write(`aitbc-mesh agent registry benchmark: store ${STORE}, node ${process.version}\nreference (DESIGN.md): Serf gossip rounds of 200 ms; targets p99 <= 100 ms at 3 nodes, <= 300 ms at 10\n\n`)
+for (const size of SIZES) await run(size)
