@@ -23,7 +23,11 @@ export interface StoreBackend {
   /** Every key and value whose key starts with `prefix` (after the store's own prefix). */
   scan: (prefix: string) => Promise<Map<string, string>>
   smembers: (set: string) => Promise<string[]>
-  /** Applies all operations atomically, or none. */
+  /**
+   * Applies the operations as one transaction: no reader sees part of a batch, and a batch
+   * refused up front (store down, bad command) applies nothing. In Redis (MULTI/EXEC) a command
+   * that fails while running, such as a type clash on a key, does not undo the others.
+   */
   write: (ops: WriteOp[]) => Promise<void>
   health: () => BackendHealth
   /** Called after the backend (re)connects, so callers can write what changed meanwhile. */

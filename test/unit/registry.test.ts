@@ -1,0 +1,527 @@
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { UsageError } from '../../src/errors.js'
+import { discover, effectiveStatus, healthScore, isExpired, listInput, type AgentRecord } from '../../src/registry/agent.js'
+import { compareClocks, nextClock, type Clock } from '../../src/registry/clock.js'
+import { AgentRegistry, type AgentEntry } from '../../src/registry/registry.js'
+import { SqliteBackend } from '../../src/store/sqlite-backend.js'
+import { tempDir } from '../helpers.js'
+
+const log = pino({ level: 'silent' })
+const NODE = 'aitbc'
+
+function record (id: string, over: Partial<AgentRecord> = {}, now = Date.now()): AgentRecord {
+  const iso = new Date(now).toISOString()
+  return {
+    agent_id: id,
+    agent_type: 'trainer',
+    status: 'active',
+    capabilities: [],
+    services: [],
+    endpoints: {},
+    metadata: {},
+    last_heartbeat: iso,
+    registration_time: iso,
+    load_metrics: {},
+    health_score: 1,
+    version: '1.0.0',
+    tags: [],
+    owner_node: 'aitbc1',
+    ...over
+  }
+}
+
+function ids (records: AgentRecord[]): string[] {
+  return records.map(r => r.agent_id)
+}
+
+describe('AgentRegistry over an embedded SQLite store', () => {
+  let file: string
+  let store: SqliteBackend
+  let registry: AgentRegistry
+
+  async function openRegistry (): Promise<void> {
+    store = new SqliteBackend(file, '')
+    registry = new AgentRegistry(NODE, store, log)
+    await registry.start()
+  }
+
+  async function stored (id: string): Promise<Record<string, unknown> | null> {
+    const value = await store.get(`agent:${id}`)
+    return value == null ? null : JSON.parse(value) as Record<string, unknown>
+  }
+
+  beforeEach(async () => {
+    file = join(tempDir('aitbc-mesh-registry-'), 'store.db')
+    await openRegistry()
+  })
+
+  afterEach(async () => {
+    vi.useRealTimers()
+    await registry.stop()
+    await store.close()
+  })
+
+  describe('register', () => {
+    it('returns the record with owner node, times and health 1, and stores it under agent:{id} and in agents:active', async () => {
+      const before = Date.now()
+      const rec = await registry.register({
+        agent_id: 'agent-1',
+        agent_type: 'trainer',
+        capabilities: ['gpu'],
+        services: ['inference'],
+        endpoints: { api: 'http://10.0.0.1:9000' },
+        metadata: { gpu: 'a100', count: 2 },
+        tags: ['eu']
+      })
+      const after = Date.now()
+
+      expect(rec).toMatchObject({
+        agent_id: 'agent-1',
+        agent_type: 'trainer',
+        status: 'active',
+        capabilities: ['gpu'],
+        services: ['inference'],
+        endpoints: { api: 'http://10.0.0.1:9000' },
+        metadata: { gpu: 'a100', count: 2 },
+        load_metrics: {},
+        version: '1.0.0',
+        tags: ['eu'],
+        owner_node: NODE,
+        health_score: 1
+      })
+      const registered = Date.parse(rec.registration_time)
+      expect(registered).toBeGreaterThanOrEqual(before)
+      expect(registered).toBeLessThanOrEqual(after)
+      expect(rec.last_heartbeat).toBe(rec.registration_time)
+
+      expect(await stored('agent-1')).toMatchObject({ ...rec })
+      expect(await store.smembers('agents:active')).toEqual(['agent-1'])
+      expect(registry.get('agent-1')).toEqual(rec)
+      expect(registry.list({})).toEqual([rec])
+    })
+
+    it('keeps registration_time on re-registration and updates the rest', async () => {
+      vi.useFakeTimers({ toFake: ['Date'] })
+      const t0 = Date.parse('2025-03-01T10:00:00.000Z')
+      vi.setSystemTime(t0)
+      const first = await registry.register({ agent_id: 'agent-1', agent_type: 'trainer', capabilities: ['gpu'] })
+      expect(first.registration_time).toBe('2025-03-01T10:00:00.000Z')
+
+      vi.setSystemTime(t0 + 30_000)
+      const second = await registry.register({ agent_id: 'agent-1', agent_type: 'trainer', capabilities: ['gpu', 'cuda'], version: '2.0.0' })
+      expect(second).toMatchObject({
+        registration_time: '2025-03-01T10:00:00.000Z',
+        last_heartbeat: '2025-03-01T10:00:30.000Z',
+        capabilities: ['gpu', 'cuda'],
+        version: '2.0.0'
+      })
+      expect(await stored('agent-1')).toMatchObject({ registration_time: '2025-03-01T10:00:00.000Z', last_heartbeat: '2025-03-01T10:00:30.000Z', version: '2.0.0' })
+      expect(registry.list({})).toHaveLength(1)
+    })
+
+    it.each([
+      ['missing agent_type', { agent_id: 'a1' }, /"agent_type" is required/],
+      ['unknown status', { agent_id: 'a1', agent_type: 't', status: 'sleeping' }, /"status".*expected one of active, inactive, busy, maintenance, error/],
+      ['unknown field', { agent_id: 'a1', agent_type: 't', colour: 'blue' }, /unknown field\(s\) colour/],
+      ['capabilities not an array', { agent_id: 'a1', agent_type: 't', capabilities: 'gpu' }, /"capabilities"/],
+      ['a 70 KB metadata value', { agent_id: 'a1', agent_type: 't', metadata: { blob: 'x'.repeat(70 * 1024) } }, /"metadata\.blob"/],
+      ['a bad agent_id', { agent_id: 'has space', agent_type: 't' }, /"agent_id"/],
+      ['not an object', ['a1'], /expected a JSON object/]
+    ])('refuses %s with a UsageError naming it, and stores nothing', async (_what, input, message) => {
+      const attempt = registry.register(input)
+      await expect(attempt).rejects.toBeInstanceOf(UsageError)
+      await expect(attempt).rejects.toThrow(message)
+      expect(registry.list({})).toEqual([])
+      expect(await store.scan('')).toEqual(new Map())
+      expect(await store.smembers('agents:active')).toEqual([])
+    })
+
+    it('refuses a record over the 64 KiB limit (many metadata values), and stores nothing', async () => {
+      const metadata = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, 'x'.repeat(4000)]))
+      const attempt = registry.register({ agent_id: 'a1', agent_type: 't', metadata })
+      await expect(attempt).rejects.toBeInstanceOf(UsageError)
+      await expect(attempt).rejects.toThrow(/agent a1: record is \d+ bytes, over the 65536 byte limit/)
+      expect(registry.get('a1')).toBeUndefined()
+      expect(await store.get('agent:a1')).toBeNull()
+    })
+  })
+
+  describe('heartbeat', () => {
+    beforeEach(async () => {
+      await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
+    })
+
+    it('busy with load {cpu: 0.7} gives health 0.8 (busy -0.1, average load over 0.6 -0.1), in memory and in the store', async () => {
+      const rec = await registry.heartbeat({ agent_id: 'a1', status: 'busy', load_metrics: { cpu: 0.7 } })
+      expect(rec).toMatchObject({ status: 'busy', load_metrics: { cpu: 0.7 }, health_score: 0.8 })
+      expect(registry.get('a1')).toMatchObject({ status: 'busy', health_score: 0.8 })
+      expect(await stored('a1')).toMatchObject({ status: 'busy', load_metrics: { cpu: 0.7 }, health_score: 0.8 })
+      // Only active agents are in agents:active.
+      expect(await store.smembers('agents:active')).toEqual([])
+
+      // Without a status the stated one is kept.
+      expect(await registry.heartbeat({ agent_id: 'a1' })).toMatchObject({ status: 'busy', load_metrics: { cpu: 0.7 }, health_score: 0.8 })
+
+      expect(await registry.heartbeat({ agent_id: 'a1', status: 'active', load_metrics: {} })).toMatchObject({ status: 'active', health_score: 1 })
+      expect(await store.smembers('agents:active')).toEqual(['a1'])
+    })
+
+    it.each([
+      ['load over 0.8', 0.7, { status: 'active', load_metrics: { cpu: 0.9 } }],
+      ['average load over 0.6 (0.9 and 0.5)', 0.9, { status: 'active', load_metrics: { cpu: 0.9, mem: 0.5 } }],
+      ['average load 0.6 or less (0.7 and 0.5)', 1, { status: 'active', load_metrics: { cpu: 0.7, mem: 0.5 } }],
+      ['error', 0.5, { status: 'error' }],
+      ['maintenance', 0.8, { status: 'maintenance' }],
+      ['error with load over 0.8', 0.2, { status: 'error', load_metrics: { cpu: 0.95 } }]
+    ])('%s gives health %s', async (_what, expected, update) => {
+      const rec = await registry.heartbeat({ agent_id: 'a1', ...update })
+      expect(rec.health_score).toBe(expected)
+      expect(registry.get('a1')?.health_score).toBe(expected)
+      expect((await stored('a1'))?.health_score).toBe(expected)
+    })
+
+    it('advances last_heartbeat and keeps registration_time', async () => {
+      vi.useFakeTimers({ toFake: ['Date'] })
+      const registered = registry.get('a1')!.registration_time
+      vi.setSystemTime(Date.now() + 45_000)
+      const rec = await registry.heartbeat({ agent_id: 'a1' })
+      expect(rec.registration_time).toBe(registered)
+      expect(Date.parse(rec.last_heartbeat) - Date.parse(registered)).toBeGreaterThanOrEqual(45_000)
+    })
+
+    it('refuses an unknown agent, an unknown status and unknown fields with a UsageError', async () => {
+      await expect(registry.heartbeat({ agent_id: 'nobody' })).rejects.toThrow(UsageError)
+      await expect(registry.heartbeat({ agent_id: 'nobody' })).rejects.toThrow(/unknown agent "nobody"/)
+      await expect(registry.heartbeat({ agent_id: 'a1', status: 'sleeping' })).rejects.toThrow(UsageError)
+      await expect(registry.heartbeat({ agent_id: 'a1', cpu: 0.5 })).rejects.toThrow(/unknown field\(s\) cpu/)
+      await expect(registry.heartbeat({ agent_id: 'a1', load_metrics: { cpu: -1 } })).rejects.toThrow(/"load_metrics.cpu"/)
+      expect(registry.get('a1')).toMatchObject({ status: 'active', load_metrics: {}, health_score: 1 })
+    })
+  })
+
+  describe('remove', () => {
+    it('removes the agent from list, get, the store and agents:active, leaving a tombstone', async () => {
+      await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
+      await registry.register({ agent_id: 'a2', agent_type: 'trainer' })
+      expect(await store.smembers('agents:active')).toEqual(['a1', 'a2'])
+
+      expect(await registry.remove({ agent_id: 'a1' })).toEqual({ agent_id: 'a1', removed: true })
+      expect(ids(registry.list({}))).toEqual(['a2'])
+      expect(registry.get('a1')).toBeUndefined()
+      expect(await store.get('agent:a1')).toBeNull()
+      expect(await store.smembers('agents:active')).toEqual(['a2'])
+      expect(JSON.parse((await store.get('mesh:agent-removed:a1'))!)).toMatchObject({ agent_id: 'a1' })
+
+      await expect(registry.heartbeat({ agent_id: 'a1' })).rejects.toThrow(UsageError)
+      await expect(registry.remove({ agent_id: 'a1' })).rejects.toThrow(UsageError)
+    })
+
+    it('refuses an unknown agent with a UsageError', async () => {
+      await expect(registry.remove({ agent_id: 'nobody' })).rejects.toThrow(UsageError)
+      await expect(registry.remove({ agent_id: 'nobody' })).rejects.toThrow(/unknown agent "nobody"/)
+    })
+
+    it('a later register brings a removed agent back', async () => {
+      await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
+      await registry.remove({ agent_id: 'a1' })
+      await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
+      expect(ids(registry.list({}))).toEqual(['a1'])
+      expect(await stored('a1')).toMatchObject({ agent_id: 'a1' })
+      expect(await store.get('mesh:agent-removed:a1')).toBeNull()
+    })
+  })
+
+  it('concurrent registrations are each in the store by the time their call returns', async () => {
+    const agentIds = ['c1', 'c2', 'c3', 'c4', 'c5']
+    const results = await Promise.all(agentIds.map(async id => {
+      const rec = await registry.register({ agent_id: id, agent_type: 'trainer' })
+      return { rec, storedAtReturn: await store.get(`agent:${id}`) }
+    }))
+    expect(results.map(r => r.rec.agent_id)).toEqual(agentIds)
+    for (const { rec, storedAtReturn } of results) expect(JSON.parse(storedAtReturn!)).toMatchObject({ agent_id: rec.agent_id, owner_node: NODE })
+    expect([...(await store.scan('agent:')).keys()].sort()).toEqual(agentIds.map(id => `agent:${id}`))
+    expect(await store.smembers('agents:active')).toEqual(agentIds)
+  })
+
+  it('tells onLocalChange about every local register, heartbeat and remove', async () => {
+    const seen: AgentEntry[] = []
+    registry.onLocalChange = entry => { seen.push(entry) }
+    await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
+    await registry.heartbeat({ agent_id: 'a1', status: 'busy' })
+    await registry.remove({ agent_id: 'a1' })
+    expect(seen.map(e => [e.agentId, e.record?.status ?? 'removed'])).toEqual([['a1', 'active'], ['a1', 'busy'], ['a1', 'removed']])
+    expect(seen.every(e => e.clock.node === NODE)).toBe(true)
+    expect(compareClocks(seen[0]!.clock, seen[1]!.clock)).toBeLessThan(0)
+    expect(compareClocks(seen[1]!.clock, seen[2]!.clock)).toBeLessThan(0)
+  })
+
+  describe('list', () => {
+    beforeEach(async () => {
+      await registry.register({ agent_id: 'g1', agent_type: 'trainer', capabilities: ['gpu', 'cuda'], services: ['inference'], tags: ['eu'] })
+      await registry.register({ agent_id: 'g2', agent_type: 'trainer', status: 'busy', load_metrics: { cpu: 0.7 }, capabilities: ['gpu'], services: ['inference', 'training'], tags: ['eu', 'prod'] })
+      await registry.register({ agent_id: 'c1', agent_type: 'validator', status: 'maintenance', capabilities: ['cpu'], tags: ['us'] })
+      await registry.register({ agent_id: 'e1', agent_type: 'trainer', status: 'error', load_metrics: { cpu: 0.9 }, capabilities: ['gpu', 'cuda'] })
+    })
+
+    it('lists every agent, best health first, ties by id', () => {
+      const all = registry.list({})
+      expect(all.map(r => [r.agent_id, r.health_score])).toEqual([['g1', 1], ['c1', 0.8], ['g2', 0.8], ['e1', 0.2]])
+      expect(ids(registry.list(undefined))).toEqual(['g1', 'c1', 'g2', 'e1'])
+    })
+
+    it.each([
+      ['agent_type exact', { agent_type: 'trainer' }, ['g1', 'g2', 'e1']],
+      ['agent_type is not a prefix match', { agent_type: 'train' }, []],
+      ['status exact', { status: 'busy' }, ['g2']],
+      ['all capabilities', { capabilities: ['gpu', 'cuda'] }, ['g1', 'e1']],
+      ['one capability', { capabilities: ['gpu'] }, ['g1', 'g2', 'e1']],
+      ['all services', { services: ['inference', 'training'] }, ['g2']],
+      ['all tags', { tags: ['eu', 'prod'] }, ['g2']],
+      ['one tag', { tags: ['eu'] }, ['g1', 'g2']],
+      ['min_health_score', { min_health_score: 0.8 }, ['g1', 'c1', 'g2']],
+      ['limit', { limit: 2 }, ['g1', 'c1']],
+      ['combined', { agent_type: 'trainer', capabilities: ['gpu'], min_health_score: 0.5 }, ['g1', 'g2']]
+    ])('filters by %s', (_what, query, expected) => {
+      expect(ids(registry.list(query))).toEqual(expected)
+    })
+
+    it('refuses unknown or malformed filters with a UsageError', () => {
+      expect(() => registry.list({ owner: 'aitbc' })).toThrow(UsageError)
+      expect(() => registry.list({ status: 'sleeping' })).toThrow(/"status"/)
+      expect(() => registry.list({ limit: 0 })).toThrow(/"limit"/)
+    })
+  })
+
+  describe('applyRemote (last writer wins)', () => {
+    let local: Clock
+
+    beforeEach(async () => {
+      await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
+      local = registry.entry('a1')!.clock
+    })
+
+    it('ignores an entry with an older clock', async () => {
+      const older: Clock = { ms: local.ms - 1000, counter: 0, node: 'aitbc1' }
+      expect(await registry.applyRemote({ agentId: 'a1', clock: older, record: record('a1', { agent_type: 'older' }) })).toBe(false)
+      expect(registry.get('a1')).toMatchObject({ agent_type: 'trainer', owner_node: NODE })
+      expect(await stored('a1')).toMatchObject({ agent_type: 'trainer', mesh_clock: local })
+    })
+
+    it('ignores an entry with the very same clock', async () => {
+      expect(await registry.applyRemote({ agentId: 'a1', clock: { ...local }, record: record('a1', { agent_type: 'same' }) })).toBe(false)
+      expect(registry.get('a1')?.agent_type).toBe('trainer')
+    })
+
+    it('takes an entry with a newer clock, in memory and in the store', async () => {
+      const newer: Clock = { ms: local.ms + 1000, counter: 0, node: 'aitbc1' }
+      expect(await registry.applyRemote({ agentId: 'a1', clock: newer, record: record('a1', { agent_type: 'newer', capabilities: ['gpu'] }) })).toBe(true)
+      expect(registry.get('a1')).toMatchObject({ agent_type: 'newer', capabilities: ['gpu'], owner_node: 'aitbc1' })
+      expect(await stored('a1')).toMatchObject({ agent_type: 'newer', owner_node: 'aitbc1', mesh_clock: newer })
+      expect(registry.entry('a1')?.clock).toEqual(newer)
+
+      // A local heartbeat afterwards is ordered after the remote entry.
+      await registry.heartbeat({ agent_id: 'a1' })
+      expect(compareClocks(registry.entry('a1')!.clock, newer)).toBeGreaterThan(0)
+    })
+
+    it('breaks a tie of ms and counter by node name', async () => {
+      expect(await registry.applyRemote({ agentId: 'a1', clock: { ...local, node: 'aaa' }, record: record('a1', { agent_type: 'from-aaa' }) })).toBe(false)
+      expect(registry.get('a1')?.agent_type).toBe('trainer')
+      expect(await registry.applyRemote({ agentId: 'a1', clock: { ...local, node: 'aitbc1' }, record: record('a1', { agent_type: 'from-aitbc1' }) })).toBe(true)
+      expect(registry.get('a1')?.agent_type).toBe('from-aitbc1')
+      expect(await registry.applyRemote({ agentId: 'a1', clock: { ...local, counter: local.counter + 1, node: 'aaa' }, record: record('a1', { agent_type: 'higher-counter' }) })).toBe(true)
+      expect(registry.get('a1')?.agent_type).toBe('higher-counter')
+    })
+
+    it('removes the agent on a newer tombstone, and an older record after it does not bring it back', async () => {
+      const tombClock: Clock = { ms: local.ms + 2000, counter: 0, node: 'aitbc1' }
+      expect(await registry.applyRemote({ agentId: 'a1', clock: tombClock, removedAt: tombClock.ms })).toBe(true)
+      expect(registry.get('a1')).toBeUndefined()
+      expect(registry.list({})).toEqual([])
+      expect(await store.get('agent:a1')).toBeNull()
+      expect(await store.smembers('agents:active')).toEqual([])
+      expect(await store.get('mesh:agent-removed:a1')).not.toBeNull()
+
+      const between: Clock = { ms: local.ms + 1000, counter: 0, node: 'aitbc2' }
+      expect(await registry.applyRemote({ agentId: 'a1', clock: between, record: record('a1') })).toBe(false)
+      expect(registry.get('a1')).toBeUndefined()
+      expect(await store.get('agent:a1')).toBeNull()
+      await expect(registry.heartbeat({ agent_id: 'a1' })).rejects.toThrow(UsageError)
+    })
+
+    it('ignores an older tombstone', async () => {
+      const older: Clock = { ms: local.ms - 1000, counter: 0, node: 'aitbc1' }
+      expect(await registry.applyRemote({ agentId: 'a1', clock: older, removedAt: older.ms })).toBe(false)
+      expect(registry.get('a1')).toMatchObject({ agent_id: 'a1' })
+    })
+
+    it('accepts a new agent from a peer', async () => {
+      const clock: Clock = { ms: Date.now(), counter: 0, node: 'aitbc1' }
+      expect(await registry.applyRemote({ agentId: 'r1', clock, record: record('r1', { capabilities: ['gpu'] }) })).toBe(true)
+      expect(registry.list({ capabilities: ['gpu'] }).map(r => [r.agent_id, r.owner_node])).toEqual([['r1', 'aitbc1']])
+      expect(await stored('r1')).toMatchObject({ agent_id: 'r1', owner_node: 'aitbc1' })
+      expect(await store.smembers('agents:active')).toEqual(['a1', 'r1'])
+    })
+
+    it.each([
+      ['a health score over 1', record('r1', { health_score: 2 })],
+      ['an unknown status', record('r1', { status: 'sleeping' as AgentRecord['status'] })],
+      ['an extra field', { ...record('r1'), extra: true } as AgentRecord],
+      ['a record for another agent_id', record('other')],
+      ['a missing owner_node', { ...record('r1'), owner_node: undefined } as unknown as AgentRecord]
+    ])('rejects a record with %s and stores nothing', async (_what, bad) => {
+      const clock: Clock = { ms: Date.now() + 5000, counter: 0, node: 'aitbc1' }
+      await expect(registry.applyRemote({ agentId: 'r1', clock, record: bad })).rejects.toThrow(/invalid agent record for r1/)
+      expect(registry.get('r1')).toBeUndefined()
+      expect(registry.entry('r1')).toBeUndefined()
+      expect(await store.get('agent:r1')).toBeNull()
+      expect(await store.scan('agent:')).toEqual(new Map([['agent:a1', expect.any(String)]]))
+    })
+
+    it('rejects an invalid record for a known agent and keeps the current one', async () => {
+      const clock: Clock = { ms: local.ms + 1000, counter: 0, node: 'aitbc1' }
+      await expect(registry.applyRemote({ agentId: 'a1', clock, record: record('a1', { health_score: -1 }) })).rejects.toThrow(/invalid agent record for a1/)
+      expect(registry.entry('a1')?.clock).toEqual(local)
+      expect(await stored('a1')).toMatchObject({ agent_type: 'trainer', health_score: 1, mesh_clock: local })
+    })
+
+    it('does not take a record whose last heartbeat is over 120 s + 1 h old', async () => {
+      const stale = record('r1', {}, Date.now() - (3720 + 60) * 1000)
+      expect(await registry.applyRemote({ agentId: 'r1', clock: { ms: Date.now(), counter: 0, node: 'aitbc1' }, record: stale })).toBe(false)
+      expect(registry.get('r1')).toBeUndefined()
+      expect(await store.get('agent:r1')).toBeNull()
+    })
+  })
+
+  it('a registry started on the same SQLite file after stop() has the agents, their tombstones and their clocks', async () => {
+    await registry.register({ agent_id: 'a1', agent_type: 'trainer', capabilities: ['gpu'], tags: ['eu'] })
+    await registry.heartbeat({ agent_id: 'a1', status: 'busy', load_metrics: { cpu: 0.7 } })
+    await registry.register({ agent_id: 'a2', agent_type: 'validator' })
+    await registry.register({ agent_id: 'gone', agent_type: 'trainer' })
+    const goneClock = registry.entry('gone')!.clock
+    await registry.remove({ agent_id: 'gone' })
+    const before = registry.list({})
+    const clockA1 = registry.entry('a1')!.clock
+    const tombstone = registry.entry('gone')!.clock
+
+    await registry.stop()
+    await store.close()
+    await openRegistry()
+
+    expect(registry.list({})).toEqual(before)
+    expect(ids(registry.list({}))).toEqual(['a2', 'a1'])
+    expect(registry.get('a1')).toMatchObject({ status: 'busy', capabilities: ['gpu'], tags: ['eu'], load_metrics: { cpu: 0.7 }, health_score: 0.8, owner_node: NODE })
+    expect(registry.entry('a1')?.clock).toEqual(clockA1)
+    expect(registry.get('gone')).toBeUndefined()
+    expect(registry.entry('gone')?.clock).toEqual(tombstone)
+    // The tombstone survived: the removed agent's old record from a peer does not bring it back.
+    expect(await registry.applyRemote({ agentId: 'gone', clock: goneClock, record: record('gone') })).toBe(false)
+    expect(registry.get('gone')).toBeUndefined()
+
+    const rec = await registry.heartbeat({ agent_id: 'a1', status: 'active' })
+    expect(rec.health_score).toBe(0.9)
+    expect(compareClocks(registry.entry('a1')!.clock, clockA1)).toBeGreaterThan(0)
+  })
+
+  it('derives inactive after 120 s without heartbeat and forgets the agent an hour later (clock moved, no sleeping)', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] })
+    const t0 = Date.parse('2025-03-01T10:00:00.000Z')
+    vi.setSystemTime(t0)
+    await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
+
+    vi.setSystemTime(t0 + 130_000)
+    expect(registry.get('a1')).toMatchObject({ status: 'inactive', health_score: 0.5 })
+    expect(ids(registry.list({ status: 'active' }))).toEqual([])
+    expect(ids(registry.list({ status: 'inactive' }))).toEqual(['a1'])
+    // A heartbeat without a status revives it.
+    expect(await registry.heartbeat({ agent_id: 'a1' })).toMatchObject({ status: 'active', health_score: 1 })
+
+    vi.setSystemTime(t0 + 130_000 + 3730_000)
+    expect(registry.get('a1')).toBeUndefined()
+    expect(registry.list({})).toEqual([])
+    await expect(registry.heartbeat({ agent_id: 'a1' })).rejects.toThrow(UsageError)
+    // Registering again starts a new registration.
+    expect((await registry.register({ agent_id: 'a1', agent_type: 'trainer' })).registration_time).toBe(new Date(t0 + 130_000 + 3730_000).toISOString())
+  })
+})
+
+describe('agent rules as pure functions of the record and the time', () => {
+  const T0 = Date.parse('2025-03-01T10:00:00.000Z')
+  const at = (seconds: number): number => T0 + seconds * 1000
+  const agent = (over: Partial<AgentRecord> = {}): AgentRecord => record('a1', over, T0)
+
+  it('effectiveStatus: the stated status until 120 s without heartbeat, inactive after', () => {
+    expect(effectiveStatus(agent({ status: 'busy' }), at(0))).toBe('busy')
+    expect(effectiveStatus(agent({ status: 'busy' }), at(110))).toBe('busy')
+    expect(effectiveStatus(agent({ status: 'busy' }), at(130))).toBe('inactive')
+    expect(effectiveStatus(agent({ status: 'error' }), at(130))).toBe('inactive')
+    expect(effectiveStatus(agent(), at(3000))).toBe('inactive')
+  })
+
+  it('isExpired: only after 120 s + 3600 s without heartbeat', () => {
+    expect(isExpired(agent(), at(130))).toBe(false)
+    expect(isExpired(agent(), at(3700))).toBe(false)
+    expect(isExpired(agent(), at(3730))).toBe(true)
+    expect(isExpired(agent(), at(86_400))).toBe(true)
+  })
+
+  it.each([
+    ['fresh, active, no load', 1, {}, 0],
+    ['heartbeat 50 s old', 1, {}, 50],
+    ['heartbeat 70 s old', 0.8, {}, 70],
+    ['heartbeat 130 s old (now inactive)', 0.5, {}, 130],
+    ['busy, heartbeat 70 s old', 0.7, { status: 'busy' }, 70],
+    ['busy, heartbeat 130 s old (inactive: no busy penalty)', 0.5, { status: 'busy' }, 130],
+    ['error, load 0.9, heartbeat 130 s old (inactive: no error penalty)', 0.2, { status: 'error', load_metrics: { cpu: 0.9 } }, 130],
+    ['error, load 0.9, heartbeat 70 s old: never below 0', 0, { status: 'error', load_metrics: { cpu: 0.9 } }, 70],
+    ['maintenance, load 0.65', 0.7, { status: 'maintenance', load_metrics: { cpu: 0.65 } }, 0]
+  ] as Array<[string, number, Partial<AgentRecord>, number]>)('healthScore: %s -> %s', (_what, expected, over, ageSeconds) => {
+    expect(healthScore(agent(over), at(ageSeconds))).toBe(expected)
+  })
+
+  it('discover filters on derived status and score at the given time', () => {
+    const records = [
+      record('fresh', {}, at(100)),
+      record('slow', { status: 'busy' }, at(30)),
+      record('silent', {}, T0)
+    ]
+    const query = (q: unknown): string[] => ids(discover(records, listInput.parse(q), at(130)))
+    expect(query({})).toEqual(['fresh', 'slow', 'silent'])
+    expect(discover(records, listInput.parse({}), at(130)).map(r => [r.status, r.health_score])).toEqual([['active', 1], ['busy', 0.7], ['inactive', 0.5]])
+    expect(query({ status: 'inactive' })).toEqual(['silent'])
+    expect(query({ status: 'active' })).toEqual(['fresh'])
+    expect(query({ min_health_score: 0.6 })).toEqual(['fresh', 'slow'])
+    expect(query({ limit: 1 })).toEqual(['fresh'])
+  })
+})
+
+describe('hybrid logical clocks', () => {
+  it('compareClocks orders by ms, then counter, then node name', () => {
+    expect(compareClocks({ ms: 1, counter: 9, node: 'z' }, { ms: 2, counter: 0, node: 'a' })).toBeLessThan(0)
+    expect(compareClocks({ ms: 2, counter: 0, node: 'a' }, { ms: 1, counter: 9, node: 'z' })).toBeGreaterThan(0)
+    expect(compareClocks({ ms: 5, counter: 1, node: 'z' }, { ms: 5, counter: 2, node: 'a' })).toBeLessThan(0)
+    expect(compareClocks({ ms: 5, counter: 2, node: 'aitbc' }, { ms: 5, counter: 2, node: 'aitbc1' })).toBeLessThan(0)
+    expect(compareClocks({ ms: 5, counter: 2, node: 'aitbc1' }, { ms: 5, counter: 2, node: 'aitbc' })).toBeGreaterThan(0)
+    expect(compareClocks({ ms: 5, counter: 2, node: 'aitbc' }, { ms: 5, counter: 2, node: 'aitbc' })).toBe(0)
+  })
+
+  it('nextClock follows the wall clock when it moves on', () => {
+    expect(nextClock('aitbc', undefined, 1000)).toEqual({ ms: 1000, counter: 0, node: 'aitbc' })
+    expect(nextClock('aitbc', { ms: 1000, counter: 3, node: 'aitbc1' }, 2000)).toEqual({ ms: 2000, counter: 0, node: 'aitbc' })
+  })
+
+  it('nextClock stays monotonic when the wall clock stands still or goes back', () => {
+    let clock = nextClock('aitbc', undefined, 10_000)
+    const stamps = [clock]
+    for (const now of [10_000, 9_000, 5_000, 10_000, 10_001, 3_000]) {
+      clock = nextClock('aitbc', clock, now)
+      stamps.push(clock)
+    }
+    for (let i = 1; i < stamps.length; i++) expect(compareClocks(stamps[i - 1]!, stamps[i]!)).toBeLessThan(0)
+    expect(stamps.map(s => [s.ms, s.counter])).toEqual([[10_000, 0], [10_000, 1], [10_000, 2], [10_000, 3], [10_000, 4], [10_001, 0], [10_001, 1]])
+    // Ahead of a peer's clock that is later than our wall clock.
+    expect(compareClocks(nextClock('aitbc', { ms: 50_000, counter: 7, node: 'aitbc1' }, 10_000), { ms: 50_000, counter: 7, node: 'aitbc1' })).toBeGreaterThan(0)
+  })
+})
