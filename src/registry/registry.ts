@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import { AGENT_SWEEP_INTERVAL_MS, AGENT_TOMBSTONE_RETENTION_MS } from '../constants.js'
 import { errorMessage, UsageError } from '../errors.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
+import { DirtyWriter } from '../store/writer.js'
 import {
   agentRecordSchema, assertRecordSize, discover, effectiveStatus, heartbeatInput, isExpired, listInput, parseInput,
   registerInput, removeInput, viewOf, type AgentRecord
@@ -39,19 +40,18 @@ export interface RegistryHealth {
  */
 export class AgentRegistry {
   private readonly entries = new Map<string, AgentEntry>()
-  private readonly dirty = new Set<string>()
   /** Ids whose `agents:active` membership is currently written as active. */
   private readonly activeWritten = new Set<string>()
   private sweepTimer?: NodeJS.Timeout
   private flushing?: Promise<void>
-  private scheduled?: Promise<void>
-  private writing?: Promise<void>
-  private storeError?: string
+  private readonly writer: DirtyWriter
   /** Called for every change made here, so it can be gossiped. */
   onLocalChange?: (entry: AgentEntry) => void
   private readonly watchers = new Set<(entry: AgentEntry) => void>()
 
-  constructor (private readonly node: string, private readonly store: StoreBackend, private readonly log: Logger) {}
+  constructor (private readonly node: string, private readonly store: StoreBackend, private readonly log: Logger) {
+    this.writer = new DirtyWriter(store, (id, now) => this.opsFor(id, now), log, 'agents')
+  }
 
   async start (): Promise<void> {
     // Each (re)connection of the store: merge what it holds, then write back the merged state.
@@ -64,14 +64,15 @@ export class AgentRegistry {
   async stop (): Promise<void> {
     clearInterval(this.sweepTimer)
     await this.flushing
-    await this.flush()
+    await this.writer.flush()
   }
 
   health (): RegistryHealth {
     const store = this.store.health()
-    if (!store.ok) return { ok: false, reason: `${store.reason ?? 'store unavailable'}; serving from memory, ${this.dirty.size} change(s) to write when it is back`, pendingWrites: this.dirty.size }
-    if (this.storeError != null && this.dirty.size > 0) return { ok: false, reason: `store writes failing: ${this.storeError}; ${this.dirty.size} change(s) pending`, pendingWrites: this.dirty.size }
-    return { ok: true, pendingWrites: this.dirty.size }
+    const pending = this.writer.pending
+    if (!store.ok) return { ok: false, reason: `${store.reason ?? 'store unavailable'}; serving from memory, ${pending} change(s) to write when it is back`, pendingWrites: pending }
+    if (this.writer.error != null && pending > 0) return { ok: false, reason: `store writes failing: ${this.writer.error}; ${pending} change(s) pending`, pendingWrites: pending }
+    return { ok: true, pendingWrites: pending }
   }
 
   // ---- commands from local callers ----
@@ -190,30 +191,17 @@ export class AgentRegistry {
 
   private async commit (entry: AgentEntry, local: boolean): Promise<void> {
     this.entries.set(entry.agentId, entry)
-    this.dirty.add(entry.agentId)
     if (local) this.onLocalChange?.(entry)
     for (const watcher of this.watchers) watcher(entry)
-    await this.scheduleFlush()
-  }
-
-  /**
-   * Group commit: changes made in the same turn of the event loop are written in one
-   * transaction; every caller resumes once the write holding its change has finished.
-   */
-  private scheduleFlush (): Promise<void> {
-    this.scheduled ??= new Promise<void>(resolve => {
-      setImmediate(() => {
-        delete this.scheduled
-        void this.flush().finally(resolve)
-      })
-    })
-    return this.scheduled
+    // The change is acknowledged even if the store is down: memory serves, the writer retries.
+    await this.writer.commit(entry.agentId)
   }
 
   private opsFor (agentId: string, now: number): WriteOp[] {
     const entry = this.entries.get(agentId)
     const agentKey = AGENT_KEY_PREFIX + agentId
     const tombKey = TOMBSTONE_KEY_PREFIX + agentId
+    if (entry?.record == null) this.activeWritten.delete(agentId)
     if (entry == null) {
       return [{ op: 'del', key: agentKey }, { op: 'del', key: tombKey }, { op: 'srem', set: ACTIVE_SET, member: agentId }]
     }
@@ -223,39 +211,13 @@ export class AgentRegistry {
     }
     const view = viewOf(entry.record, now)
     const stored: StoredAgent = { ...view, mesh_clock: entry.clock }
+    if (view.status === 'active') this.activeWritten.add(agentId)
+    else this.activeWritten.delete(agentId)
     return [
       { op: 'set', key: agentKey, value: JSON.stringify(stored) },
       { op: 'del', key: tombKey },
       view.status === 'active' ? { op: 'sadd', set: ACTIVE_SET, member: agentId } : { op: 'srem', set: ACTIVE_SET, member: agentId }
     ]
-  }
-
-  /** Writes every changed id, one write at a time; on failure keeps them for the next attempt. */
-  private async flush (): Promise<void> {
-    while (this.writing != null) await this.writing
-    if (this.dirty.size === 0) return
-    this.writing = this.writeDirty().finally(() => { delete this.writing })
-    await this.writing
-  }
-
-  private async writeDirty (): Promise<void> {
-    const ids = [...this.dirty]
-    this.dirty.clear()
-    const now = Date.now()
-    try {
-      await this.store.write(ids.flatMap(id => this.opsFor(id, now)))
-      for (const id of ids) {
-        const record = this.entries.get(id)?.record
-        if (record != null && effectiveStatus(record, now) === 'active') this.activeWritten.add(id)
-        else this.activeWritten.delete(id)
-      }
-      delete this.storeError
-    } catch (err) {
-      for (const id of ids) this.dirty.add(id)
-      const reason = errorMessage(err)
-      if (reason !== this.storeError) this.log.warn({ event: 'store_write_failed', pending: this.dirty.size, err: reason }, 'store write failed; kept in memory')
-      this.storeError = reason
-    }
   }
 
   private async resyncWithStore (): Promise<void> {
@@ -272,8 +234,8 @@ export class AgentRegistry {
         }
         // Write everything back: covers changes made while the store was away, and a store
         // that came back empty.
-        for (const id of this.entries.keys()) this.dirty.add(id)
-        await this.flush()
+        for (const id of this.entries.keys()) this.writer.mark(id)
+        await this.writer.flush()
         this.log.info({ event: 'store_synced', store: this.store.location, kind: this.store.kind, agents: this.liveRecords(Date.now()).length, loaded: loaded.length, merged }, 'agent registry synced with the store')
       } catch (err) {
         this.log.warn({ event: 'store_sync_failed', err: errorMessage(err) }, 'could not sync the agent registry with the store')
@@ -314,15 +276,15 @@ export class AgentRegistry {
       if (entry.record != null) {
         if (isExpired(entry.record, now)) {
           this.entries.delete(id)
-          this.dirty.add(id)
+          this.writer.mark(id)
         } else if ((effectiveStatus(entry.record, now) === 'active') !== this.activeWritten.has(id)) {
-          this.dirty.add(id)
+          this.writer.mark(id)
         }
       } else if (entry.removedAt != null && now - entry.removedAt > AGENT_TOMBSTONE_RETENTION_MS) {
         this.entries.delete(id)
-        this.dirty.add(id)
+        this.writer.mark(id)
       }
     }
-    void this.flush()
+    void this.writer.soon()
   }
 }

@@ -9,6 +9,8 @@ export type WriteOp =
   | { op: 'del', key: string }
   | { op: 'sadd', set: string, member: string }
   | { op: 'srem', set: string, member: string }
+  /** Appends to an ordered list (an inbox); positions start at 0 and never change. */
+  | { op: 'rpush', list: string, value: string }
 
 export interface BackendHealth {
   ok: boolean
@@ -23,6 +25,9 @@ export interface StoreBackend {
   /** Every key and value whose key starts with `prefix` (after the store's own prefix). */
   scan: (prefix: string) => Promise<Map<string, string>>
   smembers: (set: string) => Promise<string[]>
+  /** Values of the list from position `start` to `stop` inclusive (-1: the end). */
+  lrange: (list: string, start: number, stop: number) => Promise<string[]>
+  mget: (keys: string[]) => Promise<Array<string | null>>
   /**
    * Applies the operations as one transaction: no reader sees part of a batch, and a batch
    * refused up front (store down, bad command) applies nothing. In Redis (MULTI/EXEC) a command

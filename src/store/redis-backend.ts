@@ -90,6 +90,17 @@ export class RedisBackend implements StoreBackend {
     return (await this.redis.smembers(this.prefix + set)).sort()
   }
 
+  async lrange (list: string, start: number, stop: number): Promise<string[]> {
+    this.check()
+    return await this.redis.lrange(this.prefix + list, start, stop)
+  }
+
+  async mget (keys: string[]): Promise<Array<string | null>> {
+    if (keys.length === 0) return []
+    this.check()
+    return await this.redis.mget(...keys.map(k => this.prefix + k))
+  }
+
   async write (ops: WriteOp[]): Promise<void> {
     if (ops.length === 0) return
     this.check()
@@ -98,7 +109,8 @@ export class RedisBackend implements StoreBackend {
       if (op.op === 'set') multi.set(this.prefix + op.key, op.value)
       else if (op.op === 'del') multi.del(this.prefix + op.key)
       else if (op.op === 'sadd') multi.sadd(this.prefix + op.set, op.member)
-      else multi.srem(this.prefix + op.set, op.member)
+      else if (op.op === 'srem') multi.srem(this.prefix + op.set, op.member)
+      else multi.rpush(this.prefix + op.list, op.value)
     }
     const results = await multi.exec()
     const failed = results?.find(([err]) => err != null)

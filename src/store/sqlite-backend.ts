@@ -10,7 +10,7 @@ import type { BackendHealth, StoreBackend, WriteOp } from './backend.js'
 export class SqliteBackend implements StoreBackend {
   readonly kind = 'embedded' as const
   private readonly db: DatabaseSync
-  private readonly stmts: Record<'get' | 'scan' | 'set' | 'del' | 'sadd' | 'srem' | 'smembers', StatementSync>
+  private readonly stmts: Record<'get' | 'scan' | 'set' | 'del' | 'sadd' | 'srem' | 'smembers' | 'rpush' | 'lrange', StatementSync>
 
   constructor (readonly location: string, private readonly prefix = '') {
     mkdirSync(dirname(location), { recursive: true, mode: 0o750 })
@@ -21,6 +21,7 @@ export class SqliteBackend implements StoreBackend {
       PRAGMA busy_timeout = 5000;
       CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS sets (name TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY (name, member)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS lists (name TEXT NOT NULL, position INTEGER NOT NULL, value TEXT NOT NULL, PRIMARY KEY (name, position)) WITHOUT ROWID;
     `)
     this.stmts = {
       get: this.db.prepare('SELECT value FROM kv WHERE key = ?'),
@@ -29,7 +30,9 @@ export class SqliteBackend implements StoreBackend {
       del: this.db.prepare('DELETE FROM kv WHERE key = ?'),
       sadd: this.db.prepare('INSERT OR IGNORE INTO sets (name, member) VALUES (?, ?)'),
       srem: this.db.prepare('DELETE FROM sets WHERE name = ? AND member = ?'),
-      smembers: this.db.prepare('SELECT member FROM sets WHERE name = ? ORDER BY member')
+      smembers: this.db.prepare('SELECT member FROM sets WHERE name = ? ORDER BY member'),
+      rpush: this.db.prepare('INSERT INTO lists (name, position, value) VALUES (?1, (SELECT COALESCE(MAX(position) + 1, 0) FROM lists WHERE name = ?1), ?2)'),
+      lrange: this.db.prepare('SELECT value FROM lists WHERE name = ? AND position >= ? AND position <= ? ORDER BY position')
     }
   }
 
@@ -48,6 +51,15 @@ export class SqliteBackend implements StoreBackend {
     return (this.stmts.smembers.all(this.prefix + set) as Array<{ member: string }>).map(r => r.member)
   }
 
+  async lrange (list: string, start: number, stop: number): Promise<string[]> {
+    const last = stop < 0 ? Number.MAX_SAFE_INTEGER : stop
+    return (this.stmts.lrange.all(this.prefix + list, start, last) as Array<{ value: string }>).map(r => r.value)
+  }
+
+  async mget (keys: string[]): Promise<Array<string | null>> {
+    return keys.map(key => (this.stmts.get.get(this.prefix + key) as { value: string } | undefined)?.value ?? null)
+  }
+
   async write (ops: WriteOp[]): Promise<void> {
     if (ops.length === 0) return
     this.db.exec('BEGIN IMMEDIATE')
@@ -56,7 +68,8 @@ export class SqliteBackend implements StoreBackend {
         if (op.op === 'set') this.stmts.set.run(this.prefix + op.key, op.value)
         else if (op.op === 'del') this.stmts.del.run(this.prefix + op.key)
         else if (op.op === 'sadd') this.stmts.sadd.run(this.prefix + op.set, op.member)
-        else this.stmts.srem.run(this.prefix + op.set, op.member)
+        else if (op.op === 'srem') this.stmts.srem.run(this.prefix + op.set, op.member)
+        else this.stmts.rpush.run(this.prefix + op.list, op.value)
       }
       this.db.exec('COMMIT')
     } catch (err) {
