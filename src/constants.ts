@@ -84,3 +84,18 @@ export const AGENT_SWEEP_INTERVAL_MS = 5000
 export const ANTI_ENTROPY_INTERVAL_MS = 15000
 export const ANTI_ENTROPY_TIMEOUT_MS = 10000
 export const ANTI_ENTROPY_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+/** Coordination messages. */
+export const MESSAGE_MAX_BODY_BYTES = 64 * 1024
+export const MESSAGE_DEFAULT_TTL_S = 3600
+export const MESSAGE_MAX_TTL_S = 7 * 24 * 3600
+/** Envelopes sent on one stream before their receipts come back. */
+export const DELIVERY_WINDOW = 512
+export const DELIVERY_RETRY_INITIAL_MS = 200
+export const DELIVERY_RETRY_MAX_MS = 5000
+/** No receipt for the oldest envelope in flight for this long: the stream is reset and resent. */
+export const DELIVERY_RECEIPT_TIMEOUT_MS = 10000
+export const DELIVERY_STREAM_MAX_MESSAGE_BYTES = MESSAGE_MAX_BODY_BYTES + 4096
+export const MESSAGE_EXPIRY_SWEEP_MS = 200
+/** Finished outgoing messages kept in memory for `message ID` (older ones are read from the store). */
+export const MESSAGE_RECENT_CACHE = 10000

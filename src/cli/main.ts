@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import { ControlCallError, ControlClient, DaemonUnreachableError } from '../control/client.js'
 import { resolveSocketPath } from './socket-path.js'
-import { printAgentTable, printOperation, printPeers, printId } from './output.js'
+import { printAgentTable, printInboxHeader, printInboxLine, printMessage, printOperation, printPeers, printId } from './output.js'
 
 const EXIT_OK = 0
 const EXIT_FAILED = 1
@@ -230,6 +230,71 @@ export function buildProgram (): Command {
         ...(limit != null ? { limit } : {})
       }))
       printAgents(cmd, records)
+    })
+
+  program.command('send')
+    .description('send a coordination message; each target stores it once and returns a receipt')
+    .requiredOption('--to <target>', 'all, genesis, follower, a node name, or a comma-separated list')
+    .option('--ttl <seconds>', 'give up on a target after this long (1 s to 7 days)', '3600')
+    .option('--kind <kind>', 'message kind', 'text')
+    .option('--wait', 'wait until every target has receipted or failed')
+    .option('--timeout <seconds>', 'with --wait: how long to wait (at most 120)', '60')
+    .argument('<message>', 'the message text (at most 64 KiB)')
+    .action(async (text: string, o: { to: string, ttl: string, kind: string, wait?: boolean, timeout: string }, cmd: Command) => {
+      const ttl = Number(o.ttl)
+      if (!Number.isInteger(ttl)) throw new CliUsageError(`--ttl "${o.ttl}": expected whole seconds, from 1 to 604800`)
+      const timeout = parseTimeout(o.timeout)
+      const json = globals(cmd).json === true
+      await withClient(cmd, async client => {
+        const sent = await client.call<Record<string, unknown>>('messages.send', { to: o.to, body: text, kind: o.kind, ttl })
+        if (o.wait !== true) {
+          process.stdout.write(json ? JSON.stringify(sent, null, 2) + '\n' : `${String(sent.id)}\n`)
+          return
+        }
+        if (!json) process.stdout.write(`message ${String(sent.id)} to ${Object.keys(sent.targets as object).join(', ')}\n`)
+        const done = await client.call<Record<string, unknown>>('messages.wait', { id: sent.id, timeout }, {
+          onEvent: event => {
+            if (json) return
+            const e = event as { node: string, state: string, reason?: string }
+            process.stdout.write(`  ${e.node}: ${e.state}${e.reason != null ? ` (${e.reason})` : ''}\n`)
+          }
+        })
+        process.stdout.write(json ? JSON.stringify(done, null, 2) + '\n' : printMessage(done) + '\n')
+        const counts = done.message_delivery as { sent: number, delivered: number }
+        process.exitCode = counts.delivered === counts.sent ? EXIT_OK : EXIT_FAILED
+      })
+    })
+
+  program.command('message')
+    .description('a message sent from this node, with each target\'s delivery state')
+    .argument('<id>', 'message id')
+    .action(async (id: string, _o, cmd: Command) => {
+      const message = await withClient(cmd, async client => await client.call<Record<string, unknown>>('messages.get', { id }))
+      process.stdout.write(globals(cmd).json === true ? JSON.stringify(message, null, 2) + '\n' : printMessage(message) + '\n')
+      const counts = message.message_delivery as { sent: number, delivered: number }
+      process.exitCode = counts.delivered === counts.sent ? EXIT_OK : EXIT_FAILED
+    })
+
+  program.command('inbox')
+    .description('messages this node received, oldest first')
+    .option('--since <id|time>', 'only messages after this message id or ISO time')
+    .option('--limit <n>', 'at most this many', '1000')
+    .option('--follow', 'keep printing new messages as they arrive')
+    .action(async (o: { since?: string, limit: string, follow?: boolean }, cmd: Command) => {
+      const json = globals(cmd).json === true
+      const limit = Number(o.limit)
+      if (!Number.isInteger(limit) || limit < 1) throw new CliUsageError(`--limit "${o.limit}": expected a whole number of at least 1`)
+      await withClient(cmd, async client => {
+        if (o.follow === true) {
+          if (!json) process.stdout.write(printInboxHeader() + '\n')
+          await client.call('inbox.follow', { ...(o.since != null ? { since: o.since } : {}) }, {
+            onEvent: message => { process.stdout.write((json ? JSON.stringify(message) : printInboxLine(message as Record<string, unknown>)) + '\n') }
+          })
+          return
+        }
+        const messages = await client.call<Array<Record<string, unknown>>>('inbox.list', { ...(o.since != null ? { since: o.since } : {}), limit })
+        process.stdout.write(json ? JSON.stringify(messages, null, 2) + '\n' : [printInboxHeader(), ...messages.map(printInboxLine)].join('\n') + '\n')
+      })
     })
 
   program.command('op')

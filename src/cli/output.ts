@@ -60,3 +60,28 @@ export function printAgentTable (records: Json[]): string {
     ])
   )
 }
+
+export function printMessage (message: Json): string {
+  const targets = message.targets as Record<string, Json>
+  const counts = message.message_delivery as { sent: number, delivered: number, failed: number }
+  return [
+    `id:      ${String(message.id)}`,
+    `from:    ${String(message.from)} to ${String(message.to)}  kind: ${String(message.kind)}`,
+    `sent:    ${new Date(message.sent_at as number).toISOString()}  expires: ${new Date(message.expires_at as number).toISOString()}`,
+    '',
+    table(['NODE', 'STATE', 'RECEIPT', 'ATTEMPTS', 'REASON'], Object.entries(targets).map(([node, t]) => [
+      node, t.state as string, t.receipt_at != null ? new Date(t.receipt_at as number).toISOString() : null, t.attempts as number, t.reason as string | undefined
+    ])),
+    '',
+    `delivered ${counts.delivered} of ${counts.sent}${counts.failed > 0 ? `, ${counts.failed} failed` : ''}`
+  ].join('\n')
+}
+
+export function printInboxHeader (): string {
+  return 'RECEIVED                  FROM      KIND      ID                                    MESSAGE'
+}
+
+export function printInboxLine (m: Json): string {
+  const body = String(m.body).replace(/\s+/g, ' ')
+  return `${new Date(m.received_at as number).toISOString().padEnd(25)} ${String(m.from).padEnd(9)} ${String(m.kind).padEnd(9)} ${String(m.id).padEnd(37)} ${body.length > 80 ? body.slice(0, 79) + '…' : body}`
+}

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import { allNodes, type MeshConfig } from '../config/config.js'
 import { SHUTDOWN_STEP_TIMEOUT_MS, PEER_PING_TIMEOUT_MS } from '../constants.js'
-import { ControlServer, type ControlMethod } from '../control/server.js'
+import { ControlServer, type ControlMethod, type MethodContext } from '../control/server.js'
 import { errorMessage, UsageError } from '../errors.js'
 import { AllowlistGater } from '../mesh/gater.js'
 import { HeartbeatService } from '../mesh/heartbeat.js'
@@ -15,6 +15,7 @@ import { OperationRunner } from '../operations/runner.js'
 import { AgentRegistry } from '../registry/registry.js'
 import { AgentReplication } from '../registry/replication.js'
 import { openStore, type StoreBackend } from '../store/index.js'
+import { Messaging, messageView } from '../messaging/messaging.js'
 
 async function bounded<T> (label: string, work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
@@ -40,6 +41,7 @@ interface DaemonParts {
   store: StoreBackend
   registry: AgentRegistry
   replication: AgentReplication
+  messaging: Messaging
 }
 
 export interface PeerView {
@@ -74,6 +76,7 @@ export class Daemon {
   private readonly store: StoreBackend
   private readonly registry: AgentRegistry
   private readonly replication: AgentReplication
+  private readonly messaging: Messaging
   private readonly control: ControlServer
   private probeTimer?: NodeJS.Timeout
 
@@ -89,6 +92,7 @@ export class Daemon {
     this.store = parts.store
     this.registry = parts.registry
     this.replication = parts.replication
+    this.messaging = parts.messaging
     this.control = new ControlServer(parts.config.controlSocket, this.controlMethods(), parts.log)
   }
 
@@ -118,7 +122,8 @@ export class Daemon {
       libp2p, peers, node: config.node, intervalMs: config.heartbeat.intervalMs, log, localHealth: () => probes.latest()
     })
     const protocol = new OperationProtocol({ libp2p, peers, log, localReport: async kind => await probes.reportFor(kind) })
-    const runner = new OperationRunner({ config, peers, probes, protocol, log })
+    const messaging = new Messaging({ config, libp2p, peers, store, log })
+    const runner = new OperationRunner({ config, peers, probes, protocol, log, messaging })
 
     libp2p.addEventListener('peer:connect', evt => {
       const peerId = evt.detail
@@ -134,12 +139,13 @@ export class Daemon {
       if (state != null) log.info({ event: 'peer_disconnected', node: state.name, peerId: peerId.toString() }, 'peer disconnected')
     })
 
-    const daemon = new Daemon({ config, log, libp2p, peers, connector, heartbeat, protocol, runner, store, registry, replication })
+    const daemon = new Daemon({ config, log, libp2p, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging })
 
     await libp2p.start()
     try {
       await registry.start()
       await replication.start()
+      await messaging.start()
       await protocol.start()
       await probes.refresh(0)
       heartbeat.start()
@@ -174,6 +180,35 @@ export class Daemon {
       'agents.heartbeat': async params => await this.registry.heartbeat(params),
       'agents.remove': async params => await this.registry.remove(params),
       'agents.list': async params => this.registry.list(params),
+      'messages.send': async params => messageView(await this.messaging.send(params)),
+      'messages.get': async params => messageView(await this.messaging.get(asObject(params).id)),
+      // Events for each target as it finishes; the result once all have (or at the timeout).
+      'messages.wait': async (params, ctx) => {
+        const p = asObject(params)
+        const timeout = p.timeout ?? 60
+        if (typeof timeout !== 'number' || !(timeout > 0) || timeout > 120) throw new UsageError('wait: "timeout" must be seconds, more than 0 and at most 120')
+        return messageView(await this.messaging.wait(String(p.id ?? ''), timeout * 1000, event => { ctx.notify(event) }, ctx.signal))
+      },
+      'messages.watch': async (_params, ctx) => await this.streamUntilClosed(ctx, notify => this.messaging.watchDeliveries(notify)),
+      'inbox.list': async params => await this.messaging.inboxList(asObject(params)),
+      // What is in the inbox after `since`, then every new message, until the caller disconnects.
+      'inbox.follow': async (params, ctx) => {
+        const p = asObject(params)
+        const buffered: unknown[] = []
+        let live = false
+        const unfollow = this.messaging.followInbox(message => { if (live) ctx.notify(message); else buffered.push(message) })
+        try {
+          const existing = await this.messaging.inboxList({ since: p.since, limit: 100000 })
+          const shown = new Set(existing.map(m => m.id))
+          for (const message of existing) ctx.notify(message)
+          for (const message of buffered) if (!shown.has((message as { id: string }).id)) ctx.notify(message)
+          live = true
+          await new Promise<void>(resolve => { ctx.signal.addEventListener('abort', () => { resolve() }, { once: true }) })
+        } finally {
+          unfollow()
+        }
+        return { following: false }
+      },
       // Streams every change as an event until the caller disconnects.
       'agents.watch': async (_params, ctx) => {
         await new Promise<void>(resolve => {
@@ -187,6 +222,13 @@ export class Daemon {
       status: async params => await this.runner.run({ ...asObject(params), operation: 'status' }),
       health: async params => await this.runner.run({ ...asObject(params), operation: 'health' })
     }
+  }
+
+  private async streamUntilClosed<T> (ctx: MethodContext, subscribe: (notify: (event: T) => void) => () => void): Promise<{ watching: false }> {
+    const unsubscribe = subscribe(event => { ctx.notify(event) })
+    await new Promise<void>(resolve => { ctx.signal.addEventListener('abort', () => { resolve() }, { once: true }) })
+    unsubscribe()
+    return { watching: false }
   }
 
   identity (): { name: string, role: string, peerId: string, addrs: string[], listen: string[], controlSocket: string, startedAt: string } {
@@ -261,6 +303,7 @@ export class Daemon {
       ['peer connector', () => { this.connector.stop() }],
       ['heartbeat', () => { this.heartbeat.stop() }],
       ['agent replication', async () => { await this.replication.stop() }],
+      ['messaging', async () => { await this.messaging.stop() }],
       ['operation protocol', async () => { await this.protocol.stop() }],
       ['agent registry', async () => { await this.registry.stop() }],
       ['libp2p', async () => { await this.libp2p.stop() }],

@@ -9,6 +9,8 @@ import type { HealthCheck, NodeReport, NodeStatus } from './report.js'
 import { parseOperationRequest, type OperationRequest } from './request.js'
 import { resolveTargets } from './targets.js'
 import type { LocalProbes } from './local-probes.js'
+import type { Messaging } from '../messaging/messaging.js'
+import { deliveryCounts } from '../messaging/message.js'
 
 export type TargetOutcome = 'ok' | 'failed' | 'timed_out' | 'unreachable'
 
@@ -21,6 +23,7 @@ export interface NodeStatusEntry {
   service_uptime: string | null
   last_sync: number | null
   checks?: HealthCheck[]
+  delivery?: { state: string, reason?: string, receipt_at?: string }
 }
 
 /** The operation JSON of DESIGN.md; every top-level field is always present. */
@@ -45,6 +48,7 @@ export interface OperationRunnerInit {
   probes: LocalProbes
   protocol: OperationProtocol
   log: Logger
+  messaging?: Messaging
 }
 
 interface TargetResult {
@@ -77,11 +81,56 @@ export class OperationRunner {
   /** Runs the operation JSON. Throws UsageError for bad input (exit code 2). */
   async run (input: unknown): Promise<OperationResult> {
     const request = parseOperationRequest(input)
+    if (request.operation === 'message' && this.init.messaging != null) return await this.runMessage(request, this.init.messaging)
     if (request.operation !== 'status' && request.operation !== 'health') {
-      throw new UsageError(`operation "${request.operation}" is not available in this version of the daemon; available: status, health`)
+      throw new UsageError(`operation "${request.operation}" is not available in this version of the daemon; available: status, health, message`)
     }
     const targets = resolveTargets(request.target_node, allNodes(this.init.config))
     return await this.runReports(request, request.operation, targets)
+  }
+
+  /** Sends the message with a TTL of the operation's timeout and waits for every target's receipt. */
+  private async runMessage (request: OperationRequest, messaging: Messaging): Promise<OperationResult> {
+    const started = performance.now()
+    if (request.message == null) throw new UsageError('operation: "message" is required for the message operation')
+    const sent = await messaging.send({ to: request.target_node, body: request.message, ttl: Math.max(1, Math.ceil(request.timeout)) })
+    // The TTL equals the timeout, so every target is final by then (allow the expiry sweep a moment).
+    const message = await messaging.wait(sent.id, Math.round(request.timeout * 1000) + 1000)
+    const nodesStatus: Record<string, NodeStatusEntry> = {}
+    const issues: string[] = []
+    const nodes = allNodes(this.init.config)
+    for (const [name, delivery] of Object.entries(message.targets)) {
+      const node = nodes.find(n => n.name === name)!
+      const peer = this.init.peers.get(name)
+      const heartbeat = peer?.lastHeartbeat
+      nodesStatus[name] = {
+        role: node.role,
+        status: peer == null ? 'online' : this.init.peers.liveness(peer).liveness,
+        block_height: heartbeat?.blockHeight ?? null,
+        mempool_size: null,
+        p2p_connections: peer == null ? this.init.peers.all().filter(p => p.connected).length : heartbeat?.p2pConnections ?? 0,
+        service_uptime: null,
+        last_sync: null,
+        delivery: { state: delivery.state, ...(delivery.reason != null ? { reason: delivery.reason } : {}), ...(delivery.receipt_at != null ? { receipt_at: new Date(delivery.receipt_at).toISOString() } : {}) }
+      }
+      if (delivery.state !== 'delivered') issues.push(`${name}: message ${message.id}: ${delivery.state}${delivery.reason != null ? `: ${delivery.reason}` : ''}`)
+    }
+    const counts = deliveryCounts([message])
+    const validation = counts.delivered === counts.sent ? 'success' : counts.delivered === 0 ? 'failed' : 'partial'
+    return {
+      summary: `Message ${message.id} to ${request.target_node}: delivered to ${counts.delivered} of ${counts.sent} node${counts.sent === 1 ? '' : 's'}${counts.failed > 0 ? `, ${counts.failed} failed` : ''}.`,
+      operation: 'message',
+      target_node: request.target_node,
+      nodes_status: nodesStatus,
+      sync_result: null,
+      sync_details: null,
+      message_delivery: counts,
+      issues,
+      recommendations: counts.failed > 0 ? [`See aitbc-mesh message ${message.id} for each node's state; an offline node receives messages sent to it when it returns within their TTL.`] : [],
+      confidence: Math.round((counts.delivered / Math.max(1, counts.sent)) * 100) / 100,
+      execution_time: Math.round(performance.now() - started) / 1000,
+      validation_status: validation
+    }
   }
 
 

@@ -18,7 +18,9 @@ export class DirtyWriter {
     private readonly store: StoreBackend,
     private readonly opsFor: (key: string, now: number) => WriteOp[],
     private readonly log: Logger,
-    private readonly label: string
+    private readonly label: string,
+    /** Told which keys a successful write held. */
+    private readonly onWritten?: (keys: string[]) => void
   ) {}
 
   get pending (): number {
@@ -65,6 +67,7 @@ export class DirtyWriter {
     try {
       await this.store.write(keys.flatMap(key => this.opsFor(key, now)))
       delete this.lastError
+      this.onWritten?.(keys)
       return true
     } catch (err) {
       for (const key of keys) this.dirty.add(key)

@@ -1,0 +1,316 @@
+import type { Logger } from 'pino'
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { pbStream, type ProtobufMessageStream } from '@libp2p/utils'
+import { Envelope, Receipt, ReceiptStatus } from '../../protocols/messages.js'
+import {
+  DELIVERY_RECEIPT_TIMEOUT_MS, DELIVERY_RETRY_INITIAL_MS, DELIVERY_RETRY_MAX_MS, DELIVERY_STREAM_MAX_MESSAGE_BYTES,
+  DELIVERY_WINDOW, MESSAGE_MAX_BODY_BYTES
+} from '../constants.js'
+import { errorMessage, ProtocolError } from '../errors.js'
+import type { MeshLibp2p } from '../mesh/libp2p.js'
+import type { PeerState, PeerTable } from '../mesh/peer-table.js'
+import type { Inbox, ReceiveResult } from './inbox.js'
+import type { OutgoingMessage } from './message.js'
+import type { Outbox } from './outbox.js'
+
+export const MESSAGES_PROTOCOL = '/aitbc-mesh/messages/1.0.0'
+const textDecoder = new TextDecoder('utf-8', { fatal: true })
+const textEncoder = new TextEncoder()
+
+export interface MessageDeliveryInit {
+  libp2p: MeshLibp2p
+  peers: PeerTable
+  inbox: Inbox
+  outbox: Outbox
+  node: string
+  log: Logger
+}
+
+/**
+ * Sending side, one per target node: keeps one stream to the target, writes pending messages in
+ * send order with up to DELIVERY_WINDOW in flight, and settles each on its receipt. When the
+ * stream fails, everything unreceipted goes out again on a new one (the target stores each id
+ * once), after a backoff that grows while the failures continue.
+ */
+class TargetSession {
+  private running = true
+  private wake?: () => void
+  readonly inFlight = new Set<string>()
+  private failures = 0
+  private stream?: Stream
+
+  constructor (private readonly peer: PeerState, private readonly service: MessageDelivery, private readonly init: MessageDeliveryInit) {
+    void this.loop()
+  }
+
+  notify (): void {
+    this.wake?.()
+  }
+
+  stop (): void {
+    this.running = false
+    this.stream?.abort(new Error('stopping'))
+    this.wake?.()
+  }
+
+  private async idle (ms?: number): Promise<void> {
+    await new Promise<void>(resolve => {
+      const timer = ms != null ? setTimeout(resolve, ms) : undefined
+      this.wake = () => { clearTimeout(timer); delete this.wake; resolve() }
+    })
+  }
+
+  private async loop (): Promise<void> {
+    while (this.running) {
+      if (this.init.outbox.pendingFor(this.peer.name).length === 0 || !this.peer.connected) {
+        await this.idle(this.peer.connected ? undefined : 1000)
+        continue
+      }
+      try {
+        await this.deliver()
+        this.failures = 0
+      } catch (err) {
+        this.failures++
+        const delay = Math.min(DELIVERY_RETRY_MAX_MS, DELIVERY_RETRY_INITIAL_MS * 2 ** (this.failures - 1))
+        if (this.failures === 1 || this.failures % 10 === 0) {
+          this.init.log.info({ event: 'delivery_retry', node: this.peer.name, failures: this.failures, retryInMs: delay, err: errorMessage(err) }, 'message delivery interrupted; will resend what is unreceipted')
+        }
+        this.inFlight.clear()
+        if (this.running) await this.idle(delay)
+      }
+    }
+  }
+
+  /** One stream's life: send and settle until nothing is pending, or fail. */
+  private async deliver (): Promise<void> {
+    const { libp2p, outbox } = this.init
+    const stream = await libp2p.dialProtocol(this.peer.peerId, MESSAGES_PROTOCOL, { signal: AbortSignal.timeout(DELIVERY_RECEIPT_TIMEOUT_MS) })
+    this.stream = stream
+    const pb = pbStream(stream, { maxDataLength: DELIVERY_STREAM_MAX_MESSAGE_BYTES })
+    const envelopes = pb.pb(Envelope)
+    const receipts = pb.pb(Receipt)
+    const order: string[] = []
+    let writerError: unknown
+    try {
+      const reader = this.readReceipts(receipts, order)
+      for (;;) {
+        const next = outbox.pendingFor(this.peer.name).filter(m => !this.inFlight.has(m.id))
+        if (next.length === 0 && this.inFlight.size === 0) break
+        const room = DELIVERY_WINDOW - this.inFlight.size
+        if (next.length === 0 || room <= 0) {
+          await Promise.race([this.idle(), reader.progress()])
+          if (reader.failed != null) throw reader.failed
+          continue
+        }
+        const batch = next.slice(0, room)
+        for (const m of batch) {
+          this.inFlight.add(m.id)
+          order.push(m.id)
+          outbox.noteAttempt(m.id, this.peer.name)
+        }
+        try {
+          await envelopes.writeV(batch.map(m => this.envelopeOf(m)), { signal: AbortSignal.timeout(DELIVERY_RECEIPT_TIMEOUT_MS) })
+        } catch (err) {
+          writerError = err
+          throw err
+        }
+        reader.arm()
+        if (reader.failed != null) throw reader.failed
+      }
+      await stream.close({ signal: AbortSignal.timeout(DELIVERY_RECEIPT_TIMEOUT_MS) }).catch(err => { stream.abort(err) })
+    } catch (err) {
+      stream.abort(err instanceof Error ? err : new Error(String(writerError ?? err)))
+      throw err
+    } finally {
+      delete this.stream
+    }
+  }
+
+  private envelopeOf (m: OutgoingMessage): Envelope {
+    return { id: m.id, from: m.from, kind: m.kind, body: textEncoder.encode(m.body), sentAtMs: BigInt(m.sent_at), expiresAtMs: BigInt(m.expires_at), seq: BigInt(m.seq) }
+  }
+
+  /** Reads receipts in order; each must answer the oldest envelope in flight. */
+  private readReceipts (receipts: ProtobufMessageStream<Receipt>, order: string[]): { progress: () => Promise<void>, arm: () => void, failed?: unknown } {
+    const state: { progress: () => Promise<void>, arm: () => void, failed?: unknown } = { progress: async () => {}, arm: () => {} }
+    let notify: (() => void) | undefined
+    state.progress = async () => await new Promise<void>(resolve => { notify = resolve })
+    let timer: NodeJS.Timeout | undefined
+    const fail = (err: unknown): void => {
+      state.failed ??= err
+      clearTimeout(timer)
+      notify?.()
+      this.wake?.()
+    }
+    // A receipt overdue for the oldest envelope in flight resets the stream.
+    state.arm = () => {
+      if (timer != null || this.inFlight.size === 0) return
+      timer = setTimeout(() => { fail(new ProtocolError(`no receipt from ${this.peer.name} within ${DELIVERY_RECEIPT_TIMEOUT_MS} ms`)) }, DELIVERY_RECEIPT_TIMEOUT_MS)
+    }
+    void (async () => {
+      try {
+        while (this.running) {
+          const receipt = await receipts.read()
+          clearTimeout(timer)
+          timer = undefined
+          const expected = order.shift()
+          if (receipt.id !== expected || receipt.node !== this.peer.name) {
+            // Forged or out of order: drop the stream (and everything in flight goes out again).
+            this.init.log.warn({ event: 'receipt_rejected', node: this.peer.name, receiptFor: receipt.id, receiptNode: receipt.node, expected }, 'receipt does not match the message in flight; resetting the stream')
+            throw new ProtocolError(`receipt for ${receipt.id} from "${receipt.node}" does not match ${expected ?? 'nothing in flight'}`)
+          }
+          this.inFlight.delete(receipt.id)
+          this.service.onReceipt(this.peer.name, receipt)
+          if (this.inFlight.size > 0) state.arm()
+          notify?.()
+          this.wake?.()
+        }
+      } catch (err) {
+        fail(err)
+      }
+    })()
+    return state
+  }
+}
+
+/** Coordination message delivery: the receiving protocol handler and one session per target. */
+export class MessageDelivery {
+  private readonly sessions = new Map<string, TargetSession>()
+  private started = false
+
+  constructor (private readonly init: MessageDeliveryInit) {
+    this.handle = this.handle.bind(this)
+    this.onPeerConnect = this.onPeerConnect.bind(this)
+  }
+
+  async start (): Promise<void> {
+    await this.init.libp2p.handle(MESSAGES_PROTOCOL, this.handle, { maxInboundStreams: 16, maxOutboundStreams: 16 })
+    this.init.libp2p.addEventListener('peer:connect', this.onPeerConnect)
+    this.init.outbox.onPending = node => { this.kick(node) }
+    this.init.outbox.inFlightCheck = (id, node) => this.sessions.get(node)?.inFlight.has(id) ?? false
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    delete this.init.outbox.onPending
+    this.init.libp2p.removeEventListener('peer:connect', this.onPeerConnect)
+    for (const session of this.sessions.values()) session.stop()
+    this.sessions.clear()
+    await this.init.libp2p.unhandle(MESSAGES_PROTOCOL)
+  }
+
+  /** A target of a new or resumed message; delivers to this node itself at once. */
+  kick (node: string): void {
+    if (node === this.init.node) {
+      void this.deliverLocally()
+      return
+    }
+    const peer = this.init.peers.get(node)
+    if (peer == null) return
+    let session = this.sessions.get(node)
+    if (session == null && this.started) this.sessions.set(node, session = new TargetSession(peer, this, this.init))
+    session?.notify()
+  }
+
+  private onPeerConnect (evt: CustomEvent<PeerId>): void {
+    const peer = this.init.peers.getByPeerId(evt.detail)
+    if (peer != null) this.kick(peer.name)
+  }
+
+  onReceipt (node: string, receipt: Receipt): void {
+    const outbox = this.init.outbox
+    if (receipt.status === ReceiptStatus.STORED || receipt.status === ReceiptStatus.DUPLICATE) {
+      outbox.settle(receipt.id, node, 'delivered', { receiptAt: Date.now() })
+    } else if (receipt.status === ReceiptStatus.REJECTED) {
+      outbox.settle(receipt.id, node, 'failed', { reason: `rejected: ${receipt.reason}` })
+    }
+  }
+
+  private async deliverLocally (): Promise<void> {
+    const { outbox, inbox, node } = this.init
+    for (const m of outbox.pendingFor(node)) {
+      try {
+        const result = await inbox.receive({ id: m.id, from: m.from, kind: m.kind, body: m.body, sentAt: m.sent_at, expiresAt: m.expires_at })
+        if (result.status === 'rejected') outbox.settle(m.id, node, 'failed', { reason: `rejected: ${result.reason}` })
+        else outbox.settle(m.id, node, 'delivered', { receiptAt: Date.now() })
+      } catch (err) {
+        this.init.log.warn({ event: 'local_delivery_failed', id: m.id, err: errorMessage(err) }, 'could not store a message for this node; will retry')
+        setTimeout(() => { this.kick(node) }, DELIVERY_RETRY_INITIAL_MS).unref()
+        return
+      }
+    }
+  }
+
+  /** Receiving side: store each envelope (once) and receipt it, in order. */
+  private async handle (stream: Stream, connection: Connection): Promise<void> {
+    const sender = this.init.peers.getByPeerId(connection.remotePeer)
+    const log = this.init.log.child({ peer: connection.remotePeer.toString(), node: sender?.name })
+    const pb = pbStream(stream, { maxDataLength: DELIVERY_STREAM_MAX_MESSAGE_BYTES })
+    const envelopes = pb.pb(Envelope)
+    const receipts = pb.pb(Receipt)
+    // Receipts go out in envelope order; storing overlaps so one write can hold many messages.
+    let tail: Promise<void> = Promise.resolve()
+    try {
+      if (sender == null) throw new ProtocolError('sender is not in the allowlist')
+      for (;;) {
+        let envelope: Envelope
+        try {
+          envelope = await envelopes.read()
+        } catch (err) {
+          if (stream.readStatus !== 'readable' || /end of|closed|ended/i.test(errorMessage(err))) break
+          throw err
+        }
+        const outcome = this.receive(envelope, sender.name, log)
+        const previous = tail
+        tail = (async () => {
+          let result: ReceiveResult
+          try {
+            result = await outcome
+          } catch (err) {
+            // Not stored (store unavailable): no receipt; the sender resends after a backoff.
+            stream.abort(err instanceof Error ? err : new Error(String(err)))
+            throw err
+          }
+          await previous
+          await receipts.write(this.receiptOf(envelope.id, result))
+        })()
+        tail.catch(() => {})
+      }
+      await tail
+      await stream.close({ signal: AbortSignal.timeout(DELIVERY_RECEIPT_TIMEOUT_MS) }).catch(err => { stream.abort(err) })
+    } catch (err) {
+      log.warn({ event: 'message_stream_failed', err: errorMessage(err) }, 'message stream failed')
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+
+  private receiptOf (id: string, result: ReceiveResult): Receipt {
+    if (result.status === 'rejected') return { id, node: this.init.node, status: ReceiptStatus.REJECTED, storedAtMs: 0n, reason: result.reason }
+    return { id, node: this.init.node, status: result.status === 'stored' ? ReceiptStatus.STORED : ReceiptStatus.DUPLICATE, storedAtMs: BigInt(result.storedAt), reason: '' }
+  }
+
+  /** Validates an envelope; malformed or forged ones are refused for good and never stored. */
+  private async receive (envelope: Envelope, senderName: string, log: Logger): Promise<ReceiveResult> {
+    const reject = (reason: string): ReceiveResult => {
+      log.warn({ event: 'message_rejected', messageId: envelope.id, from: envelope.from, reason }, 'message rejected')
+      return { status: 'rejected', reason }
+    }
+    if (envelope.from !== senderName) return reject(`origin "${envelope.from}" is not the sending node ${senderName}`)
+    if (!/^[\w-]{1,64}$/.test(envelope.id)) return reject('invalid message id')
+    if (!/^[\w.:-]{1,64}$/.test(envelope.kind)) return reject('invalid kind')
+    if (envelope.body.byteLength > MESSAGE_MAX_BODY_BYTES) return reject(`body of ${envelope.body.byteLength} bytes is over the ${MESSAGE_MAX_BODY_BYTES} byte limit`)
+    let body: string
+    try {
+      body = textDecoder.decode(envelope.body)
+    } catch {
+      return reject('body is not UTF-8 text')
+    }
+    // Called without waiting on earlier envelopes: the inbox gives positions in call order, and
+    // messages arriving together share one write.
+    return await this.init.inbox.receive({
+      id: envelope.id, from: envelope.from, kind: envelope.kind, body, sentAt: Number(envelope.sentAtMs), expiresAt: Number(envelope.expiresAtMs)
+    })
+  }
+}
