@@ -80,6 +80,11 @@ export class ControlClient {
         }, options.timeoutMs)
       }
       this.pending.set(id, entry)
+      // Calls made in the same tick leave in one write.
+      if (this.socket.writableCorked === 0) {
+        this.socket.cork()
+        process.nextTick(() => { this.socket.uncork() })
+      }
       this.socket.write(JSON.stringify({ jsonrpc: JSONRPC_VERSION, id, method, params: params ?? {} }) + '\n')
     })
   }
@@ -90,11 +95,15 @@ export class ControlClient {
   }
 
   private onData (chunk: string): void {
+    // Search only the new bytes for a line end: a long line arrives in many chunks.
+    let newline = chunk.indexOf('\n')
+    if (newline >= 0) newline += this.buffered.length
     this.buffered += chunk
-    let newline: number
-    while ((newline = this.buffered.indexOf('\n')) >= 0) {
-      const line = this.buffered.slice(0, newline)
-      this.buffered = this.buffered.slice(newline + 1)
+    // Walk the buffer with an index: slicing it per line would be quadratic in a large chunk.
+    let start = 0
+    for (; newline >= 0; newline = this.buffered.indexOf('\n', start)) {
+      const line = this.buffered.slice(start, newline)
+      start = newline + 1
       if (line.trim() === '') continue
       let message: ControlResponse | ControlNotification
       try {
@@ -119,6 +128,7 @@ export class ControlClient {
       if (response.error != null) entry.reject(new ControlCallError(response.error.code, response.error.message, response.error.data))
       else entry.resolve(response.result)
     }
+    this.buffered = this.buffered.slice(start)
   }
 
   private failAll (err: Error): void {

@@ -82,13 +82,18 @@ export class ControlServer {
     let buffered = ''
     socket.setEncoding('utf8')
     socket.on('data', (chunk: string) => {
+      // Search only the new bytes for a line end: a long line arrives in many chunks.
+      let newline = chunk.indexOf('\n')
+      if (newline >= 0) newline += buffered.length
       buffered += chunk
-      let newline: number
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline)
-        buffered = buffered.slice(newline + 1)
+      // Walk the buffer with an index: slicing it per line would be quadratic in a large chunk.
+      let start = 0
+      for (; newline >= 0; newline = buffered.indexOf('\n', start)) {
+        const line = buffered.slice(start, newline)
+        start = newline + 1
         if (line.trim() !== '') void this.dispatch(socket, line, controller.signal)
       }
+      buffered = buffered.slice(start)
       if (Buffer.byteLength(buffered) > CONTROL_MAX_REQUEST_BYTES) {
         this.log.warn({ event: 'control_request_too_large', bytes: Buffer.byteLength(buffered) }, 'control request too large; closing connection')
         this.send(socket, { jsonrpc: JSONRPC_VERSION, id: null, error: { code: ErrorCodes.RequestTooLarge, message: `request exceeds ${CONTROL_MAX_REQUEST_BYTES} bytes; requests are one JSON object per line` } })
@@ -106,6 +111,11 @@ export class ControlServer {
 
   private send (socket: Socket, message: object): void {
     if (!socket.writable) return
+    // Answers produced in the same tick leave in one write.
+    if (socket.writableCorked === 0) {
+      socket.cork()
+      process.nextTick(() => { socket.uncork() })
+    }
     socket.write(JSON.stringify(message) + '\n')
   }
 

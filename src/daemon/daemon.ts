@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import { allNodes, type MeshConfig } from '../config/config.js'
-import { SHUTDOWN_STEP_TIMEOUT_MS, PEER_PING_TIMEOUT_MS } from '../constants.js'
+import { PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
 import { ControlServer, type ControlMethod, type MethodContext } from '../control/server.js'
 import { errorMessage, UsageError } from '../errors.js'
 import { AllowlistGater } from '../mesh/gater.js'
@@ -141,6 +141,11 @@ export class Daemon {
 
     const daemon = new Daemon({ config, log, libp2p, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging })
 
+    // Give Redis a moment to connect so the first requests find it; without it the daemon still
+    // starts (degraded) and writes once it is back.
+    if (!await store.whenReady(REDIS_CONNECT_TIMEOUT_MS)) {
+      log.warn({ event: 'store_unavailable_at_start', store: store.location, reason: store.health().reason }, 'starting without the store; serving from memory until it is back')
+    }
     await libp2p.start()
     try {
       await registry.start()
@@ -180,7 +185,8 @@ export class Daemon {
       'agents.heartbeat': async params => await this.registry.heartbeat(params),
       'agents.remove': async params => await this.registry.remove(params),
       'agents.list': async params => this.registry.list(params),
-      'messages.send': async params => messageView(await this.messaging.send(params)),
+      // The answer leaves out the body the caller just sent.
+      'messages.send': async params => { const { body: _body, ...view } = messageView(await this.messaging.send(params)); return view },
       'messages.get': async params => messageView(await this.messaging.get(asObject(params).id)),
       // Events for each target as it finishes; the result once all have (or at the timeout).
       'messages.wait': async (params, ctx) => {

@@ -62,7 +62,7 @@ class TargetSession {
 
   private async loop (): Promise<void> {
     while (this.running) {
-      if (this.init.outbox.pendingFor(this.peer.name).length === 0 || !this.peer.connected) {
+      if (!this.init.outbox.hasPending(this.peer.name) || !this.peer.connected) {
         await this.idle(this.peer.connected ? undefined : 1000)
         continue
       }
@@ -94,15 +94,16 @@ class TargetSession {
     try {
       const reader = this.readReceipts(receipts, order)
       for (;;) {
-        const next = outbox.pendingFor(this.peer.name).filter(m => !this.inFlight.has(m.id))
-        if (next.length === 0 && this.inFlight.size === 0) break
+        // Let receipts and new sends that are already queued land first, so one write carries many envelopes.
+        await new Promise(resolve => setImmediate(resolve))
         const room = DELIVERY_WINDOW - this.inFlight.size
-        if (next.length === 0 || room <= 0) {
+        const batch = room > 0 ? outbox.nextPending(this.peer.name, room, id => this.inFlight.has(id)) : []
+        if (batch.length === 0 && this.inFlight.size === 0) break
+        if (batch.length === 0) {
           await Promise.race([this.idle(), reader.progress()])
           if (reader.failed != null) throw reader.failed
           continue
         }
-        const batch = next.slice(0, room)
         for (const m of batch) {
           this.inFlight.add(m.id)
           order.push(m.id)
@@ -250,10 +251,28 @@ export class MessageDelivery {
     const pb = pbStream(stream, { maxDataLength: DELIVERY_STREAM_MAX_MESSAGE_BYTES })
     const envelopes = pb.pb(Envelope)
     const receipts = pb.pb(Receipt)
-    // Receipts go out in envelope order; storing overlaps so one write can hold many messages.
-    let tail: Promise<void> = Promise.resolve()
+    // Receipts go out in envelope order. Storing overlaps (one store write holds many messages),
+    // and the receipts that are ready together leave in one write.
+    const queue: Array<{ id: string, result?: ReceiveResult }> = []
+    let writing: Promise<void> = Promise.resolve()
+    let flushScheduled = false
+    let failed: unknown
+    const flushReceipts = (): void => {
+      flushScheduled = false
+      const ready: Receipt[] = []
+      while (queue.length > 0 && queue[0]!.result != null) {
+        const head = queue.shift()!
+        ready.push(this.receiptOf(head.id, head.result!))
+      }
+      if (ready.length === 0) return
+      writing = writing.then(async () => { await receipts.writeV(ready) }).catch(err => {
+        failed ??= err
+        stream.abort(err instanceof Error ? err : new Error(String(err)))
+      })
+    }
     try {
       if (sender == null) throw new ProtocolError('sender is not in the allowlist')
+      const pendingStores = new Set<Promise<void>>()
       for (;;) {
         let envelope: Envelope
         try {
@@ -262,23 +281,27 @@ export class MessageDelivery {
           if (stream.readStatus !== 'readable' || /end of|closed|ended/i.test(errorMessage(err))) break
           throw err
         }
-        const outcome = this.receive(envelope, sender.name, log)
-        const previous = tail
-        tail = (async () => {
-          let result: ReceiveResult
-          try {
-            result = await outcome
-          } catch (err) {
-            // Not stored (store unavailable): no receipt; the sender resends after a backoff.
-            stream.abort(err instanceof Error ? err : new Error(String(err)))
-            throw err
+        if (failed != null) throw failed
+        const slot: { id: string, result?: ReceiveResult } = { id: envelope.id }
+        queue.push(slot)
+        const stored = this.receive(envelope, sender.name, log).then(result => {
+          slot.result = result
+          if (!flushScheduled) {
+            flushScheduled = true
+            setImmediate(flushReceipts)
           }
-          await previous
-          await receipts.write(this.receiptOf(envelope.id, result))
-        })()
-        tail.catch(() => {})
+        }, err => {
+          // Not stored (store unavailable): no receipt; the sender resends after a backoff.
+          failed ??= err
+          stream.abort(err instanceof Error ? err : new Error(String(err)))
+        })
+        pendingStores.add(stored)
+        void stored.finally(() => pendingStores.delete(stored))
       }
-      await tail
+      await Promise.all([...pendingStores])
+      flushReceipts()
+      await writing
+      if (failed != null) throw failed
       await stream.close({ signal: AbortSignal.timeout(DELIVERY_RECEIPT_TIMEOUT_MS) }).catch(err => { stream.abort(err) })
     } catch (err) {
       log.warn({ event: 'message_stream_failed', err: errorMessage(err) }, 'message stream failed')

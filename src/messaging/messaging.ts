@@ -52,7 +52,7 @@ export class Messaging {
     const data = parseSend(input)
     const targets = resolveTargets(data.to, allNodes(this.init.config)).map(n => n.name)
     const message = await this.outbox.create(data, targets)
-    this.init.log.info({ event: 'message_sent', messageId: message.id, to: data.to, targets, kind: data.kind, bytes: Buffer.byteLength(data.body) }, 'message accepted for delivery')
+    this.init.log.debug({ event: 'message_sent', messageId: message.id, to: data.to, targets, kind: data.kind, bytes: Buffer.byteLength(data.body) }, 'message accepted for delivery')
     return message
   }
 

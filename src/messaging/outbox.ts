@@ -58,10 +58,11 @@ export class Outbox {
       try {
         const ids = await this.store.smembers(OUTBOX_PENDING_SET)
         const values = await this.store.mget(ids.map(id => OUTBOX_KEY_PREFIX + id))
+        const stored = values.filter((v): v is string => v != null).map(v => JSON.parse(v) as OutgoingMessage)
+        // Tracked in send order, which delivery keeps.
+        stored.sort((a, b) => a.seq - b.seq)
         let loaded = 0
-        for (const value of values) {
-          if (value == null) continue
-          const message = JSON.parse(value) as OutgoingMessage
+        for (const message of stored) {
           if (this.messages.has(message.id)) continue
           this.track(message)
           this.seq = Math.max(this.seq, message.seq + 1)
@@ -124,16 +125,31 @@ export class Outbox {
     return value == null ? undefined : JSON.parse(value) as OutgoingMessage
   }
 
-  /** Pending message ids for `node`, in send order. */
-  pendingFor (node: string): OutgoingMessage[] {
-    const ids = this.pendingByNode.get(node)
-    if (ids == null) return []
+  /** Whether `node` has messages waiting. */
+  hasPending (node: string): boolean {
+    return (this.pendingByNode.get(node)?.size ?? 0) > 0
+  }
+
+  /**
+   * Up to `limit` pending messages for `node`, in send order, skipping those `skip` says are
+   * already on the wire. (The per-node sets keep insertion order, which is send order.)
+   */
+  nextPending (node: string, limit: number, skip: (id: string) => boolean): OutgoingMessage[] {
     const out: OutgoingMessage[] = []
+    const ids = this.pendingByNode.get(node)
+    if (ids == null) return out
     for (const id of ids) {
+      if (out.length >= limit) break
+      if (skip(id)) continue
       const m = this.messages.get(id)
       if (m != null) out.push(m)
     }
-    return out.sort((a, b) => a.seq - b.seq)
+    return out
+  }
+
+  /** Every pending message for `node`, in send order. */
+  pendingFor (node: string): OutgoingMessage[] {
+    return this.nextPending(node, Number.MAX_SAFE_INTEGER, () => false)
   }
 
   isPending (id: string, node: string): boolean {

@@ -35,6 +35,8 @@ export interface StoreBackend {
    */
   write: (ops: WriteOp[]) => Promise<void>
   health: () => BackendHealth
+  /** Resolves when the backend is usable, or after `timeoutMs` (false) so a start is not held up. */
+  whenReady: (timeoutMs: number) => Promise<boolean>
   /** Called after the backend (re)connects, so callers can write what changed meanwhile. */
   onReady: (listener: () => void) => void
   close: () => Promise<void>

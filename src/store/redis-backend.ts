@@ -122,6 +122,14 @@ export class RedisBackend implements StoreBackend {
     return this.ready ? { ok: true } : { ok: false, reason: `Redis ${this.location} unreachable: ${this.lastError ?? 'connecting'}` }
   }
 
+  async whenReady (timeoutMs: number): Promise<boolean> {
+    if (this.ready) return true
+    return await new Promise(resolve => {
+      const timer = setTimeout(() => { resolve(false) }, timeoutMs)
+      this.redis.once('ready', () => { clearTimeout(timer); resolve(true) })
+    })
+  }
+
   onReady (listener: () => void): void {
     this.readyListeners.push(listener)
     if (this.ready) queueMicrotask(listener)

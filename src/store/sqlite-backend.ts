@@ -82,6 +82,10 @@ export class SqliteBackend implements StoreBackend {
     return { ok: true }
   }
 
+  async whenReady (): Promise<boolean> {
+    return true
+  }
+
   onReady (listener: () => void): void {
     queueMicrotask(listener)
   }

@@ -1,0 +1,152 @@
+// Benchmark: receipted coordination messages between two daemons, each with its own Redis.
+// Prints the sustained rate (send to delivered receipt back at the sender), p50/p99
+// send-to-receipt latency at 1,000 messages/s offered, and, in the same run, the same count of
+// fire-and-forget Redis pub/sub messages on loopback (what AITBC used before) as the reference.
+//   npm run bench:messages [-- --count 20000 --size 1024 --rate 1000 --seconds 5 --window 2000]
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import type { ControlClient } from '../src/control/client.js'
+import { freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh.js'
+import { line } from './stats.js'
+
+function arg (name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback
+}
+
+const COUNT = arg('count', 20000)
+const SIZE = arg('size', 1024)
+const RATE = arg('rate', 1000)
+const SECONDS = arg('seconds', 5)
+const WINDOW = arg('window', 2000)
+/** Redis durability for the daemons' stores: the append-only file (everysec), or none. */
+const AOF = process.argv.includes('--no-aof') ? 'no' : 'yes'
+
+async function freePort (): Promise<number> {
+  return await new Promise(resolve => {
+    const s = createServer()
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => { resolve(p) }) })
+  })
+}
+
+async function startRedis (dir: string): Promise<{ url: string, port: number, proc: ChildProcess }> {
+  const port = await freePort()
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', AOF, '--save', ''], { stdio: 'ignore' })
+  await waitFor('redis', async () => {
+    const c = new Redis({ port, host: '127.0.0.1', retryStrategy: () => null, lazyConnect: true })
+    c.on('error', () => {})
+    try { await c.connect(); return (await c.ping()) === 'PONG' } finally { c.disconnect() }
+  }, 10000, 50)
+  return { url: `redis://127.0.0.1:${port}/0`, port, proc }
+}
+
+/** Redis pub/sub, fire-and-forget, as the old coordinator did: publish everything, count what arrives. */
+async function redisPubSubReference (port: number, count: number, body: string): Promise<{ ms: number, received: number }> {
+  const sub = new Redis({ port, host: '127.0.0.1' })
+  const pub = new Redis({ port, host: '127.0.0.1' })
+  let received = 0
+  let last = performance.now()
+  await sub.subscribe('aitbc:coordination')
+  sub.on('message', () => { received++; last = performance.now() })
+  const started = performance.now()
+  for (let i = 0; i < count; i++) void pub.publish('aitbc:coordination', body)
+  // Wait until everything arrived or nothing has arrived for a second (pub/sub has no receipts).
+  await waitFor('pub/sub drained', () => received >= count || performance.now() - last > 1000, 60000, 5)
+  const ms = last - started
+  sub.disconnect()
+  pub.disconnect()
+  return { ms, received }
+}
+
+async function main (): Promise<void> {
+  const hosts = await freeLoopbackBlock(2)
+  const baseDir = mkdtempSync(join(tmpdir(), 'aitbc-mesh-bench-messages-'))
+  const redis = [await startRedis(mkdtempSync(join(baseDir, 'r0-'))), await startRedis(mkdtempSync(join(baseDir, 'r1-')))]
+  const mesh = await LocalMesh.create(baseDir, [
+    { name: 'aitbc', role: 'genesis', host: hosts[0]!, config: { redis: redis[0]!.url } },
+    { name: 'aitbc1', role: 'follower', host: hosts[1]!, config: { redis: redis[1]!.url } }
+  ], { env: process.env.BENCH_DAEMON_NODE_OPTIONS != null ? { NODE_OPTIONS: process.env.BENCH_DAEMON_NODE_OPTIONS } : {} })
+  const clients: ControlClient[] = []
+  const body = 'x'.repeat(SIZE)
+  try {
+    await mesh.startAll()
+    const client = await mesh.client('aitbc')
+    const watcher = await mesh.client('aitbc')
+    clients.push(client, watcher)
+    await waitFor('aitbc1 online', async () => (await client.call<Array<{ status: string }>>('peers')).every(p => p.status === 'online'), 20000, 50)
+
+    const delivered = new Map<string, number>()
+    const failed = new Set<string>()
+    void watcher.call('messages.watch', {}, {
+      onEvent: e => {
+        const event = e as { id: string, state: string }
+        if (event.state === 'delivered') delivered.set(event.id, performance.now())
+        else failed.add(event.id)
+      }
+    }).catch(() => {})
+    // Warm-up (also makes sure the watch is in place).
+    const warm = await client.call<{ id: string }>('messages.send', { to: 'aitbc1', body, kind: 'bench' })
+    await waitFor('warm-up delivered', () => delivered.has(warm.id), 10000, 5)
+
+    // 1. Sustained: COUNT messages with up to WINDOW sends outstanding.
+    const ids: string[] = []
+    const started = performance.now()
+    let next = 0
+    await Promise.all(Array.from({ length: WINDOW }, async () => {
+      while (next < COUNT) {
+        next++
+        ids.push((await client.call<{ id: string }>('messages.send', { to: 'aitbc1', body, kind: 'bench' })).id)
+      }
+    }))
+    const accepted = performance.now() - started
+    await waitFor('every message receipted', () => ids.every(id => delivered.has(id) || failed.has(id)), 300000, 20)
+    const finished = Math.max(...ids.map(id => delivered.get(id) ?? 0))
+    const sustainedMs = finished - started
+    const lost = ids.filter(id => !delivered.has(id)).length
+    const inboxCount = (await (await mesh.client('aitbc1')).call<unknown[]>('inbox.list', { limit: 100000 })).length
+
+    // 2. Latency at RATE messages/s offered, for SECONDS.
+    const latencies: number[] = []
+    const sentAt = new Map<string, number>()
+    const total = RATE * SECONDS
+    const t0 = performance.now()
+    const pending: Array<Promise<void>> = []
+    for (let i = 0; i < total; i++) {
+      const due = t0 + (i * 1000) / RATE
+      const wait = due - performance.now()
+      if (wait > 1) await new Promise(r => setTimeout(r, wait))
+      const sendStart = performance.now()
+      pending.push(client.call<{ id: string }>('messages.send', { to: 'aitbc1', body, kind: 'bench' }).then(r => { sentAt.set(r.id, sendStart) }))
+    }
+    await Promise.all(pending)
+    await waitFor('paced messages receipted', () => [...sentAt.keys()].every(id => delivered.has(id) || failed.has(id)), 60000, 20)
+    for (const [id, at] of sentAt) { const d = delivered.get(id); if (d != null) latencies.push(d - at) }
+
+    // 3. Reference: Redis pub/sub on loopback, same count and size, in this run.
+    const reference = await redisPubSubReference(redis[0]!.port, COUNT, body)
+
+    const rate = COUNT / (sustainedMs / 1000)
+    const refRate = reference.received / (reference.ms / 1000)
+    process.stdout.write([
+      `aitbc-mesh message benchmark: 2 daemons on ${hosts.join(', ')} port 7070, Redis on both, ${SIZE}-byte messages, node ${process.version}`,
+      '',
+      `${'sustained, send to delivered receipt'.padEnd(44)} ${COUNT} in ${(sustainedMs / 1000).toFixed(2)} s = ${Math.round(rate)} msg/s (accepted at ${Math.round(COUNT / (accepted / 1000))} msg/s); lost ${lost}; receiver inbox ${inboxCount} (incl. warm-up)`,
+      line(`send to receipt at ${RATE} msg/s offered`, latencies),
+      `${'reference: Redis pub/sub fire-and-forget'.padEnd(44)} ${reference.received} of ${COUNT} received in ${(reference.ms / 1000).toFixed(2)} s = ${Math.round(refRate)} msg/s, lost ${COUNT - reference.received}, no receipts`,
+      `${'ratio receipted / pub/sub'.padEnd(44)} ${(rate / refRate).toFixed(3)}`,
+      '',
+      'targets: >= 10,000 msg/s with 0 loss; p99 send-to-receipt <= 10 ms at 1,000 msg/s'
+    ].join('\n') + '\n')
+  } finally {
+    for (const c of clients) c.close()
+    await mesh.stopAll()
+    for (const r of redis) r.proc.kill()
+    rmSync(baseDir, { recursive: true, force: true })
+  }
+}
+
+await main()
