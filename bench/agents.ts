@@ -2,13 +2,13 @@
 // node (p50/p99 over many registrations, at 3 and 10 nodes on 127.x.y.z port 7070), and how
 // many registrations per second one node sustains.
 //   npm run bench:agents [-- --registrations 200 --sizes 3,10 --burst 2000 --store embedded|redis]
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ControlClient } from '../src/control/client.js'
 import { freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh.js'
+import { startRedis } from './redis.js'
 import { line } from './stats.js'
 
 function arg (name: string, fallback: string): string {
@@ -20,25 +20,6 @@ const REGISTRATIONS = Number(arg('registrations', '200'))
 const SIZES = arg('sizes', '3,10').split(',').map(Number)
 const BURST = Number(arg('burst', '2000'))
 const STORE = arg('store', 'embedded')
-
-async function freePort (): Promise<number> {
-  return await new Promise(resolve => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => { resolve(p) }) })
-  })
-}
-
-async function startRedis (dir: string): Promise<{ url: string, proc: ChildProcess }> {
-  const port = await freePort()
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', ''], { stdio: 'ignore' })
-  const { Redis } = await import('ioredis')
-  await waitFor('redis', async () => {
-    const c = new Redis(`redis://127.0.0.1:${port}`, { retryStrategy: () => null, lazyConnect: true })
-    c.on('error', () => {})
-    try { await c.connect(); return (await c.ping()) === 'PONG' } finally { c.disconnect() }
-  }, 10000, 50)
-  return { url: `redis://127.0.0.1:${port}/0`, proc }
-}
 
 async function run (size: number): Promise<void> {
   const hosts = await freeLoopbackBlock(size)

@@ -3,14 +3,13 @@
 // send-to-receipt latency at 1,000 messages/s offered, and, in the same run, the same count of
 // fire-and-forget Redis pub/sub messages on loopback (what AITBC used before) as the reference.
 //   npm run bench:messages [-- --count 20000 --size 1024 --rate 1000 --seconds 5 --window 2000]
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import type { ControlClient } from '../src/control/client.js'
 import { freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh.js'
+import { startRedis } from './redis.js'
 import { line } from './stats.js'
 
 function arg (name: string, fallback: number): number {
@@ -24,25 +23,7 @@ const RATE = arg('rate', 1000)
 const SECONDS = arg('seconds', 5)
 const WINDOW = arg('window', 2000)
 /** Redis durability for the daemons' stores: the append-only file (everysec), or none. */
-const AOF = process.argv.includes('--no-aof') ? 'no' : 'yes'
-
-async function freePort (): Promise<number> {
-  return await new Promise(resolve => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => { resolve(p) }) })
-  })
-}
-
-async function startRedis (dir: string): Promise<{ url: string, port: number, proc: ChildProcess }> {
-  const port = await freePort()
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', AOF, '--save', ''], { stdio: 'ignore' })
-  await waitFor('redis', async () => {
-    const c = new Redis({ port, host: '127.0.0.1', retryStrategy: () => null, lazyConnect: true })
-    c.on('error', () => {})
-    try { await c.connect(); return (await c.ping()) === 'PONG' } finally { c.disconnect() }
-  }, 10000, 50)
-  return { url: `redis://127.0.0.1:${port}/0`, port, proc }
-}
+const APPEND_ONLY = !process.argv.includes('--no-aof')
 
 /** Redis pub/sub, fire-and-forget, as the old coordinator did: publish everything, count what arrives. */
 async function redisPubSubReference (port: number, count: number, body: string): Promise<{ ms: number, received: number }> {
@@ -65,7 +46,7 @@ async function redisPubSubReference (port: number, count: number, body: string):
 async function main (): Promise<void> {
   const hosts = await freeLoopbackBlock(2)
   const baseDir = mkdtempSync(join(tmpdir(), 'aitbc-mesh-bench-messages-'))
-  const redis = [await startRedis(mkdtempSync(join(baseDir, 'r0-'))), await startRedis(mkdtempSync(join(baseDir, 'r1-')))]
+  const redis = [await startRedis(mkdtempSync(join(baseDir, 'r0-')), APPEND_ONLY), await startRedis(mkdtempSync(join(baseDir, 'r1-')), APPEND_ONLY)]
   const mesh = await LocalMesh.create(baseDir, [
     { name: 'aitbc', role: 'genesis', host: hosts[0]!, config: { redis: redis[0]!.url } },
     { name: 'aitbc1', role: 'follower', host: hosts[1]!, config: { redis: redis[1]!.url } }

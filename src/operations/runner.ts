@@ -14,14 +14,8 @@ import { deliveryCounts } from '../messaging/message.js'
 
 export type TargetOutcome = 'ok' | 'failed' | 'timed_out' | 'unreachable'
 
-export interface NodeStatusEntry {
-  role: Role
-  status: NodeStatus
-  block_height: number | null
-  mempool_size: number | null
-  p2p_connections: number
-  service_uptime: string | null
-  last_sync: number | null
+/** One target in `nodes_status`: the report's public fields, plus what the operation adds. */
+export type NodeStatusEntry = Pick<NodeReport, 'role' | 'status' | 'block_height' | 'mempool_size' | 'p2p_connections' | 'service_uptime' | 'last_sync'> & {
   checks?: HealthCheck[]
   delivery?: { state: string, reason?: string, receipt_at?: string }
 }
