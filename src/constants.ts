@@ -89,8 +89,8 @@ export const ANTI_ENTROPY_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 export const MESSAGE_MAX_BODY_BYTES = 64 * 1024
 export const MESSAGE_DEFAULT_TTL_S = 3600
 export const MESSAGE_MAX_TTL_S = 7 * 24 * 3600
-/** Envelopes sent on one stream before their receipts come back. */
-export const DELIVERY_WINDOW = 512
+/** Envelopes sent on one stream before their receipts come back (a window of 512 capped the rate at about 3.6k/s here). */
+export const DELIVERY_WINDOW = 4096
 export const DELIVERY_RETRY_INITIAL_MS = 200
 export const DELIVERY_RETRY_MAX_MS = 5000
 /** No receipt for the oldest envelope in flight for this long: the stream is reset and resent. */
