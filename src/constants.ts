@@ -56,6 +56,7 @@ export const SHUTDOWN_TOTAL_TIMEOUT_MS = 4500
 
 /** Ping used for the latency column of `peers`. */
 export const PEER_PING_TIMEOUT_MS = 1000
+export const PEER_LATENCY_REUSE_MS = 2000
 export const CONNECTION_MONITOR_INTERVAL_MS = 5000
 
 /** A node whose height trails the highest heartbeating peer by more than this is degraded (AITBC's bulk-sync trigger). */

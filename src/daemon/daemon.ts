@@ -1,6 +1,7 @@
+import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { allNodes, type MeshConfig } from '../config/config.js'
-import { PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
+import { PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
 import { ControlServer, type ControlMethod, type MethodContext } from '../control/server.js'
 import { errorMessage, UsageError } from '../errors.js'
 import { AllowlistGater } from '../mesh/gater.js'
@@ -216,15 +217,9 @@ export class Daemon {
         return { following: false }
       },
       // Streams every change as an event until the caller disconnects.
-      'agents.watch': async (_params, ctx) => {
-        await new Promise<void>(resolve => {
-          const unwatch = this.registry.watch(entry => {
-            ctx.notify({ agent_id: entry.agentId, removed: entry.record == null, record: entry.record != null ? this.registry.get(entry.agentId) ?? null : null })
-          })
-          ctx.signal.addEventListener('abort', () => { unwatch(); resolve() }, { once: true })
-        })
-        return { watching: false }
-      },
+      'agents.watch': async (_params, ctx) => await this.streamUntilClosed(ctx, notify => this.registry.watch(entry => {
+        notify({ agent_id: entry.agentId, removed: entry.record == null, record: entry.record != null ? this.registry.get(entry.agentId) ?? null : null })
+      })),
       status: async params => await this.runner.run({ ...asObject(params), operation: 'status' }),
       health: async params => await this.runner.run({ ...asObject(params), operation: 'health' })
     }
@@ -268,14 +263,7 @@ export class Daemon {
     }
     const others = await Promise.all(this.peers.all().map(async (state): Promise<PeerView> => {
       const verdict = this.peers.liveness(state, now)
-      let latency: number | null = null
-      if (state.connected) {
-        try {
-          latency = await this.libp2p.services.ping.ping(state.peerId, { signal: AbortSignal.timeout(PEER_PING_TIMEOUT_MS) })
-        } catch {
-          latency = null
-        }
-      }
+      const latency = state.connected ? await this.latencyTo(state.peerId) : null
       const since = state.connected ? state.connectedSince : state.disconnectedAt
       return {
         name: state.name,
@@ -294,6 +282,23 @@ export class Daemon {
       }
     }))
     return [self, ...others]
+  }
+
+  private readonly latencies = new Map<string, { at: number, value: Promise<number | null> }>()
+
+  /**
+   * Round-trip time to a peer: the connection monitor's last ping, else one ping of our own,
+   * shared by concurrent callers and reused for a while (ping allows one stream per peer).
+   */
+  private async latencyTo (peerId: PeerId): Promise<number | null> {
+    const rtt = this.libp2p.getConnections(peerId).map(c => c.rtt).find((r): r is number => typeof r === 'number')
+    if (rtt != null) return Math.round(rtt * 10) / 10
+    const key = peerId.toString()
+    const cached = this.latencies.get(key)
+    if (cached != null && Date.now() - cached.at < PEER_LATENCY_REUSE_MS) return await cached.value
+    const value = this.libp2p.services.ping.ping(peerId, { signal: AbortSignal.timeout(PEER_PING_TIMEOUT_MS) }).catch(() => null)
+    this.latencies.set(key, { at: Date.now(), value })
+    return await value
   }
 
   /** Stops in a fixed order, each step bounded: nothing new comes in, then the mesh goes. */
