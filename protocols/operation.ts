@@ -6,6 +6,8 @@ export interface OperationRequest {
   requestId: string
   kind: OperationKind
   timeoutMs: number
+  action: string
+  force: boolean
 }
 
 export namespace OperationRequest {
@@ -33,6 +35,16 @@ export namespace OperationRequest {
           w.uint32(obj.timeoutMs)
         }
 
+        if ((obj.action != null && obj.action !== '')) {
+          w.uint32(34)
+          w.string(obj.action)
+        }
+
+        if ((obj.force != null && obj.force !== false)) {
+          w.uint32(40)
+          w.bool(obj.force)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -40,7 +52,9 @@ export namespace OperationRequest {
         const obj: any = {
           requestId: '',
           kind: OperationKind.OPERATION_KIND_UNSPECIFIED,
-          timeoutMs: 0
+          timeoutMs: 0,
+          action: '',
+          force: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -59,6 +73,14 @@ export namespace OperationRequest {
             }
             case 3: {
               obj.timeoutMs = reader.uint32()
+              break
+            }
+            case 4: {
+              obj.action = reader.string()
+              break
+            }
+            case 5: {
+              obj.force = reader.bool()
               break
             }
             default: {
@@ -97,6 +119,20 @@ export namespace OperationRequest {
               }
               break
             }
+            case 4: {
+              yield {
+                field: `${prefix}.action`,
+                value: reader.string()
+              }
+              break
+            }
+            case 5: {
+              yield {
+                field: `${prefix}.force`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -124,6 +160,16 @@ export namespace OperationRequest {
     value: number
   }
 
+  export interface OperationRequestActionFieldEvent {
+    field: '$.action'
+    value: string
+  }
+
+  export interface OperationRequestForceFieldEvent {
+    field: '$.force'
+    value: boolean
+  }
+
   export function encode (obj: Partial<OperationRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, OperationRequest.codec())
   }
@@ -132,7 +178,7 @@ export namespace OperationRequest {
     return decodeMessage(buf, OperationRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationRequest>): Generator<OperationRequestRequestIdFieldEvent | OperationRequestKindFieldEvent | OperationRequestTimeoutMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationRequest>): Generator<OperationRequestRequestIdFieldEvent | OperationRequestKindFieldEvent | OperationRequestTimeoutMsFieldEvent | OperationRequestActionFieldEvent | OperationRequestForceFieldEvent> {
     return streamMessage(buf, OperationRequest.codec(), opts)
   }
 }
@@ -140,13 +186,15 @@ export namespace OperationRequest {
 export enum OperationKind {
   OPERATION_KIND_UNSPECIFIED = 'OPERATION_KIND_UNSPECIFIED',
   STATUS = 'STATUS',
-  HEALTH = 'HEALTH'
+  HEALTH = 'HEALTH',
+  COORDINATE = 'COORDINATE'
 }
 
 enum __OperationKindValues {
   OPERATION_KIND_UNSPECIFIED = 0,
   STATUS = 1,
-  HEALTH = 2
+  HEALTH = 2,
+  COORDINATE = 3
 }
 
 export namespace OperationKind {
@@ -159,6 +207,7 @@ export interface OperationResponse {
   requestId: string
   error: string
   report?: NodeReport
+  actionResult?: ActionResult
 }
 
 export namespace OperationResponse {
@@ -184,6 +233,11 @@ export namespace OperationResponse {
         if (obj.report != null) {
           w.uint32(26)
           NodeReport.codec().encode(obj.report, w)
+        }
+
+        if (obj.actionResult != null) {
+          w.uint32(34)
+          ActionResult.codec().encode(obj.actionResult, w)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -212,6 +266,12 @@ export namespace OperationResponse {
             case 3: {
               obj.report = NodeReport.codec().decode(reader, reader.uint32(), {
                 limits: opts.limits?.report
+              })
+              break
+            }
+            case 4: {
+              obj.actionResult = ActionResult.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.actionResult
               })
               break
             }
@@ -247,6 +307,13 @@ export namespace OperationResponse {
             case 3: {
               yield * NodeReport.codec().stream(reader, reader.uint32(), `${prefix}.report`, {
                 limits: opts.limits?.report
+              })
+
+              break
+            }
+            case 4: {
+              yield * ActionResult.codec().stream(reader, reader.uint32(), `${prefix}.actionResult`, {
+                limits: opts.limits?.actionResult
               })
 
               break
@@ -347,6 +414,51 @@ export namespace OperationResponse {
     value: bigint
   }
 
+  export interface OperationResponseActionResultActionFieldEvent {
+    field: '$.actionResult.action'
+    value: string
+  }
+
+  export interface OperationResponseActionResultStateFieldEvent {
+    field: '$.actionResult.state'
+    value: string
+  }
+
+  export interface OperationResponseActionResultExitCodeFieldEvent {
+    field: '$.actionResult.exitCode'
+    value: number
+  }
+
+  export interface OperationResponseActionResultDurationMsFieldEvent {
+    field: '$.actionResult.durationMs'
+    value: bigint
+  }
+
+  export interface OperationResponseActionResultOutputTailFieldEvent {
+    field: '$.actionResult.outputTail'
+    value: string
+  }
+
+  export interface OperationResponseActionResultReasonFieldEvent {
+    field: '$.actionResult.reason'
+    value: string
+  }
+
+  export interface OperationResponseActionResultDestructiveFieldEvent {
+    field: '$.actionResult.destructive'
+    value: boolean
+  }
+
+  export interface OperationResponseActionResultHealthBeforeFieldEvent {
+    field: '$.actionResult.healthBefore'
+    value: string
+  }
+
+  export interface OperationResponseActionResultHealthAfterFieldEvent {
+    field: '$.actionResult.healthAfter'
+    value: string
+  }
+
   export function encode (obj: Partial<OperationResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, OperationResponse.codec())
   }
@@ -355,8 +467,280 @@ export namespace OperationResponse {
     return decodeMessage(buf, OperationResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationResponse>): Generator<OperationResponseRequestIdFieldEvent | OperationResponseErrorFieldEvent | OperationResponseReportNodeFieldEvent | OperationResponseReportRoleFieldEvent | OperationResponseReportStatusFieldEvent | OperationResponseReportBlockHeightFieldEvent | OperationResponseReportMempoolSizeFieldEvent | OperationResponseReportP2pConnectionsFieldEvent | OperationResponseReportServiceUptimeFieldEvent | OperationResponseReportLastSyncFieldEvent | OperationResponseReportIssuesFieldEvent | OperationResponseReportChecksNameFieldEvent | OperationResponseReportChecksOkFieldEvent | OperationResponseReportChecksDetailFieldEvent | OperationResponseReportDaemonUptimeMsFieldEvent | OperationResponseReportProbedAtMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationResponse>): Generator<OperationResponseRequestIdFieldEvent | OperationResponseErrorFieldEvent | OperationResponseReportNodeFieldEvent | OperationResponseReportRoleFieldEvent | OperationResponseReportStatusFieldEvent | OperationResponseReportBlockHeightFieldEvent | OperationResponseReportMempoolSizeFieldEvent | OperationResponseReportP2pConnectionsFieldEvent | OperationResponseReportServiceUptimeFieldEvent | OperationResponseReportLastSyncFieldEvent | OperationResponseReportIssuesFieldEvent | OperationResponseReportChecksNameFieldEvent | OperationResponseReportChecksOkFieldEvent | OperationResponseReportChecksDetailFieldEvent | OperationResponseReportDaemonUptimeMsFieldEvent | OperationResponseReportProbedAtMsFieldEvent | OperationResponseActionResultActionFieldEvent | OperationResponseActionResultStateFieldEvent | OperationResponseActionResultExitCodeFieldEvent | OperationResponseActionResultDurationMsFieldEvent | OperationResponseActionResultOutputTailFieldEvent | OperationResponseActionResultReasonFieldEvent | OperationResponseActionResultDestructiveFieldEvent | OperationResponseActionResultHealthBeforeFieldEvent | OperationResponseActionResultHealthAfterFieldEvent> {
     return streamMessage(buf, OperationResponse.codec(), opts)
+  }
+}
+
+export interface ActionResult {
+  action: string
+  state: string
+  exitCode?: number
+  durationMs: bigint
+  outputTail: string
+  reason: string
+  destructive: boolean
+  healthBefore: string
+  healthAfter: string
+}
+
+export namespace ActionResult {
+  let _codec: Codec<ActionResult>
+
+  export const codec = (): Codec<ActionResult> => {
+    if (_codec == null) {
+      _codec = message<ActionResult>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.action != null && obj.action !== '')) {
+          w.uint32(10)
+          w.string(obj.action)
+        }
+
+        if ((obj.state != null && obj.state !== '')) {
+          w.uint32(18)
+          w.string(obj.state)
+        }
+
+        if (obj.exitCode != null) {
+          w.uint32(24)
+          w.sint32(obj.exitCode)
+        }
+
+        if ((obj.durationMs != null && obj.durationMs !== 0n)) {
+          w.uint32(32)
+          w.uint64(obj.durationMs)
+        }
+
+        if ((obj.outputTail != null && obj.outputTail !== '')) {
+          w.uint32(42)
+          w.string(obj.outputTail)
+        }
+
+        if ((obj.reason != null && obj.reason !== '')) {
+          w.uint32(50)
+          w.string(obj.reason)
+        }
+
+        if ((obj.destructive != null && obj.destructive !== false)) {
+          w.uint32(56)
+          w.bool(obj.destructive)
+        }
+
+        if ((obj.healthBefore != null && obj.healthBefore !== '')) {
+          w.uint32(66)
+          w.string(obj.healthBefore)
+        }
+
+        if ((obj.healthAfter != null && obj.healthAfter !== '')) {
+          w.uint32(74)
+          w.string(obj.healthAfter)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          action: '',
+          state: '',
+          durationMs: 0n,
+          outputTail: '',
+          reason: '',
+          destructive: false,
+          healthBefore: '',
+          healthAfter: ''
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.action = reader.string()
+              break
+            }
+            case 2: {
+              obj.state = reader.string()
+              break
+            }
+            case 3: {
+              obj.exitCode = reader.sint32()
+              break
+            }
+            case 4: {
+              obj.durationMs = reader.uint64()
+              break
+            }
+            case 5: {
+              obj.outputTail = reader.string()
+              break
+            }
+            case 6: {
+              obj.reason = reader.string()
+              break
+            }
+            case 7: {
+              obj.destructive = reader.bool()
+              break
+            }
+            case 8: {
+              obj.healthBefore = reader.string()
+              break
+            }
+            case 9: {
+              obj.healthAfter = reader.string()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.action`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.state`,
+                value: reader.string()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.exitCode`,
+                value: reader.sint32()
+              }
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.durationMs`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 5: {
+              yield {
+                field: `${prefix}.outputTail`,
+                value: reader.string()
+              }
+              break
+            }
+            case 6: {
+              yield {
+                field: `${prefix}.reason`,
+                value: reader.string()
+              }
+              break
+            }
+            case 7: {
+              yield {
+                field: `${prefix}.destructive`,
+                value: reader.bool()
+              }
+              break
+            }
+            case 8: {
+              yield {
+                field: `${prefix}.healthBefore`,
+                value: reader.string()
+              }
+              break
+            }
+            case 9: {
+              yield {
+                field: `${prefix}.healthAfter`,
+                value: reader.string()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface ActionResultActionFieldEvent {
+    field: '$.action'
+    value: string
+  }
+
+  export interface ActionResultStateFieldEvent {
+    field: '$.state'
+    value: string
+  }
+
+  export interface ActionResultExitCodeFieldEvent {
+    field: '$.exitCode'
+    value: number
+  }
+
+  export interface ActionResultDurationMsFieldEvent {
+    field: '$.durationMs'
+    value: bigint
+  }
+
+  export interface ActionResultOutputTailFieldEvent {
+    field: '$.outputTail'
+    value: string
+  }
+
+  export interface ActionResultReasonFieldEvent {
+    field: '$.reason'
+    value: string
+  }
+
+  export interface ActionResultDestructiveFieldEvent {
+    field: '$.destructive'
+    value: boolean
+  }
+
+  export interface ActionResultHealthBeforeFieldEvent {
+    field: '$.healthBefore'
+    value: string
+  }
+
+  export interface ActionResultHealthAfterFieldEvent {
+    field: '$.healthAfter'
+    value: string
+  }
+
+  export function encode (obj: Partial<ActionResult>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, ActionResult.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ActionResult>): ActionResult {
+    return decodeMessage(buf, ActionResult.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ActionResult>): Generator<ActionResultActionFieldEvent | ActionResultStateFieldEvent | ActionResultExitCodeFieldEvent | ActionResultDurationMsFieldEvent | ActionResultOutputTailFieldEvent | ActionResultReasonFieldEvent | ActionResultDestructiveFieldEvent | ActionResultHealthBeforeFieldEvent | ActionResultHealthAfterFieldEvent> {
+    return streamMessage(buf, ActionResult.codec(), opts)
   }
 }
 

@@ -100,3 +100,10 @@ export const DELIVERY_STREAM_MAX_MESSAGE_BYTES = MESSAGE_MAX_BODY_BYTES + 4096
 export const MESSAGE_EXPIRY_SWEEP_MS = 200
 /** Finished outgoing messages kept in memory for `message ID` (older ones are read from the store). */
 export const MESSAGE_RECENT_CACHE = 10000
+
+/** Operations running at once on one daemon; more wait in line. */
+export const MAX_CONCURRENT_OPERATIONS = 5
+/** Bytes of an action's output kept for the report. */
+export const ACTION_OUTPUT_TAIL_BYTES = 4096
+/** Recent operation records `aitbc-mesh ops` lists. */
+export const OPS_LIST_DEFAULT = 20

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import { ControlCallError, ControlClient, DaemonUnreachableError } from '../control/client.js'
 import { resolveSocketPath } from './socket-path.js'
-import { printAgentTable, printInboxHeader, printInboxLine, printMessage, printOperation, printPeers, printId } from './output.js'
+import { printOpList, printOpRecord, printProgress, printAgentTable, printInboxHeader, printInboxLine, printMessage, printOperation, printPeers, printId } from './output.js'
 
 const EXIT_OK = 0
 const EXIT_FAILED = 1
@@ -47,7 +47,11 @@ function exitCodeOf (result: { validation_status?: string }): number {
 
 async function runOperation (cmd: Command, request: Record<string, unknown>, forceJson = false): Promise<number> {
   const opts = globals(cmd)
-  const result = await withClient(cmd, async client => await client.call<Record<string, unknown>>('op', request))
+  const human = opts.json !== true && !forceJson
+  const result = await withClient(cmd, async client => await client.call<Record<string, unknown>>('op', request, {
+    // Progress on stderr as it happens, so the table on stdout stays clean.
+    onEvent: event => { if (human) process.stderr.write(printProgress(event as Record<string, unknown>)) }
+  }))
   if (opts.json === true || forceJson) process.stdout.write(JSON.stringify(result, null, 2) + '\n')
   else process.stdout.write(printOperation(result) + '\n')
   return exitCodeOf(result)
@@ -294,6 +298,36 @@ export function buildProgram (): Command {
         }
         const messages = await client.call<Array<Record<string, unknown>>>('inbox.list', { ...(o.since != null ? { since: o.since } : {}), limit })
         process.stdout.write(json ? JSON.stringify(messages, null, 2) + '\n' : [printInboxHeader(), ...messages.map(printInboxLine)].join('\n') + '\n')
+      })
+    })
+
+  program.command('coordinate')
+    .description("run a named action from each target's own config (destructive ones need --force)")
+    .argument('<action>', 'action name, as configured under actions: on the targets')
+    .option('--target <target>', 'all, genesis, follower, a node name, or a comma-separated list', 'all')
+    .option('--force', 'allow destructive actions')
+    .option('--sequential', 'one node after the other, stopping at the first failure')
+    .option('--timeout <seconds>', 'how long each node may take (at most 120)', '60')
+    .action(async (action: string, o: { target: string, force?: boolean, sequential?: boolean, timeout: string }, cmd: Command) => {
+      process.exitCode = await runOperation(cmd, { operation: 'coordinate', target_node: o.target, action, force: o.force === true, sequential: o.sequential === true, timeout: parseTimeout(o.timeout) })
+    })
+
+  program.command('ops')
+    .description('operations run from this node (kept across restarts); with an id, that one in full')
+    .argument('[id]', 'operation id')
+    .option('--limit <n>', 'how many recent ones', '20')
+    .action(async (id: string | undefined, o: { limit: string }, cmd: Command) => {
+      const json = globals(cmd).json === true
+      await withClient(cmd, async client => {
+        if (id != null) {
+          const record = await client.call<Record<string, unknown>>('ops.get', { id })
+          process.stdout.write(json ? JSON.stringify(record, null, 2) + '\n' : printOpRecord(record) + '\n')
+          return
+        }
+        const limit = Number(o.limit)
+        if (!Number.isInteger(limit) || limit < 1) throw new CliUsageError(`--limit "${o.limit}": expected a whole number of at least 1`)
+        const records = await client.call<Array<Record<string, unknown>>>('ops.list', { limit })
+        process.stdout.write(json ? JSON.stringify(records, null, 2) + '\n' : printOpList(records) + '\n')
       })
     })
 

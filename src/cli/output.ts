@@ -43,6 +43,15 @@ export function printOperation (result: Json): string {
       parts.push(`\n${name}:\n` + checks.map(c => `  ${c.ok === true ? 'ok  ' : 'FAIL'}  ${String(c.name).padEnd(13)} ${String(c.detail)}`).join('\n'))
     }
   }
+  if (result.operation === 'coordinate') {
+    for (const [name, n] of Object.entries(nodes)) {
+      const a = (n.action ?? {}) as Json
+      const head = `${name}: ${String(a.state)}${a.exit_code != null ? `, exit ${String(a.exit_code)}` : ''}${a.duration_ms != null ? `, ${String(a.duration_ms)} ms` : ''}${a.reason != null && a.reason !== '' ? ` (${String(a.reason)})` : ''}`
+      const health = a.health_before != null && a.health_before !== '' ? `\n  health before: ${String(a.health_before)}, after: ${String(a.health_after)}` : ''
+      const tail = typeof a.output_tail === 'string' && a.output_tail !== '' ? '\n' + a.output_tail.trimEnd().split('\n').slice(-5).map(l => `  | ${l}`).join('\n') : ''
+      parts.push(`\n${head}${health}${tail}`)
+    }
+  }
   parts.push(`\n${String(result.summary)} (${String(result.validation_status)}, ${String(result.execution_time)} s)`)
   parts.push(list('issues', result.issues as string[] ?? []))
   parts.push(list('recommendations', result.recommendations as string[] ?? []))
@@ -84,4 +93,32 @@ export function printInboxHeader (): string {
 export function printInboxLine (m: Json): string {
   const body = String(m.body).replace(/\s+/g, ' ')
   return `${new Date(m.received_at as number).toISOString().padEnd(25)} ${String(m.from).padEnd(9)} ${String(m.kind).padEnd(9)} ${String(m.id).padEnd(37)} ${body.length > 80 ? body.slice(0, 79) + '…' : body}`
+}
+
+export function printProgress (event: Json): string {
+  if (event.type === 'queued') return `waiting in line: ${String(event.running)} operations running, ${String(event.ahead)} ahead of this one\n`
+  if (event.type === 'node') return `  ${String(event.node)}: ${String(event.state)}${event.detail != null ? ` (${String(event.detail)})` : ''}\n`
+  return ''
+}
+
+export function printOpList (records: Json[]): string {
+  if (records.length === 0) return 'no operations yet'
+  return table(['ID', 'STARTED', 'OPERATION', 'TARGET', 'RESULT', 'SUMMARY'], records.map(r => {
+    const request = (r.request ?? {}) as Json
+    const result = r.result as Json | null
+    return [
+      r.id as string, r.started_at as string,
+      `${String(request.operation)}${request.action != null ? ` ${String(request.action)}` : ''}`,
+      request.target_node as string,
+      result != null ? result.validation_status as string : r.error != null ? 'error' : 'running',
+      result != null ? result.summary as string : r.error as string | null
+    ]
+  }))
+}
+
+export function printOpRecord (record: Json): string {
+  const lines = [`id:       ${String(record.id)}`, `started:  ${String(record.started_at)}`, `finished: ${String(record.finished_at ?? 'still running')}`, `request:  ${JSON.stringify(record.request)}`]
+  if (record.error != null) lines.push(`error:    ${String(record.error)}`)
+  if (record.result != null) lines.push('', printOperation(record.result as Json))
+  return lines.join('\n')
 }

@@ -1,7 +1,7 @@
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { allNodes, type MeshConfig } from '../config/config.js'
-import { PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
+import { OPS_LIST_DEFAULT, PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
 import { ControlServer, type ControlMethod, type MethodContext } from '../control/server.js'
 import { errorMessage, UsageError } from '../errors.js'
 import { AllowlistGater } from '../mesh/gater.js'
@@ -13,6 +13,8 @@ import { PeerTable } from '../mesh/peer-table.js'
 import { LocalProbes } from '../operations/local-probes.js'
 import { OperationProtocol } from '../operations/operation-protocol.js'
 import { OperationRunner } from '../operations/runner.js'
+import { OperationLog } from '../operations/op-log.js'
+import type { ActionResult } from '../operations/actions.js'
 import { AgentRegistry } from '../registry/registry.js'
 import { AgentReplication } from '../registry/replication.js'
 import { openStore, type StoreBackend } from '../store/index.js'
@@ -43,6 +45,7 @@ interface DaemonParts {
   registry: AgentRegistry
   replication: AgentReplication
   messaging: Messaging
+  opLog: OperationLog
 }
 
 export interface PeerView {
@@ -78,6 +81,7 @@ export class Daemon {
   private readonly registry: AgentRegistry
   private readonly replication: AgentReplication
   private readonly messaging: Messaging
+  private readonly opLog: OperationLog
   private readonly control: ControlServer
   private probeTimer?: NodeJS.Timeout
 
@@ -94,6 +98,7 @@ export class Daemon {
     this.registry = parts.registry
     this.replication = parts.replication
     this.messaging = parts.messaging
+    this.opLog = parts.opLog
     this.control = new ControlServer(parts.config.controlSocket, this.controlMethods(), parts.log)
   }
 
@@ -122,9 +127,17 @@ export class Daemon {
     const heartbeat = new HeartbeatService({
       libp2p, peers, node: config.node, intervalMs: config.heartbeat.intervalMs, log, localHealth: () => probes.latest()
     })
-    const protocol = new OperationProtocol({ libp2p, peers, log, localReport: async kind => await probes.reportFor(kind) })
+    const protocol: OperationProtocol = new OperationProtocol({
+      libp2p,
+      peers,
+      log,
+      localReport: async kind => await probes.reportFor(kind),
+      // The runner is created next; a peer's request can only arrive once everything has started.
+      localAction: async (action, force, timeoutMs): Promise<ActionResult> => await runner.localAction(action, force, timeoutMs)
+    })
     const messaging = new Messaging({ config, libp2p, peers, store, log })
-    const runner = new OperationRunner({ config, peers, probes, protocol, log, messaging })
+    const opLog = new OperationLog(store, log)
+    const runner: OperationRunner = new OperationRunner({ config, peers, probes, protocol, log, messaging, opLog })
 
     libp2p.addEventListener('peer:connect', evt => {
       const peerId = evt.detail
@@ -140,7 +153,7 @@ export class Daemon {
       if (state != null) log.info({ event: 'peer_disconnected', node: state.name, peerId: peerId.toString() }, 'peer disconnected')
     })
 
-    const daemon = new Daemon({ config, log, libp2p, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging })
+    const daemon = new Daemon({ config, log, libp2p, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog })
 
     // Give Redis a moment to connect so the first requests find it; without it the daemon still
     // starts (degraded) and writes once it is back.
@@ -181,7 +194,18 @@ export class Daemon {
     return {
       id: async () => this.identity(),
       peers: async () => await this.peerViews(),
-      op: async params => await this.runner.run(params),
+      // Progress (queued, started, each node as it finishes) goes out as events.
+      op: async (params, ctx) => await this.runner.run(params, event => { ctx.notify(event) }),
+      'ops.list': async params => {
+        const limit = asObject(params).limit ?? OPS_LIST_DEFAULT
+        if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError('ops: "limit" must be a whole number from 1 to 1000')
+        return await this.opLog.list(limit)
+      },
+      'ops.get': async params => {
+        const id = asObject(params).id
+        if (typeof id !== 'string' || id === '') throw new UsageError('ops: expected an operation id')
+        return await this.opLog.get(id)
+      },
       'agents.register': async params => await this.registry.register(params),
       'agents.heartbeat': async params => await this.registry.heartbeat(params),
       'agents.remove': async params => await this.registry.remove(params),
@@ -220,8 +244,8 @@ export class Daemon {
       'agents.watch': async (_params, ctx) => await this.streamUntilClosed(ctx, notify => this.registry.watch(entry => {
         notify({ agent_id: entry.agentId, removed: entry.record == null, record: entry.record != null ? this.registry.get(entry.agentId) ?? null : null })
       })),
-      status: async params => await this.runner.run({ ...asObject(params), operation: 'status' }),
-      health: async params => await this.runner.run({ ...asObject(params), operation: 'health' })
+      status: async (params, ctx) => await this.runner.run({ ...asObject(params), operation: 'status' }, event => { ctx.notify(event) }),
+      health: async (params, ctx) => await this.runner.run({ ...asObject(params), operation: 'health' }, event => { ctx.notify(event) })
     }
   }
 

@@ -2,7 +2,7 @@ import { pbStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import {
-  NodeReport as WireReport, OperationKind, OperationRequest, OperationResponse
+  ActionResult as WireActionResult, NodeReport as WireReport, OperationKind, OperationRequest, OperationResponse
 } from '../../protocols/operation.js'
 import { ROLES, type Role } from '../config/schema.js'
 import {
@@ -12,6 +12,7 @@ import { errorMessage, ProtocolError, TimeoutError, UnreachableError } from '../
 import type { MeshLibp2p } from '../mesh/libp2p.js'
 import type { PeerTable } from '../mesh/peer-table.js'
 import type { HealthCheck, NodeReport } from './report.js'
+import type { ActionResult } from './actions.js'
 
 export const OPERATION_PROTOCOL = '/aitbc-mesh/operation/1.0.0'
 /** How long a responder waits for the request to arrive after the stream opens. */
@@ -29,6 +30,26 @@ export interface OperationProtocolInit {
   log: Logger
   /** Produces this node's own report; runs only probes configured here. */
   localReport: (kind: ReportKind, timeoutMs: number) => Promise<NodeReport>
+  /** Runs an action from this node's own config. */
+  localAction: (action: string, force: boolean, timeoutMs: number) => Promise<ActionResult>
+}
+
+const ACTION_STATES = ['ok', 'failed', 'refused', 'timed_out'] as const
+
+function actionFromWire (wire: WireActionResult, expected: string): ActionResult {
+  if (wire.action !== expected) throw new ProtocolError(`answer is for action "${wire.action}", expected "${expected}"`)
+  if (!(ACTION_STATES as readonly string[]).includes(wire.state)) throw new ProtocolError(`unknown action state "${wire.state}"`)
+  return {
+    action: wire.action,
+    state: wire.state as ActionResult['state'],
+    exit_code: wire.exitCode ?? null,
+    duration_ms: Number(wire.durationMs),
+    output_tail: wire.outputTail.slice(-8192),
+    reason: clip(wire.reason),
+    destructive: wire.destructive,
+    health_before: clip(wire.healthBefore),
+    health_after: clip(wire.healthAfter)
+  }
 }
 
 const KIND_TO_WIRE: Record<ReportKind, OperationKind> = { status: OperationKind.STATUS, health: OperationKind.HEALTH }
@@ -111,12 +132,18 @@ export class OperationProtocol {
       if (requester == null) throw new ProtocolError('requester is not in the allowlist')
       const request = await pb.read(OperationRequest, { signal: AbortSignal.timeout(REQUEST_READ_TIMEOUT_MS) })
       requestId = request.requestId
+      const timeoutMs = Math.max(100, Math.min(request.timeoutMs, 120_000))
+      if (request.kind === OperationKind.COORDINATE) {
+        log.info({ event: 'action_requested', requestId, action: request.action, force: request.force }, 'running an action for a peer')
+        const result = await this.init.localAction(request.action, request.force, timeoutMs)
+        await pb.write({ requestId, error: '', actionResult: { ...result, exitCode: result.exit_code ?? undefined, durationMs: BigInt(result.duration_ms), outputTail: result.output_tail, healthBefore: result.health_before, healthAfter: result.health_after } }, OperationResponse, { signal: AbortSignal.timeout(timeoutMs) })
+        return
+      }
       const kind = request.kind === OperationKind.STATUS ? 'status' : request.kind === OperationKind.HEALTH ? 'health' : undefined
       if (kind == null) {
         await pb.write({ requestId, error: `unknown operation kind ${String(request.kind)}` }, OperationResponse, { signal: AbortSignal.timeout(REQUEST_READ_TIMEOUT_MS) })
         return
       }
-      const timeoutMs = Math.max(100, Math.min(request.timeoutMs, 120_000))
       const report = await this.init.localReport(kind, timeoutMs)
       await pb.write({ requestId, error: '', report: toWire(report) }, OperationResponse, { signal: AbortSignal.timeout(timeoutMs) })
       log.debug({ event: 'operation_served', requestId, kind }, 'answered operation request')
@@ -130,6 +157,20 @@ export class OperationProtocol {
 
   /** Asks `peerId` for its report. Throws TimeoutError, UnreachableError or ProtocolError. */
   async request (peerId: PeerId, expected: { name: string, role: Role }, kind: ReportKind, requestId: string, timeoutMs: number): Promise<NodeReport> {
+    const response = await this.exchange(peerId, expected.name, { requestId, kind: KIND_TO_WIRE[kind], timeoutMs, action: '', force: false }, timeoutMs)
+    if (response.report == null) throw new ProtocolError(`${expected.name} sent no report`)
+    return fromWire(response.report, expected)
+  }
+
+  /** Asks `peerId` to run one of its configured actions; the answer comes when it has finished. */
+  async requestAction (peerId: PeerId, expected: string, action: string, force: boolean, requestId: string, timeoutMs: number): Promise<ActionResult> {
+    // The target stops the action at timeoutMs; leave room for its answer to travel back.
+    const response = await this.exchange(peerId, expected, { requestId, kind: OperationKind.COORDINATE, timeoutMs, action, force }, timeoutMs + 5000)
+    if (response.actionResult == null) throw new ProtocolError(`${expected} sent no action result`)
+    return actionFromWire(response.actionResult, action)
+  }
+
+  private async exchange (peerId: PeerId, name: string, request: OperationRequest, timeoutMs: number): Promise<OperationResponse> {
     const signal = AbortSignal.timeout(timeoutMs)
     let stream: Stream | undefined
     try {
@@ -137,25 +178,24 @@ export class OperationProtocol {
         // Optimistic protocol selection: the request travels with the protocol name, saving a round trip.
         stream = await this.init.libp2p.dialProtocol(peerId, OPERATION_PROTOCOL, { signal, negotiateFully: false })
       } catch (err) {
-        if (signal.aborted) throw new TimeoutError(`no stream to ${expected.name} within ${timeoutMs} ms`)
-        throw new UnreachableError(`cannot reach ${expected.name}: ${errorMessage(err)}`)
+        if (signal.aborted) throw new TimeoutError(`no stream to ${name} within ${timeoutMs} ms`)
+        throw new UnreachableError(`cannot reach ${name}: ${errorMessage(err)}`)
       }
       const pb = pbStream(stream, { maxDataLength: OPERATION_STREAM_MAX_MESSAGE_BYTES })
       let response: OperationResponse
       try {
-        await pb.write({ requestId, kind: KIND_TO_WIRE[kind], timeoutMs }, OperationRequest, { signal })
+        await pb.write(request, OperationRequest, { signal })
         response = await pb.read(OperationResponse, {
           signal,
           limits: { report: { issues: MAX_ISSUES, checks: MAX_CHECKS } } as never
         })
       } catch (err) {
-        if (signal.aborted) throw new TimeoutError(`${expected.name} did not answer within ${timeoutMs} ms`)
-        throw new ProtocolError(`bad answer from ${expected.name}: ${errorMessage(err)}`)
+        if (signal.aborted) throw new TimeoutError(`${name} did not answer within ${timeoutMs} ms`)
+        throw new ProtocolError(`bad answer from ${name}: ${errorMessage(err)}`)
       }
-      if (response.requestId !== requestId) throw new ProtocolError(`${expected.name} answered request ${response.requestId}, expected ${requestId}`)
-      if (response.error !== '') throw new ProtocolError(`${expected.name} refused: ${response.error}`)
-      if (response.report == null) throw new ProtocolError(`${expected.name} sent no report`)
-      return fromWire(response.report, expected)
+      if (response.requestId !== request.requestId) throw new ProtocolError(`${name} answered request ${response.requestId}, expected ${request.requestId}`)
+      if (response.error !== '') throw new ProtocolError(`${name} refused: ${response.error}`)
+      return response
     } catch (err) {
       stream?.abort(err instanceof Error ? err : new Error(String(err)))
       throw err

@@ -16,7 +16,11 @@ export const operationRequestSchema = z.object({
     .max(OPERATION_MAX_TIMEOUT_S, `at most ${OPERATION_MAX_TIMEOUT_S} seconds`)
     .default(OPERATION_DEFAULT_TIMEOUT_S),
   force: z.boolean({ message: 'expected true or false' }).default(false),
-  verify: z.boolean({ message: 'expected true or false' }).default(true)
+  verify: z.boolean({ message: 'expected true or false' }).default(true),
+  /** coordinate: the action to run, by name, from each target's own config. */
+  action: z.string().min(1).max(64).regex(/^[\w.-]+$/, 'expected an action name of letters, digits, ".", "_" or "-"').optional(),
+  /** coordinate: one node after the other, stopping at the first failure. */
+  sequential: z.boolean({ message: 'expected true or false' }).default(false)
 }).strict()
 
 export type OperationRequest = z.infer<typeof operationRequestSchema>
@@ -29,7 +33,7 @@ export function parseOperationRequest (input: unknown): OperationRequest {
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!
     const field = issue.path.join('.')
-    if (issue.code === 'unrecognized_keys') throw new UsageError(`operation: unknown field(s) ${issue.keys.join(', ')}; expected operation, target_node, message, sync_type, timeout, force, verify`)
+    if (issue.code === 'unrecognized_keys') throw new UsageError(`operation: unknown field(s) ${issue.keys.join(', ')}; expected operation, target_node, message, sync_type, timeout, force, verify, action, sequential`)
     if ((input as Record<string, unknown>)[field] === undefined) throw new UsageError(`operation: "${field}" is required`)
     throw new UsageError(`operation: "${field}": ${issue.message}`)
   }

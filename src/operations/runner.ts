@@ -1,14 +1,16 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import { allNodes, type MeshConfig, type NodeEntry } from '../config/config.js'
-import type { Role } from '../config/schema.js'
-import { errorMessage, TimeoutError, UsageError } from '../errors.js'
+import { errorMessage, TimeoutError, UnreachableError, UsageError } from '../errors.js'
 import type { PeerTable } from '../mesh/peer-table.js'
+import { MAX_CONCURRENT_OPERATIONS } from '../constants.js'
 import type { OperationProtocol, ReportKind } from './operation-protocol.js'
 import type { HealthCheck, NodeReport, NodeStatus } from './report.js'
 import { parseOperationRequest, type OperationRequest } from './request.js'
 import { resolveTargets } from './targets.js'
 import type { LocalProbes } from './local-probes.js'
+import { runAction, type ActionResult } from './actions.js'
+import type { OperationLog } from './op-log.js'
 import type { Messaging } from '../messaging/messaging.js'
 import { deliveryCounts } from '../messaging/message.js'
 
@@ -18,6 +20,7 @@ export type TargetOutcome = 'ok' | 'failed' | 'timed_out' | 'unreachable'
 export type NodeStatusEntry = Pick<NodeReport, 'role' | 'status' | 'block_height' | 'mempool_size' | 'p2p_connections' | 'service_uptime' | 'last_sync'> & {
   checks?: HealthCheck[]
   delivery?: { state: string, reason?: string, receipt_at?: string }
+  action?: ActionResult | { state: string, reason: string }
 }
 
 /** The operation JSON of DESIGN.md; every top-level field is always present. */
@@ -43,6 +46,37 @@ export interface OperationRunnerInit {
   protocol: OperationProtocol
   log: Logger
   messaging?: Messaging
+  opLog?: OperationLog
+}
+
+/** Progress the CLI prints while an operation runs. */
+export type ProgressEvent =
+  | { type: 'queued', running: number, ahead: number }
+  | { type: 'started', operation: string, targets: string[] }
+  | { type: 'node', node: string, state: string, detail?: string }
+
+/** At most `limit` operations at once; the rest wait in line, first come first served. */
+class OperationSlots {
+  private running = 0
+  private readonly waiting: Array<() => void> = []
+  constructor (private readonly limit: number) {}
+
+  async acquire (onQueued: (running: number, ahead: number) => void): Promise<() => void> {
+    if (this.running >= this.limit) {
+      onQueued(this.running, this.waiting.length)
+      await new Promise<void>(resolve => this.waiting.push(resolve))
+    } else {
+      this.running++
+    }
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      const next = this.waiting.shift()
+      if (next != null) next() // the slot passes straight to the next in line
+      else this.running--
+    }
+  }
 }
 
 interface TargetResult {
@@ -70,17 +104,131 @@ function offlineReport (node: NodeEntry, reason: string): NodeReport {
 
 /** Runs operations requested at this node: resolves targets, fans out, gathers one result per target. */
 export class OperationRunner {
+  private readonly slots = new OperationSlots(MAX_CONCURRENT_OPERATIONS)
+
   constructor (private readonly init: OperationRunnerInit) {}
 
-  /** Runs the operation JSON. Throws UsageError for bad input (exit code 2). */
-  async run (input: unknown): Promise<OperationResult> {
+  /**
+   * Runs the operation JSON. Throws UsageError for bad input (exit code 2). Input is checked
+   * before the operation takes one of the MAX_CONCURRENT_OPERATIONS slots.
+   */
+  async run (input: unknown, progress: (event: ProgressEvent) => void = () => {}): Promise<OperationResult> {
     const request = parseOperationRequest(input)
-    if (request.operation === 'message' && this.init.messaging != null) return await this.runMessage(request, this.init.messaging)
-    if (request.operation !== 'status' && request.operation !== 'health') {
-      throw new UsageError(`operation "${request.operation}" is not available in this version of the daemon; available: status, health, message`)
+    if (request.operation === 'sync') {
+      throw new UsageError('operation "sync" is not available in this version of the daemon; available: status, health, message, coordinate')
     }
+    if (request.operation === 'message' && this.init.messaging == null) throw new UsageError('operation "message" is not available on this daemon')
+    if (request.operation === 'coordinate' && request.action == null) throw new UsageError('operation: "action" is required for coordinate (the name of an action in the targets\' configs)')
     const targets = resolveTargets(request.target_node, allNodes(this.init.config))
-    return await this.runReports(request, request.operation, targets)
+    const release = await this.slots.acquire((running, ahead) => { progress({ type: 'queued', running, ahead }) })
+    const record = this.init.opLog?.begin(request)
+    try {
+      progress({ type: 'started', operation: request.operation, targets: targets.map(t => t.name) })
+      let result: OperationResult
+      if (request.operation === 'message') result = await this.runMessage(request, this.init.messaging!)
+      else if (request.operation === 'coordinate') result = await this.runCoordinate(request, targets, progress)
+      else result = await this.runReports(request, request.operation, targets, progress)
+      if (record != null) this.init.opLog!.finish(record, { result: result as unknown as Record<string, unknown> })
+      return result
+    } catch (err) {
+      if (record != null) this.init.opLog!.finish(record, { error: errorMessage(err) })
+      throw err
+    } finally {
+      release()
+    }
+  }
+
+  /**
+   * Runs a named action on each target, from the target's own config. In parallel, or with
+   * `sequential` one node after the other, stopping at the first failure (the rest: skipped).
+   */
+  private async runCoordinate (request: OperationRequest, targets: NodeEntry[], progress: (event: ProgressEvent) => void): Promise<OperationResult> {
+    const started = performance.now()
+    const action = request.action!
+    const timeoutMs = Math.round(request.timeout * 1000)
+    const requestId = randomUUID()
+    const results = new Map<string, { node: NodeEntry, outcome: TargetOutcome, result: ActionResult | null, reason: string }>()
+    const runOne = async (node: NodeEntry): Promise<void> => {
+      let entry: { node: NodeEntry, outcome: TargetOutcome, result: ActionResult | null, reason: string }
+      if (node.name === this.init.config.node.name) {
+        const result = await this.localAction(action, request.force, timeoutMs)
+        entry = { node, outcome: result.state === 'ok' ? 'ok' : result.state === 'timed_out' ? 'timed_out' : 'failed', result, reason: result.reason }
+      } else {
+        const peer = this.init.peers.get(node.name)!
+        const verdict = this.init.peers.liveness(peer)
+        if (!peer.connected && verdict.liveness === 'offline') {
+          entry = { node, outcome: 'unreachable', result: null, reason: `offline: ${verdict.reason ?? 'unreachable'}` }
+        } else {
+          try {
+            const result = await this.init.protocol.requestAction(peer.peerId, node.name, action, request.force, requestId, timeoutMs)
+            entry = { node, outcome: result.state === 'ok' ? 'ok' : result.state === 'timed_out' ? 'timed_out' : 'failed', result, reason: result.reason }
+          } catch (err) {
+            entry = { node, outcome: err instanceof TimeoutError ? 'timed_out' : err instanceof UnreachableError ? 'unreachable' : 'failed', result: null, reason: errorMessage(err) }
+          }
+        }
+      }
+      results.set(node.name, entry)
+      progress({ type: 'node', node: node.name, state: entry.result?.state ?? entry.outcome, ...(entry.reason !== '' ? { detail: entry.reason } : {}) })
+    }
+    if (request.sequential) {
+      for (const node of targets) {
+        await runOne(node)
+        if (results.get(node.name)!.outcome !== 'ok') break
+      }
+    } else {
+      await Promise.all(targets.map(runOne))
+    }
+
+    const nodesStatus: Record<string, NodeStatusEntry> = {}
+    const issues: string[] = []
+    for (const node of targets) {
+      const entry = results.get(node.name)
+      const peer = this.init.peers.get(node.name)
+      const heartbeat = peer?.lastHeartbeat
+      nodesStatus[node.name] = {
+        role: node.role,
+        status: peer == null ? 'online' : this.init.peers.liveness(peer).liveness,
+        block_height: heartbeat?.blockHeight ?? null,
+        mempool_size: null,
+        p2p_connections: peer == null ? this.init.peers.all().filter(p => p.connected).length : heartbeat?.p2pConnections ?? 0,
+        service_uptime: null,
+        last_sync: null,
+        action: entry == null
+          ? { state: 'skipped', reason: 'not run: an earlier node failed (--sequential)' }
+          : entry.result ?? { state: entry.outcome, reason: entry.reason }
+      }
+      if (entry == null) issues.push(`${node.name}: ${action}: skipped after an earlier failure`)
+      else if (entry.outcome !== 'ok') issues.push(`${node.name}: ${action}: ${entry.result?.state ?? entry.outcome}: ${entry.reason}`)
+    }
+    const ok = [...results.values()].filter(r => r.outcome === 'ok').length
+    const validation = ok === targets.length ? 'success' : ok === 0 ? 'failed' : 'partial'
+    return {
+      summary: `Action ${action} on ${targets.length} node${targets.length === 1 ? '' : 's'} (${request.target_node}${request.sequential ? ', sequential' : ''}): ${ok} succeeded${ok < targets.length ? `, ${targets.length - ok} did not` : ''}.`,
+      operation: 'coordinate',
+      target_node: request.target_node,
+      nodes_status: nodesStatus,
+      sync_result: null,
+      sync_details: null,
+      message_delivery: { sent: 0, delivered: 0, failed: 0 },
+      issues,
+      recommendations: [...results.values()].some(r => r.result?.state === 'refused' && /destructive/.test(r.reason))
+        ? [`${action} is destructive on some targets; run it again with --force once you accept that.`]
+        : [],
+      confidence: Math.round((ok / targets.length) * 100) / 100,
+      execution_time: Math.round(performance.now() - started) / 1000,
+      validation_status: validation
+    }
+  }
+
+  /** Runs one of this node's own actions (for a local target or a peer's request). */
+  async localAction (action: string, force: boolean, timeoutMs: number): Promise<ActionResult> {
+    const result = await runAction(this.init.config.actions, action, {
+      force,
+      timeoutMs,
+      health: async () => (await this.init.probes.reportFor('health')).status
+    })
+    this.init.log.info({ event: 'action_run', action, state: result.state, exitCode: result.exit_code, ms: result.duration_ms, reason: result.reason }, 'action finished')
+    return result
   }
 
   /** Sends the message with a TTL of the operation's timeout and waits for every target's receipt. */
@@ -128,11 +276,15 @@ export class OperationRunner {
   }
 
 
-  private async runReports (request: OperationRequest, kind: ReportKind, targets: NodeEntry[]): Promise<OperationResult> {
+  private async runReports (request: OperationRequest, kind: ReportKind, targets: NodeEntry[], progress: (event: ProgressEvent) => void): Promise<OperationResult> {
     const started = performance.now()
     const requestId = randomUUID()
     const timeoutMs = Math.round(request.timeout * 1000)
-    const results = await Promise.all(targets.map(async node => await this.reportOf(node, kind, requestId, timeoutMs)))
+    const results = await Promise.all(targets.map(async node => {
+      const result = await this.reportOf(node, kind, requestId, timeoutMs)
+      progress({ type: 'node', node: node.name, state: result.report.status })
+      return result
+    }))
 
     const nodesStatus: Record<string, NodeStatusEntry> = {}
     const issues: string[] = []

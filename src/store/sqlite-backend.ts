@@ -10,7 +10,7 @@ import type { BackendHealth, StoreBackend, WriteOp } from './backend.js'
 export class SqliteBackend implements StoreBackend {
   readonly kind = 'embedded' as const
   private readonly db: DatabaseSync
-  private readonly stmts: Record<'get' | 'scan' | 'set' | 'del' | 'sadd' | 'srem' | 'smembers' | 'rpush' | 'lrange', StatementSync>
+  private readonly stmts: Record<'get' | 'scan' | 'set' | 'del' | 'sadd' | 'srem' | 'smembers' | 'rpush' | 'lrange' | 'llen', StatementSync>
 
   constructor (readonly location: string, private readonly prefix = '') {
     mkdirSync(dirname(location), { recursive: true, mode: 0o750 })
@@ -32,6 +32,7 @@ export class SqliteBackend implements StoreBackend {
       srem: this.db.prepare('DELETE FROM sets WHERE name = ? AND member = ?'),
       smembers: this.db.prepare('SELECT member FROM sets WHERE name = ? ORDER BY member'),
       rpush: this.db.prepare('INSERT INTO lists (name, position, value) VALUES (?1, (SELECT COALESCE(MAX(position) + 1, 0) FROM lists WHERE name = ?1), ?2)'),
+      llen: this.db.prepare('SELECT COUNT(*) AS n FROM lists WHERE name = ?'),
       lrange: this.db.prepare('SELECT value FROM lists WHERE name = ? AND position >= ? AND position <= ? ORDER BY position')
     }
   }
@@ -51,9 +52,14 @@ export class SqliteBackend implements StoreBackend {
     return (this.stmts.smembers.all(this.prefix + set) as Array<{ member: string }>).map(r => r.member)
   }
 
+  /** Redis LRANGE semantics: negative positions count from the end (-1 is the last). */
   async lrange (list: string, start: number, stop: number): Promise<string[]> {
-    const last = stop < 0 ? Number.MAX_SAFE_INTEGER : stop
-    return (this.stmts.lrange.all(this.prefix + list, start, last) as Array<{ value: string }>).map(r => r.value)
+    if (start < 0 || stop < 0) {
+      const length = (this.stmts.llen.get(this.prefix + list) as { n: number }).n
+      if (start < 0) start = Math.max(0, length + start)
+      if (stop < 0) stop = length + stop
+    }
+    return (this.stmts.lrange.all(this.prefix + list, start, stop) as Array<{ value: string }>).map(r => r.value)
   }
 
   async mget (keys: string[]): Promise<Array<string | null>> {

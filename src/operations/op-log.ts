@@ -1,0 +1,75 @@
+import { randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
+import { errorMessage, UsageError } from '../errors.js'
+import type { StoreBackend } from '../store/backend.js'
+
+export const OP_KEY_PREFIX = 'mesh:op:'
+export const OP_LIST = 'mesh:ops'
+const RECENT_IN_MEMORY = 100
+
+export interface OperationRecord {
+  id: string
+  request: unknown
+  started_at: string
+  finished_at: string | null
+  result: Record<string, unknown> | null
+  error: string | null
+}
+
+/**
+ * Every operation run from this node, kept in the store so `aitbc-mesh ops` shows it after the
+ * CLI has exited or the daemon restarted. Recent records also stay in memory, so a store outage
+ * does not hide them.
+ */
+export class OperationLog {
+  private readonly recent: OperationRecord[] = []
+
+  constructor (private readonly store: StoreBackend, private readonly log: Logger) {}
+
+  begin (request: unknown): OperationRecord {
+    const record: OperationRecord = { id: randomUUID(), request, started_at: new Date().toISOString(), finished_at: null, result: null, error: null }
+    this.recent.push(record)
+    if (this.recent.length > RECENT_IN_MEMORY) this.recent.shift()
+    void this.save(record, true)
+    return record
+  }
+
+  finish (record: OperationRecord, outcome: { result?: Record<string, unknown>, error?: string }): void {
+    record.finished_at = new Date().toISOString()
+    record.result = outcome.result ?? null
+    record.error = outcome.error ?? null
+    void this.save(record, false)
+  }
+
+  private async save (record: OperationRecord, isNew: boolean): Promise<void> {
+    try {
+      await this.store.write([
+        { op: 'set', key: OP_KEY_PREFIX + record.id, value: JSON.stringify(record) },
+        ...(isNew ? [{ op: 'rpush' as const, list: OP_LIST, value: record.id }] : [])
+      ])
+    } catch (err) {
+      this.log.warn({ event: 'op_record_not_stored', opId: record.id, err: errorMessage(err) }, 'operation record not stored')
+    }
+  }
+
+  /** The last `limit` operations, newest first. */
+  async list (limit: number): Promise<OperationRecord[]> {
+    try {
+      const ids = (await this.store.lrange(OP_LIST, -limit, -1)).reverse()
+      const values = await this.store.mget(ids.map(id => OP_KEY_PREFIX + id))
+      const stored = values.filter((v): v is string => v != null).map(v => JSON.parse(v) as OperationRecord)
+      const fresher = new Map(this.recent.map(r => [r.id, r]))
+      return stored.map(r => fresher.get(r.id) ?? r)
+    } catch {
+      return [...this.recent].reverse().slice(0, limit)
+    }
+  }
+
+  async get (id: string): Promise<OperationRecord> {
+    const inMemory = this.recent.find(r => r.id === id)
+    if (inMemory != null) return inMemory
+    const value = await this.store.get(OP_KEY_PREFIX + id)
+    if (value == null) throw new UsageError(`ops: no operation "${id}" on this node`)
+    return JSON.parse(value) as OperationRecord
+  }
+}
