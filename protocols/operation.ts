@@ -8,6 +8,8 @@ export interface OperationRequest {
   timeoutMs: number
   action: string
   force: boolean
+  syncStep: string
+  payloadJson: string
 }
 
 export namespace OperationRequest {
@@ -45,6 +47,16 @@ export namespace OperationRequest {
           w.bool(obj.force)
         }
 
+        if ((obj.syncStep != null && obj.syncStep !== '')) {
+          w.uint32(50)
+          w.string(obj.syncStep)
+        }
+
+        if ((obj.payloadJson != null && obj.payloadJson !== '')) {
+          w.uint32(58)
+          w.string(obj.payloadJson)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -54,7 +66,9 @@ export namespace OperationRequest {
           kind: OperationKind.OPERATION_KIND_UNSPECIFIED,
           timeoutMs: 0,
           action: '',
-          force: false
+          force: false,
+          syncStep: '',
+          payloadJson: ''
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -81,6 +95,14 @@ export namespace OperationRequest {
             }
             case 5: {
               obj.force = reader.bool()
+              break
+            }
+            case 6: {
+              obj.syncStep = reader.string()
+              break
+            }
+            case 7: {
+              obj.payloadJson = reader.string()
               break
             }
             default: {
@@ -133,6 +155,20 @@ export namespace OperationRequest {
               }
               break
             }
+            case 6: {
+              yield {
+                field: `${prefix}.syncStep`,
+                value: reader.string()
+              }
+              break
+            }
+            case 7: {
+              yield {
+                field: `${prefix}.payloadJson`,
+                value: reader.string()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -170,6 +206,16 @@ export namespace OperationRequest {
     value: boolean
   }
 
+  export interface OperationRequestSyncStepFieldEvent {
+    field: '$.syncStep'
+    value: string
+  }
+
+  export interface OperationRequestPayloadJsonFieldEvent {
+    field: '$.payloadJson'
+    value: string
+  }
+
   export function encode (obj: Partial<OperationRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, OperationRequest.codec())
   }
@@ -178,7 +224,7 @@ export namespace OperationRequest {
     return decodeMessage(buf, OperationRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationRequest>): Generator<OperationRequestRequestIdFieldEvent | OperationRequestKindFieldEvent | OperationRequestTimeoutMsFieldEvent | OperationRequestActionFieldEvent | OperationRequestForceFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationRequest>): Generator<OperationRequestRequestIdFieldEvent | OperationRequestKindFieldEvent | OperationRequestTimeoutMsFieldEvent | OperationRequestActionFieldEvent | OperationRequestForceFieldEvent | OperationRequestSyncStepFieldEvent | OperationRequestPayloadJsonFieldEvent> {
     return streamMessage(buf, OperationRequest.codec(), opts)
   }
 }
@@ -187,14 +233,16 @@ export enum OperationKind {
   OPERATION_KIND_UNSPECIFIED = 'OPERATION_KIND_UNSPECIFIED',
   STATUS = 'STATUS',
   HEALTH = 'HEALTH',
-  COORDINATE = 'COORDINATE'
+  COORDINATE = 'COORDINATE',
+  SYNC = 'SYNC'
 }
 
 enum __OperationKindValues {
   OPERATION_KIND_UNSPECIFIED = 0,
   STATUS = 1,
   HEALTH = 2,
-  COORDINATE = 3
+  COORDINATE = 3,
+  SYNC = 4
 }
 
 export namespace OperationKind {
@@ -208,6 +256,7 @@ export interface OperationResponse {
   error: string
   report?: NodeReport
   actionResult?: ActionResult
+  payloadJson: string
 }
 
 export namespace OperationResponse {
@@ -240,13 +289,19 @@ export namespace OperationResponse {
           ActionResult.codec().encode(obj.actionResult, w)
         }
 
+        if ((obj.payloadJson != null && obj.payloadJson !== '')) {
+          w.uint32(42)
+          w.string(obj.payloadJson)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           requestId: '',
-          error: ''
+          error: '',
+          payloadJson: ''
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -273,6 +328,10 @@ export namespace OperationResponse {
               obj.actionResult = ActionResult.codec().decode(reader, reader.uint32(), {
                 limits: opts.limits?.actionResult
               })
+              break
+            }
+            case 5: {
+              obj.payloadJson = reader.string()
               break
             }
             default: {
@@ -316,6 +375,13 @@ export namespace OperationResponse {
                 limits: opts.limits?.actionResult
               })
 
+              break
+            }
+            case 5: {
+              yield {
+                field: `${prefix}.payloadJson`,
+                value: reader.string()
+              }
               break
             }
             default: {
@@ -459,6 +525,11 @@ export namespace OperationResponse {
     value: string
   }
 
+  export interface OperationResponsePayloadJsonFieldEvent {
+    field: '$.payloadJson'
+    value: string
+  }
+
   export function encode (obj: Partial<OperationResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, OperationResponse.codec())
   }
@@ -467,7 +538,7 @@ export namespace OperationResponse {
     return decodeMessage(buf, OperationResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationResponse>): Generator<OperationResponseRequestIdFieldEvent | OperationResponseErrorFieldEvent | OperationResponseReportNodeFieldEvent | OperationResponseReportRoleFieldEvent | OperationResponseReportStatusFieldEvent | OperationResponseReportBlockHeightFieldEvent | OperationResponseReportMempoolSizeFieldEvent | OperationResponseReportP2pConnectionsFieldEvent | OperationResponseReportServiceUptimeFieldEvent | OperationResponseReportLastSyncFieldEvent | OperationResponseReportIssuesFieldEvent | OperationResponseReportChecksNameFieldEvent | OperationResponseReportChecksOkFieldEvent | OperationResponseReportChecksDetailFieldEvent | OperationResponseReportDaemonUptimeMsFieldEvent | OperationResponseReportProbedAtMsFieldEvent | OperationResponseActionResultActionFieldEvent | OperationResponseActionResultStateFieldEvent | OperationResponseActionResultExitCodeFieldEvent | OperationResponseActionResultDurationMsFieldEvent | OperationResponseActionResultOutputTailFieldEvent | OperationResponseActionResultReasonFieldEvent | OperationResponseActionResultDestructiveFieldEvent | OperationResponseActionResultHealthBeforeFieldEvent | OperationResponseActionResultHealthAfterFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationResponse>): Generator<OperationResponseRequestIdFieldEvent | OperationResponseErrorFieldEvent | OperationResponseReportNodeFieldEvent | OperationResponseReportRoleFieldEvent | OperationResponseReportStatusFieldEvent | OperationResponseReportBlockHeightFieldEvent | OperationResponseReportMempoolSizeFieldEvent | OperationResponseReportP2pConnectionsFieldEvent | OperationResponseReportServiceUptimeFieldEvent | OperationResponseReportLastSyncFieldEvent | OperationResponseReportIssuesFieldEvent | OperationResponseReportChecksNameFieldEvent | OperationResponseReportChecksOkFieldEvent | OperationResponseReportChecksDetailFieldEvent | OperationResponseReportDaemonUptimeMsFieldEvent | OperationResponseReportProbedAtMsFieldEvent | OperationResponseActionResultActionFieldEvent | OperationResponseActionResultStateFieldEvent | OperationResponseActionResultExitCodeFieldEvent | OperationResponseActionResultDurationMsFieldEvent | OperationResponseActionResultOutputTailFieldEvent | OperationResponseActionResultReasonFieldEvent | OperationResponseActionResultDestructiveFieldEvent | OperationResponseActionResultHealthBeforeFieldEvent | OperationResponseActionResultHealthAfterFieldEvent | OperationResponsePayloadJsonFieldEvent> {
     return streamMessage(buf, OperationResponse.codec(), opts)
   }
 }

@@ -107,3 +107,10 @@ export const MAX_CONCURRENT_OPERATIONS = 5
 export const ACTION_OUTPUT_TAIL_BYTES = 4096
 /** Recent operation records `aitbc-mesh ops` lists. */
 export const OPS_LIST_DEFAULT = 20
+
+/** Sync. */
+export const CONFIG_SYNC_MAX_FILE_BYTES = 1024 * 1024
+export const DEFAULT_SYNC_LAG_THRESHOLD = 100
+export const DEFAULT_MEMPOOL_TOLERANCE = 10
+/** How often heights are re-read while verifying a blockchain catch-up. */
+export const SYNC_VERIFY_POLL_MS = 500

@@ -49,7 +49,8 @@ export async function startTestMesh (count: number, opts: { swarmKey?: boolean, 
     const url = await rpc.start(hosts[i]!)
     onCleanup(async () => { await rpc.stop() })
     rpcs.set(name, rpc)
-    specs.push({ name, role: i === 0 ? 'genesis' : 'follower', host: hosts[i]!, config: { probes: { rpc: url }, ...opts.extra?.(i) } })
+    const extra = opts.extra?.(i) ?? {}
+    specs.push({ name, role: i === 0 ? 'genesis' : 'follower', host: hosts[i]!, config: { ...extra, probes: { rpc: url, ...(extra.probes as object | undefined) } } })
   }
   const mesh = await LocalMesh.create(tempDir(), specs, { ...(opts.swarmKey != null ? { swarmKey: opts.swarmKey } : {}) })
   onCleanup(async () => {

@@ -301,6 +301,17 @@ export function buildProgram (): Command {
       })
     })
 
+  program.command('sync')
+    .description('sync run locally on each target: git checkout, blockchain height, mempool, configuration files')
+    .requiredOption('--type <type>', 'blockchain, mempool, configuration, git or all')
+    .option('--target <target>', 'all, genesis, follower, a node name, or a comma-separated list', 'all')
+    .option('--force', 'reset diverged or dirty checkouts, overwrite drifted config files (with a backup)')
+    .option('--no-verify', 'do not check the result against the genesis node / the highest block')
+    .option('--timeout <seconds>', 'how long the sync may take (at most 120)', '60')
+    .action(async (o: { type: string, target: string, force?: boolean, verify: boolean, timeout: string }, cmd: Command) => {
+      process.exitCode = await runOperation(cmd, { operation: 'sync', sync_type: o.type, target_node: o.target, force: o.force === true, verify: o.verify, timeout: parseTimeout(o.timeout) })
+    })
+
   program.command('coordinate')
     .description("run a named action from each target's own config (destructive ones need --force)")
     .argument('<action>', 'action name, as configured under actions: on the targets')

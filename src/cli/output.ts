@@ -52,6 +52,21 @@ export function printOperation (result: Json): string {
       parts.push(`\n${head}${health}${tail}`)
     }
   }
+  if (result.operation === 'sync') {
+    for (const [name, n] of Object.entries(nodes)) {
+      const sync = (n.sync ?? {}) as Json
+      const lines: string[] = []
+      const git = sync.git as Json | undefined
+      if (git != null) lines.push(`git: ${String(git.state)}${git.head_after != null ? ` at ${String(git.head_after).slice(0, 12)}` : ''}${git.reason != null && git.reason !== '' ? ` (${String(git.reason)})` : ''}`)
+      if (Array.isArray(git?.lost_commits) && (git.lost_commits as string[]).length > 0) lines.push(`git: dropped commits: ${(git.lost_commits as string[]).join('; ')}`)
+      if (Array.isArray(git?.lost_files) && (git.lost_files as string[]).length > 0) lines.push(`git: dropped changes to: ${(git.lost_files as string[]).join(', ')}`)
+      const chain = sync.blockchain as Json | undefined
+      if (chain != null) lines.push(`blockchain: height ${String(chain.height)}, lag ${String(chain.lag)} (threshold ${String(chain.threshold)})${chain.synced === true ? '' : ' NOT IN SYNC'}`)
+      const config = sync.configuration as Json | undefined
+      if (config != null) lines.push(`configuration: ${(config.drift as string[]).length === 0 ? 'same as genesis' : `differs: ${(config.drift as string[]).join(', ')}`}`)
+      if (lines.length > 0) parts.push(`\n${name}:\n` + lines.map(l => `  ${l}`).join('\n'))
+    }
+  }
   parts.push(`\n${String(result.summary)} (${String(result.validation_status)}, ${String(result.execution_time)} s)`)
   parts.push(list('issues', result.issues as string[] ?? []))
   parts.push(list('recommendations', result.recommendations as string[] ?? []))

@@ -5,7 +5,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import { ConfigError } from '../errors.js'
 import { CONTROL_SOCKET_FILE_NAME, DEFAULT_CONFIG_PATH, IDENTITY_FILE_NAME, OFFLINE_AFTER_INTERVALS } from '../constants.js'
-import { configSchema, type ActionConfig, type Role } from './schema.js'
+import { configSchema, type ActionConfig, type RawConfig, type Role } from './schema.js'
 
 export interface NodeEntry {
   name: string
@@ -29,6 +29,7 @@ export interface MeshConfig {
   peers: Array<Required<NodeEntry>>
   probes: { rpc?: string, service?: string, repo?: string, configFiles: string[] }
   actions: Record<string, ActionConfig>
+  sync: RawConfig['sync']
   heartbeat: { intervalMs: number, offlineAfterMs: number }
   logLevel?: string
 }
@@ -89,6 +90,9 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     throw new ConfigError(file, 'peers', `${genesisCount} nodes have role genesis; a mesh has exactly one genesis node`)
   }
 
+  const configNames = raw.probes.configFiles.map(f => f.split('/').pop())
+  const clash = configNames.find((n, i) => configNames.indexOf(n) !== i)
+  if (clash != null) throw new ConfigError(file, 'probes.configFiles', `two files are named "${clash}"; configuration sync matches files by name, so names must be unique`)
   const dataDir = abs(raw.dataDir)
   const intervalMs = raw.heartbeat.intervalMs
   if (raw.heartbeat.offlineAfterMs != null && raw.heartbeat.offlineAfterMs < 2 * intervalMs) {
@@ -113,6 +117,7 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
       configFiles: raw.probes.configFiles.map(abs)
     },
     actions: raw.actions,
+    sync: raw.sync,
     heartbeat: { intervalMs, offlineAfterMs: raw.heartbeat.offlineAfterMs ?? intervalMs * OFFLINE_AFTER_INTERVALS },
     ...(raw.logLevel != null ? { logLevel: raw.logLevel } : {})
   }

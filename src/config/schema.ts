@@ -1,7 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
-import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LISTEN, RESERVED_TARGET_NAMES } from '../constants.js'
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, RESERVED_TARGET_NAMES } from '../constants.js'
 
 export const ROLES = ['genesis', 'follower'] as const
 export type Role = typeof ROLES[number]
@@ -75,6 +75,17 @@ export const configSchema = z.object({
     configFiles: z.array(z.string().min(1)).default([])
   }).strict().default({ configFiles: [] }),
   actions: z.record(z.string().regex(/^[\w.-]+$/, 'expected an action name of letters, digits, ".", "_" or "-"'), actionSchema).default({}),
+  sync: z.object({
+    /** A node more than this many blocks behind the highest one runs its catch-up. */
+    lagThreshold: z.number().int().min(0).default(DEFAULT_SYNC_LAG_THRESHOLD),
+    /** How this node catches up: an HTTP POST to a path of its own RPC, or one of its actions. */
+    catchUp: z.union([
+      z.object({ post: z.string().regex(/^\//, 'expected a path of the RPC such as /rpc/force-sync') }).strict(),
+      z.object({ action: z.string().min(1) }).strict()
+    ]).optional(),
+    /** Mempool sizes that differ by at most this many transactions count as in sync. */
+    mempoolTolerance: z.number().int().min(0).default(DEFAULT_MEMPOOL_TOLERANCE)
+  }).strict().default({ lagThreshold: DEFAULT_SYNC_LAG_THRESHOLD, mempoolTolerance: DEFAULT_MEMPOOL_TOLERANCE }),
   heartbeat: z.object({
     intervalMs: z.number().int().min(100).max(60000).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
     offlineAfterMs: z.number().int().min(200).max(600000).optional()

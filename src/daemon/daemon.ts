@@ -13,7 +13,7 @@ import { PeerTable } from '../mesh/peer-table.js'
 import { LocalProbes } from '../operations/local-probes.js'
 import { OperationProtocol } from '../operations/operation-protocol.js'
 import { OperationRunner } from '../operations/runner.js'
-import { OperationLog } from '../operations/op-log.js'
+import { LastSync, OperationLog } from '../operations/op-log.js'
 import type { ActionResult } from '../operations/actions.js'
 import { AgentRegistry } from '../registry/registry.js'
 import { AgentReplication } from '../registry/replication.js'
@@ -115,6 +115,7 @@ export class Daemon {
 
     const connector = new PeerConnector(libp2p, peers, log)
     const store = openStore(config, log)
+    const lastSync = new LastSync(store, log)
     const registry = new AgentRegistry(config.node.name, store, log)
     const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log })
     const probes = new LocalProbes({
@@ -122,7 +123,8 @@ export class Daemon {
       peers,
       connectedPeers: () => libp2p.getPeers().filter(p => gater.isAllowed(p)).length,
       startedAt,
-      storeHealth: () => registry.health()
+      storeHealth: () => registry.health(),
+      lastSync: () => lastSync.get()
     })
     const heartbeat = new HeartbeatService({
       libp2p, peers, node: config.node, intervalMs: config.heartbeat.intervalMs, log, localHealth: () => probes.latest()
@@ -133,11 +135,12 @@ export class Daemon {
       log,
       localReport: async kind => await probes.reportFor(kind),
       // The runner is created next; a peer's request can only arrive once everything has started.
-      localAction: async (action, force, timeoutMs): Promise<ActionResult> => await runner.localAction(action, force, timeoutMs)
+      localAction: async (action, force, timeoutMs): Promise<ActionResult> => await runner.localAction(action, force, timeoutMs),
+      localSync: async (step, payload, force, timeoutMs): Promise<unknown> => await runner.localSync(step, payload, force, timeoutMs)
     })
     const messaging = new Messaging({ config, libp2p, peers, store, log })
     const opLog = new OperationLog(store, log)
-    const runner: OperationRunner = new OperationRunner({ config, peers, probes, protocol, log, messaging, opLog })
+    const runner: OperationRunner = new OperationRunner({ config, peers, probes, protocol, log, messaging, opLog, markSynced: () => { lastSync.mark() } })
 
     libp2p.addEventListener('peer:connect', evt => {
       const peerId = evt.detail
@@ -162,6 +165,7 @@ export class Daemon {
     }
     await libp2p.start()
     try {
+      await lastSync.load()
       await registry.start()
       await replication.start()
       await messaging.start()

@@ -17,6 +17,8 @@ export class StandInRpc {
   readonly state: StandInRpcState
   private server?: Server
   requests = 0
+  /** Height that POST /rpc/force-sync jumps to (a catch-up); null: the endpoint answers 404. */
+  catchUpTo: number | null = null
 
   constructor (initial: Partial<StandInRpcState> = {}) {
     this.state = { height: 1000, mempool: 0, healthy: true, headStatus: 200, ...initial }
@@ -29,6 +31,11 @@ export class StandInRpc {
       const send = (status: number, body: unknown): void => {
         res.writeHead(status, { 'content-type': 'application/json' })
         res.end(JSON.stringify(body))
+      }
+      if (req.method === 'POST' && url.pathname === '/rpc/force-sync') {
+        if (this.catchUpTo == null) return send(404, { detail: 'Not Found' })
+        this.state.height = Math.max(this.state.height, this.catchUpTo)
+        return send(200, { success: true, height: this.state.height })
       }
       if (req.method !== 'GET') return send(405, { detail: 'method not allowed' })
       if (url.pathname === '/rpc/head') {

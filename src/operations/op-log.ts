@@ -73,3 +73,32 @@ export class OperationLog {
     return JSON.parse(value) as OperationRecord
   }
 }
+
+export const LAST_SYNC_KEY = 'mesh:last-sync'
+
+/** When this node last finished a sync (unix seconds), kept in the store across restarts. */
+export class LastSync {
+  private value: number | null = null
+
+  constructor (private readonly store: StoreBackend, private readonly log: Logger) {}
+
+  async load (): Promise<void> {
+    try {
+      const stored = await this.store.get(LAST_SYNC_KEY)
+      if (stored != null && /^\d+$/.test(stored)) this.value = Number(stored)
+    } catch (err) {
+      this.log.warn({ event: 'last_sync_not_loaded', err: errorMessage(err) }, 'could not read the last sync time')
+    }
+  }
+
+  get (): number | null {
+    return this.value
+  }
+
+  mark (now = Date.now()): void {
+    this.value = Math.floor(now / 1000)
+    void this.store.write([{ op: 'set', key: LAST_SYNC_KEY, value: String(this.value) }]).catch(err => {
+      this.log.warn({ event: 'last_sync_not_stored', err: errorMessage(err) }, 'could not store the last sync time')
+    })
+  }
+}

@@ -32,6 +32,8 @@ export interface OperationProtocolInit {
   localReport: (kind: ReportKind, timeoutMs: number) => Promise<NodeReport>
   /** Runs an action from this node's own config. */
   localAction: (action: string, force: boolean, timeoutMs: number) => Promise<ActionResult>
+  /** Runs one sync step on this node. */
+  localSync: (step: string, payload: unknown, force: boolean, timeoutMs: number) => Promise<unknown>
 }
 
 const ACTION_STATES = ['ok', 'failed', 'refused', 'timed_out'] as const
@@ -139,6 +141,22 @@ export class OperationProtocol {
         await pb.write({ requestId, error: '', actionResult: { ...result, exitCode: result.exit_code ?? undefined, durationMs: BigInt(result.duration_ms), outputTail: result.output_tail, healthBefore: result.health_before, healthAfter: result.health_after } }, OperationResponse, { signal: AbortSignal.timeout(timeoutMs) })
         return
       }
+      if (request.kind === OperationKind.SYNC) {
+        let payload: unknown = null
+        try {
+          payload = request.payloadJson === '' ? null : JSON.parse(request.payloadJson)
+        } catch {
+          throw new ProtocolError('sync payload is not JSON')
+        }
+        let answer: { payloadJson: string, error: string }
+        try {
+          answer = { payloadJson: JSON.stringify(await this.init.localSync(request.syncStep, payload, request.force, timeoutMs)), error: '' }
+        } catch (err) {
+          answer = { payloadJson: '', error: errorMessage(err) }
+        }
+        await pb.write({ requestId, ...answer }, OperationResponse, { signal: AbortSignal.timeout(timeoutMs) })
+        return
+      }
       const kind = request.kind === OperationKind.STATUS ? 'status' : request.kind === OperationKind.HEALTH ? 'health' : undefined
       if (kind == null) {
         await pb.write({ requestId, error: `unknown operation kind ${String(request.kind)}` }, OperationResponse, { signal: AbortSignal.timeout(REQUEST_READ_TIMEOUT_MS) })
@@ -157,7 +175,7 @@ export class OperationProtocol {
 
   /** Asks `peerId` for its report. Throws TimeoutError, UnreachableError or ProtocolError. */
   async request (peerId: PeerId, expected: { name: string, role: Role }, kind: ReportKind, requestId: string, timeoutMs: number): Promise<NodeReport> {
-    const response = await this.exchange(peerId, expected.name, { requestId, kind: KIND_TO_WIRE[kind], timeoutMs, action: '', force: false }, timeoutMs)
+    const response = await this.exchange(peerId, expected.name, { requestId, kind: KIND_TO_WIRE[kind], timeoutMs, action: '', force: false, syncStep: '', payloadJson: '' }, timeoutMs)
     if (response.report == null) throw new ProtocolError(`${expected.name} sent no report`)
     return fromWire(response.report, expected)
   }
@@ -165,9 +183,19 @@ export class OperationProtocol {
   /** Asks `peerId` to run one of its configured actions; the answer comes when it has finished. */
   async requestAction (peerId: PeerId, expected: string, action: string, force: boolean, requestId: string, timeoutMs: number): Promise<ActionResult> {
     // The target stops the action at timeoutMs; leave room for its answer to travel back.
-    const response = await this.exchange(peerId, expected, { requestId, kind: OperationKind.COORDINATE, timeoutMs, action, force }, timeoutMs + 5000)
+    const response = await this.exchange(peerId, expected, { requestId, kind: OperationKind.COORDINATE, timeoutMs, action, force, syncStep: '', payloadJson: '' }, timeoutMs + 5000)
     if (response.actionResult == null) throw new ProtocolError(`${expected} sent no action result`)
     return actionFromWire(response.actionResult, action)
+  }
+
+  /** Asks `peerId` to run one sync step on itself; returns the step's JSON result. */
+  async requestSync (peerId: PeerId, expected: string, step: string, payload: unknown, force: boolean, requestId: string, timeoutMs: number): Promise<unknown> {
+    const response = await this.exchange(peerId, expected, { requestId, kind: OperationKind.SYNC, timeoutMs, action: '', force, syncStep: step, payloadJson: payload == null ? '' : JSON.stringify(payload) }, timeoutMs + 5000)
+    try {
+      return JSON.parse(response.payloadJson)
+    } catch {
+      throw new ProtocolError(`${expected} answered ${step} with something that is not JSON`)
+    }
   }
 
   private async exchange (peerId: PeerId, name: string, request: OperationRequest, timeoutMs: number): Promise<OperationResponse> {

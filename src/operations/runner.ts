@@ -11,6 +11,8 @@ import { resolveTargets } from './targets.js'
 import type { LocalProbes } from './local-probes.js'
 import { runAction, type ActionResult } from './actions.js'
 import type { OperationLog } from './op-log.js'
+import { runSync } from './sync/sync-operation.js'
+import { runSyncStep } from './sync/steps.js'
 import type { Messaging } from '../messaging/messaging.js'
 import { deliveryCounts } from '../messaging/message.js'
 
@@ -21,6 +23,7 @@ export type NodeStatusEntry = Pick<NodeReport, 'role' | 'status' | 'block_height
   checks?: HealthCheck[]
   delivery?: { state: string, reason?: string, receipt_at?: string }
   action?: ActionResult | { state: string, reason: string }
+  sync?: Record<string, unknown>
 }
 
 /** The operation JSON of DESIGN.md; every top-level field is always present. */
@@ -47,6 +50,8 @@ export interface OperationRunnerInit {
   log: Logger
   messaging?: Messaging
   opLog?: OperationLog
+  /** Records the time of this node's last successful sync (reported as last_sync). */
+  markSynced?: () => void
 }
 
 /** Progress the CLI prints while an operation runs. */
@@ -114,9 +119,7 @@ export class OperationRunner {
    */
   async run (input: unknown, progress: (event: ProgressEvent) => void = () => {}): Promise<OperationResult> {
     const request = parseOperationRequest(input)
-    if (request.operation === 'sync') {
-      throw new UsageError('operation "sync" is not available in this version of the daemon; available: status, health, message, coordinate')
-    }
+    if (request.operation === 'sync' && request.sync_type == null) throw new UsageError('operation: "sync_type" is required for sync (blockchain, mempool, configuration, git or all)')
     if (request.operation === 'message' && this.init.messaging == null) throw new UsageError('operation "message" is not available on this daemon')
     if (request.operation === 'coordinate' && request.action == null) throw new UsageError('operation: "action" is required for coordinate (the name of an action in the targets\' configs)')
     const targets = resolveTargets(request.target_node, allNodes(this.init.config))
@@ -127,6 +130,7 @@ export class OperationRunner {
       let result: OperationResult
       if (request.operation === 'message') result = await this.runMessage(request, this.init.messaging!)
       else if (request.operation === 'coordinate') result = await this.runCoordinate(request, targets, progress)
+      else if (request.operation === 'sync') result = await this.runSyncOperation(request, targets, progress)
       else result = await this.runReports(request, request.operation, targets, progress)
       if (record != null) this.init.opLog!.finish(record, { result: result as unknown as Record<string, unknown> })
       return result
@@ -218,6 +222,75 @@ export class OperationRunner {
       execution_time: Math.round(performance.now() - started) / 1000,
       validation_status: validation
     }
+  }
+
+  private async runSyncOperation (request: OperationRequest, targets: NodeEntry[], progress: (event: ProgressEvent) => void): Promise<OperationResult> {
+    const started = performance.now()
+    const timeoutMs = Math.round(request.timeout * 1000)
+    const requestId = randomUUID()
+    const outcome = await runSync({
+      config: this.init.config,
+      step: async (node, step, payload, force) => {
+        if (node.name === this.init.config.node.name) return await this.localSync(step, payload, force, timeoutMs)
+        const peer = this.init.peers.get(node.name)!
+        const verdict = this.init.peers.liveness(peer)
+        if (!peer.connected && verdict.liveness === 'offline') throw new UnreachableError(`${node.name} is offline: ${verdict.reason ?? 'unreachable'}`)
+        return await this.init.protocol.requestSync(peer.peerId, node.name, step, payload, force, requestId, timeoutMs)
+      },
+      report: async node => (await this.reportOf(node, 'health', requestId, Math.min(timeoutMs, 10_000))).report,
+      progress: (node, state, detail) => { progress({ type: 'node', node, state, ...(detail != null ? { detail } : {}) }) }
+    }, request, targets)
+
+    const nodesStatus: Record<string, NodeStatusEntry> = {}
+    for (const node of targets) {
+      const report = outcome.reports.get(node.name)
+      nodesStatus[node.name] = {
+        role: node.role,
+        status: report?.status ?? 'offline',
+        block_height: report?.block_height ?? null,
+        mempool_size: report?.mempool_size ?? null,
+        p2p_connections: report?.p2p_connections ?? 0,
+        service_uptime: report?.service_uptime ?? null,
+        last_sync: report?.last_sync ?? null,
+        sync: outcome.perNode[node.name] ?? {}
+      }
+    }
+    const requested = Object.entries(outcome.details).filter(([, v]) => v != null)
+    const synced = requested.filter(([, v]) => v === true).length
+    const syncResult = synced === requested.length ? 'success' : synced === 0 ? 'failed' : 'partial'
+    const offline = targets.filter(t => outcome.reports.get(t.name)?.status === 'offline')
+    return {
+      summary: `Sync ${request.sync_type ?? 'all'} on ${targets.length} node${targets.length === 1 ? '' : 's'} (${request.target_node}): ${requested.map(([k, v]) => `${k} ${v === true ? 'in sync' : 'not in sync'}`).join(', ')}.`,
+      operation: 'sync',
+      target_node: request.target_node,
+      nodes_status: nodesStatus,
+      sync_result: syncResult,
+      sync_details: {
+        blockchain_synced: outcome.details.blockchain,
+        mempool_synced: outcome.details.mempool,
+        configuration_synced: outcome.details.configuration,
+        git_synced: outcome.details.git
+      } as unknown as Record<string, boolean>,
+      message_delivery: { sent: 0, delivered: 0, failed: 0 },
+      issues: [...offline.flatMap(t => outcome.reports.get(t.name)?.issues ?? []), ...outcome.issues],
+      recommendations: outcome.issues.some(i => /--force/.test(i)) ? ['Run the sync again with --force to take the upstream / genesis state; the output lists what that drops.'] : [],
+      confidence: Math.round(((targets.length - offline.length) / targets.length) * 100) / 100,
+      execution_time: Math.round(performance.now() - started) / 1000,
+      validation_status: syncResult
+    }
+  }
+
+  /** Runs one sync step on this node, from its own config (for itself or a peer's request). */
+  async localSync (step: string, payload: unknown, force: boolean, timeoutMs: number): Promise<unknown> {
+    const result = await runSyncStep(step, payload, {
+      config: this.init.config,
+      force,
+      timeoutMs,
+      runAction: async (name, f, t) => await this.localAction(name, f, t),
+      markSynced: () => { this.init.markSynced?.() }
+    })
+    this.init.log.info({ event: 'sync_step', step, force, state: (result as { state?: string })?.state }, 'sync step finished')
+    return result
   }
 
   /** Runs one of this node's own actions (for a local target or a peer's request). */
