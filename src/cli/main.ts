@@ -112,6 +112,15 @@ export function buildProgram (): Command {
       await runDaemon({ ...(globals(cmd).config != null ? { config: globals(cmd).config } : {}), create: opts.create === true })
     })
 
+  program.command('probe')
+    .description("run this node's own probes without the daemon and print its report (what the SSH fallback runs)")
+    .action(async (_o, cmd: Command) => {
+      const { probeOnce } = await import('../operations/probe-once.js')
+      const { configPathFrom } = await import('../config/config.js')
+      const report = await probeOnce(configPathFrom(globals(cmd).config))
+      process.stdout.write(JSON.stringify(report, null, globals(cmd).json === true ? undefined : 2) + '\n')
+    })
+
   program.command('id')
     .description("this node's name, peer id and listen addresses")
     .action(async (_opts, cmd: Command) => {

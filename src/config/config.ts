@@ -5,7 +5,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import { ConfigError } from '../errors.js'
 import { CONTROL_SOCKET_FILE_NAME, DEFAULT_CONFIG_PATH, IDENTITY_FILE_NAME, OFFLINE_AFTER_INTERVALS } from '../constants.js'
-import { configSchema, type ActionConfig, type RawConfig, type Role } from './schema.js'
+import { configSchema, type ActionConfig, type RawConfig, type Role, type SshConfig } from './schema.js'
 
 export interface NodeEntry {
   name: string
@@ -26,7 +26,7 @@ export interface MeshConfig {
   redisUrl?: string
   keyPrefix: string
   /** Every other node of the mesh; their peer ids form the allowlist. */
-  peers: Array<Required<NodeEntry>>
+  peers: Array<Required<NodeEntry> & { ssh?: SshConfig }>
   probes: { rpc?: string, service?: string, repo?: string, configFiles: string[] }
   actions: Record<string, ActionConfig>
   sync: RawConfig['sync']
@@ -76,14 +76,20 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
 
   const names = new Set<string>([raw.node.name])
   const peerIds = new Set<string>()
-  const peers: Array<Required<NodeEntry>> = []
+  const peers: MeshConfig['peers'] = []
   raw.peers.forEach((peer, i) => {
     if (names.has(peer.name)) throw new ConfigError(file, `peers[${i}].name`, `"${peer.name}" is used twice; node names must be unique`)
     names.add(peer.name)
     const id = peer.addr.split('/p2p/')[1] as string
     if (peerIds.has(id)) throw new ConfigError(file, `peers[${i}].addr`, `peer id ${id} is listed twice`)
     peerIds.add(id)
-    peers.push({ name: peer.name, role: peer.role, peerId: peerIdFromString(id), addr: peer.addr })
+    peers.push({
+      name: peer.name,
+      role: peer.role,
+      peerId: peerIdFromString(id),
+      addr: peer.addr,
+      ...(peer.ssh != null ? { ssh: { ...peer.ssh, privateKey: isAbsolute(peer.ssh.privateKey) ? peer.ssh.privateKey : join(dirname(file), peer.ssh.privateKey) } } : {})
+    })
   })
   const genesisCount = [raw.node.role, ...raw.peers.map(p => p.role)].filter(r => r === 'genesis').length
   if (genesisCount > 1) {

@@ -45,11 +45,27 @@ const httpUrl = z.string().url({ message: 'expected an http(s) URL such as http:
 const redisUrl = z.string().refine(value => /^rediss?:\/\//.test(value),
   { message: 'expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2' })
 
+/** Opt-in SSH fallback for a peer: used only when the mesh cannot reach it, only for status and health. */
+export const sshSchema = z.object({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(22),
+  user: z.string().min(1),
+  /** Path of the private key (key authentication only; no passwords). */
+  privateKey: z.string().min(1),
+  /** The host's public key, pinned: "ssh-ed25519 AAAA..." as in known_hosts. */
+  hostKey: z.string().regex(/^ssh-[\w-]+ [A-Za-z0-9+/=]+/, 'expected the host key as "ssh-ed25519 AAAA..." (from the host\'s /etc/ssh/ssh_host_*_key.pub)'),
+  /** What runs on the host: the node's own probes, printed as JSON. */
+  command: z.string().min(1).default('aitbc-mesh probe --json')
+}).strict()
+
 export const peerSchema = z.object({
   name: nodeName,
   role,
-  addr: peerAddr
+  addr: peerAddr,
+  ssh: sshSchema.optional()
 }).strict()
+
+export type SshConfig = z.infer<typeof sshSchema>
 
 export const actionSchema = z.object({
   run: z.array(z.string().min(1)).min(1, 'expected the command as a list: [program, arg, ...]'),

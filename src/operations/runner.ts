@@ -24,6 +24,8 @@ export type NodeStatusEntry = Pick<NodeReport, 'role' | 'status' | 'block_height
   delivery?: { state: string, reason?: string, receipt_at?: string }
   action?: ActionResult | { state: string, reason: string }
   sync?: Record<string, unknown>
+  /** `ssh` when the report came over the SSH fallback. */
+  via?: 'ssh'
 }
 
 /** The operation JSON of DESIGN.md; every top-level field is always present. */
@@ -88,6 +90,8 @@ interface TargetResult {
   node: NodeEntry
   outcome: TargetOutcome
   report: NodeReport
+  /** Set when the report came over the SSH fallback instead of the mesh. */
+  via?: 'ssh'
 }
 
 function offlineReport (node: NodeEntry, reason: string): NodeReport {
@@ -237,7 +241,7 @@ export class OperationRunner {
         if (!peer.connected && verdict.liveness === 'offline') throw new UnreachableError(`${node.name} is offline: ${verdict.reason ?? 'unreachable'}`)
         return await this.init.protocol.requestSync(peer.peerId, node.name, step, payload, force, requestId, timeoutMs)
       },
-      report: async node => (await this.reportOf(node, 'health', requestId, Math.min(timeoutMs, 10_000))).report,
+      report: async node => (await this.reportOf(node, 'health', requestId, Math.min(timeoutMs, 10_000), false)).report,
       progress: (node, state, detail) => { progress({ type: 'node', node, state, ...(detail != null ? { detail } : {}) }) }
     }, request, targets)
 
@@ -362,8 +366,9 @@ export class OperationRunner {
     const nodesStatus: Record<string, NodeStatusEntry> = {}
     const issues: string[] = []
     const recommendations = new Set<string>()
-    for (const { node, report, outcome } of results) {
+    for (const { node, report, outcome, via } of results) {
       nodesStatus[node.name] = {
+        ...(via != null ? { via } : {}),
         role: report.role,
         status: report.status,
         block_height: report.block_height,
@@ -401,7 +406,7 @@ export class OperationRunner {
     return result
   }
 
-  private async reportOf (node: NodeEntry, kind: ReportKind, requestId: string, timeoutMs: number): Promise<TargetResult> {
+  private async reportOf (node: NodeEntry, kind: ReportKind, requestId: string, timeoutMs: number, allowSsh = true): Promise<TargetResult> {
     if (node.name === this.init.config.node.name) {
       return { node, outcome: 'ok', report: await this.init.probes.reportFor(kind) }
     }
@@ -410,7 +415,8 @@ export class OperationRunner {
     const verdict = this.init.peers.liveness(peer)
     // Known offline: answer now instead of waiting for a dial that cannot succeed.
     if (!peer.connected && verdict.liveness === 'offline') {
-      return { node, outcome: 'unreachable', report: offlineReport(node, verdict.reason ?? 'unreachable') }
+      const unreachable: TargetResult = { node, outcome: 'unreachable', report: offlineReport(node, verdict.reason ?? 'unreachable') }
+      return allowSsh ? await this.overSsh(unreachable, kind, timeoutMs) : unreachable
     }
     try {
       const report = await this.init.protocol.request(peer.peerId, { name: node.name, role: node.role }, kind, requestId, timeoutMs)
@@ -424,7 +430,27 @@ export class OperationRunner {
         report.status = 'degraded'
         report.issues = [`${node.name}: ${kind} request failed: ${reason}`]
       }
-      return { node, outcome: timedOut ? 'timed_out' : now.liveness === 'offline' ? 'unreachable' : 'failed', report }
+      const failed: TargetResult = { node, outcome: timedOut ? 'timed_out' : now.liveness === 'offline' ? 'unreachable' : 'failed', report }
+      return allowSsh && failed.outcome !== 'failed' ? await this.overSsh(failed, kind, timeoutMs) : failed
+    }
+  }
+
+  /**
+   * The opt-in SSH fallback, for a peer the mesh cannot reach and that has `ssh:` configured:
+   * status and health only, and the result says it came over SSH.
+   */
+  private async overSsh (unreachable: TargetResult, kind: ReportKind, timeoutMs: number): Promise<TargetResult> {
+    const ssh = this.init.config.peers.find(p => p.name === unreachable.node.name)?.ssh
+    if (ssh == null) return unreachable
+    const meshReason = unreachable.report.issues.join('; ')
+    try {
+      const { reportOverSsh } = await import('./ssh-fallback.js')
+      const report = await reportOverSsh(unreachable.node, ssh, Math.min(timeoutMs, 15_000))
+      this.init.log.info({ event: 'ssh_fallback', node: unreachable.node.name, host: ssh.host, kind }, 'report obtained over SSH')
+      return { node: unreachable.node, outcome: 'ok', via: 'ssh', report: { ...report, issues: [`${unreachable.node.name}: ${kind} obtained over SSH (${ssh.user}@${ssh.host}); mesh unreachable: ${meshReason}`, ...report.issues] } }
+    } catch (err) {
+      unreachable.report.issues.push(`${unreachable.node.name}: SSH fallback failed: ${errorMessage(err)}`)
+      return unreachable
     }
   }
 }

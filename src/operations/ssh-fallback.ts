@@ -1,0 +1,98 @@
+import { readFileSync } from 'node:fs'
+import ssh2 from 'ssh2'
+import { z } from 'zod'
+import type { SshConfig } from '../config/schema.js'
+import type { Role } from '../config/schema.js'
+import { ProtocolError, TimeoutError, UnreachableError } from '../errors.js'
+import type { NodeReport } from './report.js'
+
+// ssh2 is CommonJS: take its exports from the default import.
+const { Client, utils } = ssh2
+const MAX_OUTPUT_BYTES = 256 * 1024
+
+const reportSchema = z.object({
+  node: z.string(),
+  role: z.enum(['genesis', 'follower']),
+  status: z.enum(['online', 'degraded']),
+  block_height: z.number().int().nonnegative().nullable(),
+  mempool_size: z.number().int().nonnegative().nullable(),
+  p2p_connections: z.number().int().nonnegative(),
+  service_uptime: z.string().max(64).nullable(),
+  last_sync: z.number().int().nullable(),
+  issues: z.array(z.string().max(2048)).max(64),
+  checks: z.array(z.object({ name: z.string().max(64), ok: z.boolean(), detail: z.string().max(2048) })).max(64),
+  daemon_uptime_ms: z.number().nonnegative(),
+  probed_at_ms: z.number().nullable()
+})
+
+/** The pinned key as the base64 blob of "ssh-ed25519 AAAA... comment". */
+function pinnedBlob (hostKey: string): string {
+  return hostKey.trim().split(/\s+/)[1] ?? ''
+}
+
+/**
+ * Asks an unreachable peer for its report over SSH: key authentication only, the host key
+ * pinned, one fixed command that runs the peer's own probes. Nothing else uses SSH.
+ */
+export async function reportOverSsh (node: { name: string, role: Role }, ssh: SshConfig, timeoutMs: number): Promise<NodeReport> {
+  const privateKey = readFileSync(ssh.privateKey)
+  const parsedKey = utils.parseKey(privateKey)
+  if (parsedKey instanceof Error) throw new UnreachableError(`ssh ${ssh.user}@${ssh.host}: cannot read private key ${ssh.privateKey}: ${parsedKey.message}`)
+  const expected = pinnedBlob(ssh.hostKey)
+  let hostKeyRejected = false
+  const output = await new Promise<string>((resolve, reject) => {
+    const client = new Client()
+    const timer = setTimeout(() => {
+      client.end()
+      reject(new TimeoutError(`ssh ${ssh.user}@${ssh.host}:${ssh.port}: no answer within ${timeoutMs} ms`))
+    }, timeoutMs)
+    const fail = (err: Error): void => { clearTimeout(timer); client.end(); reject(err) }
+    client.on('ready', () => {
+      client.exec(ssh.command, (err, stream) => {
+        if (err != null) return fail(new UnreachableError(`ssh ${ssh.host}: ${err.message}`))
+        let out = ''
+        let errOut = ''
+        stream.on('data', (chunk: Buffer) => {
+          out += chunk.toString('utf8')
+          if (out.length > MAX_OUTPUT_BYTES) fail(new ProtocolError(`ssh ${ssh.host}: output over ${MAX_OUTPUT_BYTES} bytes`))
+        })
+        stream.stderr.on('data', (chunk: Buffer) => { errOut += chunk.toString('utf8') })
+        stream.on('close', (code: number | null) => {
+          clearTimeout(timer)
+          client.end()
+          if (code !== 0 && out === '') reject(new ProtocolError(`ssh ${ssh.host}: "${ssh.command}" exited ${String(code)}: ${errOut.trim().split('\n').slice(-1)[0] ?? ''}`))
+          else resolve(out)
+        })
+      })
+    })
+    client.on('error', err => {
+      fail(new UnreachableError(hostKeyRejected
+        ? `ssh ${ssh.host}:${ssh.port}: host key does not match the pinned key; refused`
+        : `ssh ${ssh.user}@${ssh.host}:${ssh.port}: ${err.message}`))
+    })
+    client.connect({
+      host: ssh.host,
+      port: ssh.port,
+      username: ssh.user,
+      privateKey,
+      readyTimeout: timeoutMs,
+      // Key authentication only: no password, no keyboard-interactive, no agent.
+      authHandler: ['publickey'],
+      hostVerifier: (key: Buffer) => {
+        const ok = key.toString('base64') === expected
+        if (!ok) hostKeyRejected = true
+        return ok
+      }
+    })
+  })
+  let json: unknown
+  try {
+    json = JSON.parse(output)
+  } catch {
+    throw new ProtocolError(`ssh ${ssh.host}: "${ssh.command}" did not print a JSON report`)
+  }
+  const parsed = reportSchema.safeParse(json)
+  if (!parsed.success) throw new ProtocolError(`ssh ${ssh.host}: invalid report: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`)
+  if (parsed.data.node !== node.name) throw new ProtocolError(`ssh ${ssh.host}: the report is from "${parsed.data.node}", expected "${node.name}"`)
+  return { ...parsed.data, role: node.role }
+}
