@@ -114,7 +114,7 @@ export class Daemon {
     const libp2p = await createMeshLibp2p({ privateKey: identity.privateKey, listen: config.listen, gater, ...(swarmKey != null ? { swarmKey } : {}) })
 
     const connector = new PeerConnector(libp2p, peers, log)
-    const store = openStore(config, log)
+    const store = await openStore(config, log)
     const lastSync = new LastSync(store, log)
     const registry = new AgentRegistry(config.node.name, store, log)
     const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log })
