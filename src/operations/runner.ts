@@ -191,16 +191,8 @@ export class OperationRunner {
     const issues: string[] = []
     for (const node of targets) {
       const entry = results.get(node.name)
-      const peer = this.init.peers.get(node.name)
-      const heartbeat = peer?.lastHeartbeat
       nodesStatus[node.name] = {
-        role: node.role,
-        status: peer == null ? 'online' : this.init.peers.liveness(peer).liveness,
-        block_height: heartbeat?.blockHeight ?? null,
-        mempool_size: null,
-        p2p_connections: peer == null ? this.init.peers.all().filter(p => p.connected).length : heartbeat?.p2pConnections ?? 0,
-        service_uptime: null,
-        last_sync: null,
+        ...this.heartbeatEntry(node),
         action: entry == null
           ? { state: 'skipped', reason: 'not run: an earlier node failed (--sequential)' }
           : entry.result ?? { state: entry.outcome, reason: entry.reason }
@@ -284,6 +276,24 @@ export class OperationRunner {
     }
   }
 
+  /**
+   * What this node knows of `node` without asking it (liveness and its last heartbeat), for
+   * operations whose per-node answer is not a status report.
+   */
+  private heartbeatEntry (node: NodeEntry): NodeStatusEntry {
+    const peer = this.init.peers.get(node.name)
+    const heartbeat = peer?.lastHeartbeat
+    return {
+      role: node.role,
+      status: peer == null ? 'online' : this.init.peers.liveness(peer).liveness,
+      block_height: heartbeat?.blockHeight ?? null,
+      mempool_size: null,
+      p2p_connections: peer == null ? this.init.peers.all().filter(p => p.connected).length : heartbeat?.p2pConnections ?? 0,
+      service_uptime: null,
+      last_sync: null
+    }
+  }
+
   /** Runs one sync step on this node, from its own config (for itself or a peer's request). */
   async localSync (step: string, payload: unknown, force: boolean, timeoutMs: number): Promise<unknown> {
     const result = await runSyncStep(step, payload, {
@@ -319,17 +329,8 @@ export class OperationRunner {
     const issues: string[] = []
     const nodes = allNodes(this.init.config)
     for (const [name, delivery] of Object.entries(message.targets)) {
-      const node = nodes.find(n => n.name === name)!
-      const peer = this.init.peers.get(name)
-      const heartbeat = peer?.lastHeartbeat
       nodesStatus[name] = {
-        role: node.role,
-        status: peer == null ? 'online' : this.init.peers.liveness(peer).liveness,
-        block_height: heartbeat?.blockHeight ?? null,
-        mempool_size: null,
-        p2p_connections: peer == null ? this.init.peers.all().filter(p => p.connected).length : heartbeat?.p2pConnections ?? 0,
-        service_uptime: null,
-        last_sync: null,
+        ...this.heartbeatEntry(nodes.find(n => n.name === name)!),
         delivery: { state: delivery.state, ...(delivery.reason != null ? { reason: delivery.reason } : {}), ...(delivery.receipt_at != null ? { receipt_at: new Date(delivery.receipt_at).toISOString() } : {}) }
       }
       if (delivery.state !== 'delivered') issues.push(`${name}: message ${message.id}: ${delivery.state}${delivery.reason != null ? `: ${delivery.reason}` : ''}`)
