@@ -1,6 +1,6 @@
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
-import { allNodes, type MeshConfig } from '../config/config.js'
+import type { MeshConfig } from '../config/config.js'
 import { OPS_LIST_DEFAULT, PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
 import { ControlServer, type ControlMethod, type MethodContext } from '../control/server.js'
 import { errorMessage, UsageError } from '../errors.js'
@@ -356,11 +356,6 @@ export class Daemon {
       }
     }
     this.log.info({ event: 'stopped' }, 'aitbc-mesh daemon stopped')
-  }
-
-  /** Every node of the mesh by name, for callers that validate targets. */
-  nodeNames (): string[] {
-    return allNodes(this.config).map(n => n.name)
   }
 }
 

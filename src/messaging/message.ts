@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { MESSAGE_DEFAULT_TTL_S, MESSAGE_MAX_BODY_BYTES, MESSAGE_MAX_TTL_S } from '../constants.js'
 import { UsageError } from '../errors.js'
+import { parseInput } from '../validation.js'
 
 export type DeliveryState = 'pending' | 'delivered' | 'failed'
 
@@ -48,16 +49,7 @@ export const sendInput = z.object({
 export type SendInput = z.output<typeof sendInput>
 
 export function parseSend (input: unknown): SendInput {
-  if (input == null || typeof input !== 'object' || Array.isArray(input)) throw new UsageError('send: expected a JSON object')
-  const parsed = sendInput.safeParse(input)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    const field = issue.path.join('.')
-    if (issue.code === 'unrecognized_keys') throw new UsageError(`send: unknown field(s) ${issue.keys.join(', ')}`)
-    if ((input as Record<string, unknown>)[field] === undefined) throw new UsageError(`send: "${field}" is required`)
-    throw new UsageError(`send: "${field}": ${issue.message}`)
-  }
-  const data = parsed.data
+  const data = parseInput(sendInput, input, 'send')
   if (data.body.trim() === '') throw new UsageError('send: the message is empty')
   const bytes = Buffer.byteLength(data.body)
   if (bytes > MESSAGE_MAX_BODY_BYTES) throw new UsageError(`send: the message is ${bytes} bytes, over the ${MESSAGE_MAX_BODY_BYTES} byte limit`)

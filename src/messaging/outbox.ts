@@ -152,10 +152,6 @@ export class Outbox {
     return this.nextPending(node, Number.MAX_SAFE_INTEGER, () => false)
   }
 
-  isPending (id: string, node: string): boolean {
-    return this.messages.get(id)?.targets[node]?.state === 'pending'
-  }
-
   noteAttempt (id: string, node: string): void {
     const delivery = this.messages.get(id)?.targets[node]
     if (delivery != null) delivery.attempts++

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { OPERATION_DEFAULT_TIMEOUT_S, OPERATION_MAX_TIMEOUT_S } from '../constants.js'
-import { UsageError } from '../errors.js'
+import { parseInput } from '../validation.js'
 
 export const OPERATIONS = ['sync', 'status', 'message', 'coordinate', 'health'] as const
 export const SYNC_TYPES = ['blockchain', 'mempool', 'configuration', 'git', 'all'] as const
@@ -26,16 +26,8 @@ export const operationRequestSchema = z.object({
 export type OperationRequest = z.infer<typeof operationRequestSchema>
 
 export function parseOperationRequest (input: unknown): OperationRequest {
-  if (input == null || typeof input !== 'object' || Array.isArray(input)) {
-    throw new UsageError('operation must be a JSON object such as {"operation":"status","target_node":"all"}')
-  }
-  const parsed = operationRequestSchema.safeParse(input)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    const field = issue.path.join('.')
-    if (issue.code === 'unrecognized_keys') throw new UsageError(`operation: unknown field(s) ${issue.keys.join(', ')}; expected operation, target_node, message, sync_type, timeout, force, verify, action, sequential`)
-    if ((input as Record<string, unknown>)[field] === undefined) throw new UsageError(`operation: "${field}" is required`)
-    throw new UsageError(`operation: "${field}": ${issue.message}`)
-  }
-  return parsed.data
+  return parseInput(operationRequestSchema, input, 'operation', {
+    notObject: 'operation must be a JSON object such as {"operation":"status","target_node":"all"}',
+    knownFields: 'operation, target_node, message, sync_type, timeout, force, verify, action, sequential'
+  })
 }

@@ -5,7 +5,7 @@ import { errorMessage, TimeoutError, UnreachableError, UsageError } from '../err
 import type { PeerTable } from '../mesh/peer-table.js'
 import { MAX_CONCURRENT_OPERATIONS } from '../constants.js'
 import type { OperationProtocol, ReportKind } from './operation-protocol.js'
-import type { HealthCheck, NodeReport, NodeStatus } from './report.js'
+import type { HealthCheck, NodeReport } from './report.js'
 import { parseOperationRequest, type OperationRequest } from './request.js'
 import { resolveTargets } from './targets.js'
 import type { LocalProbes } from './local-probes.js'

@@ -65,19 +65,6 @@ export const agentRecordSchema = z.object({
 }).strict()
 export type AgentRecord = z.infer<typeof agentRecordSchema>
 
-export function parseInput<T extends z.ZodType> (schema: T, input: unknown, what: string): z.output<T> {
-  if (input == null || typeof input !== 'object' || Array.isArray(input)) throw new UsageError(`${what}: expected a JSON object`)
-  const parsed = schema.safeParse(input)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    const field = issue.path.join('.')
-    if (issue.code === 'unrecognized_keys') throw new UsageError(`${what}: unknown field(s) ${issue.keys.join(', ')}`)
-    if (field !== '' && (input as Record<string, unknown>)[field] === undefined && issue.path.length === 1) throw new UsageError(`${what}: "${field}" is required`)
-    throw new UsageError(`${what}: "${field}": ${issue.message}`)
-  }
-  return parsed.data
-}
-
 export function assertRecordSize (record: AgentRecord): void {
   const bytes = Buffer.byteLength(JSON.stringify(record))
   if (bytes > MAX_AGENT_RECORD_BYTES) throw new UsageError(`agent ${record.agent_id}: record is ${bytes} bytes, over the ${MAX_AGENT_RECORD_BYTES} byte limit`)

@@ -3,8 +3,9 @@ import { AGENT_SWEEP_INTERVAL_MS, AGENT_TOMBSTONE_RETENTION_MS } from '../consta
 import { errorMessage, UsageError } from '../errors.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
 import { DirtyWriter } from '../store/writer.js'
+import { parseInput } from '../validation.js'
 import {
-  agentRecordSchema, assertRecordSize, discover, effectiveStatus, heartbeatInput, isExpired, listInput, parseInput,
+  agentRecordSchema, assertRecordSize, discover, effectiveStatus, heartbeatInput, isExpired, listInput,
   registerInput, removeInput, viewOf, type AgentRecord
 } from './agent.js'
 import { compareClocks, nextClock, type Clock } from './clock.js'
