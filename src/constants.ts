@@ -50,6 +50,9 @@ export const CONTROL_MAX_REQUEST_BYTES = 1024 * 1024
 export const CONTROL_MAX_CONNECTIONS = 64
 export const CONTROL_SOCKET_MODE = 0o660
 
+/** Closing the connections of a peer removed by a config reload. */
+export const HANG_UP_TIMEOUT_MS = 2000
+
 /** Shutdown: every step is bounded, the whole stop too. */
 export const SHUTDOWN_STEP_TIMEOUT_MS = 1500
 export const SHUTDOWN_TOTAL_TIMEOUT_MS = 4500
@@ -114,3 +117,25 @@ export const DEFAULT_SYNC_LAG_THRESHOLD = 100
 export const DEFAULT_MEMPOOL_TOLERANCE = 10
 /** How often heights are re-read while verifying a blockchain catch-up. */
 export const SYNC_VERIFY_POLL_MS = 500
+
+/** HTTP (metrics, /health, status page): served only when `http:` is configured, loopback only. */
+export const DEFAULT_HTTP_ADDRESS = '127.0.0.1:7071'
+export const HTTP_HEADERS_TIMEOUT_MS = 5000
+export const HTTP_REQUEST_TIMEOUT_MS = 10000
+export const HTTP_KEEP_ALIVE_TIMEOUT_MS = 5000
+export const HTTP_MAX_HEADER_BYTES = 16 * 1024
+export const HTTP_MAX_CONNECTIONS = 64
+/** Status page clients following /events at once; more get 503. */
+export const HTTP_MAX_EVENT_STREAMS = 16
+/** A /metrics or state answer taking longer than this is abandoned (500). */
+export const HTTP_HANDLER_TIMEOUT_MS = 5000
+/** Rows the status page shows. */
+export const STATUS_RECENT_MESSAGES = 20
+export const STATUS_RECENT_OPERATIONS = 20
+export const STATUS_MAX_AGENTS = 200
+/** Characters of a message body the status page shows. */
+export const STATUS_BODY_PREVIEW_CHARS = 200
+/** Sent messages the outbox lists for the status page. */
+export const RECENT_SENT_MESSAGES = 50
+/** Receipt latency histogram buckets (seconds). */
+export const RECEIPT_LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]

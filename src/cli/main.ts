@@ -6,7 +6,7 @@ import { enableCompileCache } from 'node:module'
 import { Command, CommanderError, Option } from 'commander'
 import { ControlCallError, ControlClient, DaemonUnreachableError } from '../control/client.js'
 import { resolveSocketPath } from './socket-path.js'
-import { printOpList, printOpRecord, printProgress, printAgentTable, printInboxHeader, printInboxLine, printMessage, printOperation, printPeers, printId } from './output.js'
+import { printReload, printOpList, printOpRecord, printProgress, printAgentTable, printInboxHeader, printInboxLine, printMessage, printOperation, printPeers, printId } from './output.js'
 
 // Cache compiled code on disk (NODE_COMPILE_CACHE or the temp dir): the daemon loads the whole
 // libp2p stack, and reusing the compiled code cuts its start time. Failure to cache is harmless.
@@ -92,7 +92,7 @@ export function buildProgram (): Command {
       const g = globals(cmd)
       const result = await initNode({ ...opts, ...(g.config != null ? { config: g.config } : {}) })
       if (g.json === true) {
-        process.stdout.write(JSON.stringify({ name: result.name, role: result.role, peerId: result.peerId, addrs: result.addrs, config: result.config, identity: result.identity, ...(result.swarmKey != null ? { swarmKey: result.swarmKey } : {}) }, null, 2) + '\n')
+        process.stdout.write(JSON.stringify({ name: result.name, role: result.role, peerId: result.peerId, addrs: result.addrs, config: result.config, identity: result.identity, ...(result.swarmKey != null ? { swarmKey: result.swarmKey } : {}), addPeer: result.addPeerCommand }, null, 2) + '\n')
       } else {
         process.stdout.write([
           `name:      ${result.name}`,
@@ -103,8 +103,8 @@ export function buildProgram (): Command {
           `config:    ${result.config}${result.configWritten ? ' (written)' : ' (exists, kept; --force rewrites it)'}`,
           ...(result.swarmKey != null ? [`swarm key: ${result.swarmKey} (copy it to every node)`] : []),
           '',
-          'Add this line under `peers:` in the config of every other node:',
-          `  ${result.peerEntry}`
+          'To admit this node, run on every other node (then `aitbc-mesh reload` there):',
+          `  ${result.addPeerCommand}`
         ].join('\n') + '\n')
       }
     })
@@ -124,6 +124,45 @@ export function buildProgram (): Command {
       const { configPathFrom } = await import('../config/config.js')
       const report = await probeOnce(configPathFrom(globals(cmd).config))
       process.stdout.write(JSON.stringify(report, null, globals(cmd).json === true ? undefined : 2) + '\n')
+    })
+
+  const configCmd = program.command('config').description("edit this node's config file (comments and layout are kept); `reload` applies it")
+  const applyAfterEdit = async (cmd: Command, reload: boolean | undefined, what: string): Promise<void> => {
+    if (reload !== true) {
+      process.stdout.write(`${what}; run \`aitbc-mesh reload\` (or \`systemctl reload aitbc-mesh\`) to apply it\n`)
+      return
+    }
+    const result = await withClient(cmd, async client => await client.call<Record<string, unknown>>('reload'))
+    process.stdout.write(`${what}; reloaded: ${printReload(result)}\n`)
+  }
+  configCmd.command('add-peer')
+    .description('add a node to the allowlist (the line `aitbc-mesh init` printed on that node)')
+    .argument('<name>', "the node's name")
+    .argument('<multiaddr>', 'its address with peer id: /ip4/<address>/tcp/7070/p2p/<peer id>')
+    .addOption(new Option('--role <role>', 'genesis or follower').choices(['genesis', 'follower']).default('follower'))
+    .option('--reload', 'then ask the running daemon to apply it')
+    .action(async (name: string, addr: string, o: { role: 'genesis' | 'follower', reload?: boolean }, cmd: Command) => {
+      const [{ addPeer }, { configPathFrom }] = await Promise.all([import('../config/edit.js'), import('../config/config.js')])
+      const file = configPathFrom(globals(cmd).config)
+      const added = addPeer({ file, name, role: o.role, addr })
+      await applyAfterEdit(cmd, o.reload, `added ${added.name} (${added.role}) to ${file}`)
+    })
+  configCmd.command('remove-peer')
+    .description('remove a node from the allowlist; after a reload its connections are closed and it is refused')
+    .argument('<name>', "the node's name")
+    .option('--reload', 'then ask the running daemon to apply it')
+    .action(async (name: string, o: { reload?: boolean }, cmd: Command) => {
+      const [{ removePeer }, { configPathFrom }] = await Promise.all([import('../config/edit.js'), import('../config/config.js')])
+      const file = configPathFrom(globals(cmd).config)
+      removePeer({ file, name })
+      await applyAfterEdit(cmd, o.reload, `removed ${name} from ${file}`)
+    })
+
+  program.command('reload')
+    .description('make the daemon re-read its config: peers, probes, actions, sync and log level apply without a restart')
+    .action(async (_o, cmd: Command) => {
+      const result = await withClient(cmd, async client => await client.call<Record<string, unknown>>('reload'))
+      process.stdout.write((globals(cmd).json === true ? JSON.stringify(result, null, 2) : `reloaded ${String(result.file)}: ${printReload(result)}`) + '\n')
     })
 
   program.command('id')

@@ -137,3 +137,16 @@ export function printOpRecord (record: Json): string {
   if (record.result != null) lines.push('', printOperation(record.result as Json))
   return lines.join('\n')
 }
+
+/** One line for a reload result: what changed in the allowlist, and what waits for a restart. */
+export function printReload (result: Record<string, unknown>): string {
+  const list = (key: string): string[] => Array.isArray(result[key]) ? (result[key] as unknown[]).map(String) : []
+  const parts = [
+    ...(list('added').length > 0 ? [`added ${list('added').join(', ')}`] : []),
+    ...(list('removed').length > 0 ? [`removed ${list('removed').join(', ')}`] : []),
+    ...(list('readdressed').length > 0 ? [`new address for ${list('readdressed').join(', ')}`] : [])
+  ]
+  const summary = parts.length > 0 ? parts.join('; ') : 'no peer changes'
+  const restart = list('restart_needed')
+  return `${summary}; ${String(result.peers)} peer(s)${restart.length > 0 ? `; needs a restart to change: ${restart.join(', ')}` : ''}`
+}

@@ -30,8 +30,8 @@ export interface InitResult {
   swarmKey?: string
   identityCreated: boolean
   configWritten: boolean
-  /** The entry other nodes add under `peers:` to admit this one. */
-  peerEntry: string
+  /** The command other nodes run to add this one to their allowlist. */
+  addPeerCommand: string
 }
 
 /** Concrete addresses a listen address is reachable on (0.0.0.0 means every local IPv4 address). */
@@ -65,7 +65,8 @@ identity: ${yamlString(o.identity)}
 dataDir: ${yamlString(o.dataDir)}
 controlSocket: ${yamlString(o.controlSocket)}
 ${o.swarmKey != null ? `swarmKey: ${yamlString(o.swarmKey)}\n` : '# swarmKey: /etc/aitbc/mesh.swarm.key   # private network: every node needs the same key\n'}# redis: redis://127.0.0.1:6379/2        # local persistence; REDIS_URL overrides
-# The allowlist: only these nodes may connect. Add the line \`aitbc-mesh init\` printed on each of them.
+# The allowlist: only these nodes may connect. Run here the \`aitbc-mesh config add-peer\` line that
+# \`aitbc-mesh init\` printed on each other node, then \`aitbc-mesh reload\`.
 peers: []
 #  - name: aitbc1
 #    role: follower
@@ -130,6 +131,6 @@ export async function initNode (opts: InitOptions): Promise<InitResult> {
     ...(swarmKeyFile != null ? { swarmKey: swarmKeyFile } : {}),
     identityCreated: created,
     configWritten,
-    peerEntry: `- { name: ${name.data}, role: ${role}, addr: ${addrs[0]} }`
+    addPeerCommand: `aitbc-mesh config add-peer ${name.data} ${addrs[0]} --role ${role}`
   }
 }

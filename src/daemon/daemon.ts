@@ -1,9 +1,9 @@
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
-import type { MeshConfig } from '../config/config.js'
-import { OPS_LIST_DEFAULT, PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
+import { loadConfig, type MeshConfig } from '../config/config.js'
+import { HANG_UP_TIMEOUT_MS, OPS_LIST_DEFAULT, PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
 import { ControlServer, type ControlMethod, type MethodContext } from '../control/server.js'
-import { errorMessage, UsageError } from '../errors.js'
+import { ConfigError, errorMessage, UsageError } from '../errors.js'
 import { AllowlistGater } from '../mesh/gater.js'
 import { HeartbeatService } from '../mesh/heartbeat.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
@@ -36,6 +36,7 @@ interface DaemonParts {
   config: MeshConfig
   log: Logger
   libp2p: MeshLibp2p
+  gater: AllowlistGater
   peers: PeerTable
   connector: PeerConnector
   heartbeat: HeartbeatService
@@ -61,8 +62,23 @@ export interface PeerView {
   since: string | null
   last_heartbeat: string | null
   last_heartbeat_age_ms: number | null
+  /** The node's clock minus ours, from its last heartbeat's send time (transit counted as half the round trip). */
+  clock_skew_ms: number | null
   block_height: number | null
 }
+
+export interface ReloadResult {
+  file: string
+  added: string[]
+  removed: string[]
+  readdressed: string[]
+  peers: number
+  /** Changed fields that take effect only when the daemon restarts. */
+  restart_needed: string[]
+}
+
+/** Config fields a reload applies; a change to any other one needs a restart. */
+const RELOADABLE_FIELDS = new Set(['file', 'peers', 'probes', 'actions', 'sync', 'logLevel'])
 
 /** One node's daemon: the mesh, its services and the control socket, started and stopped in a fixed order. */
 export class Daemon {
@@ -72,6 +88,7 @@ export class Daemon {
   readonly config: MeshConfig
   readonly log: Logger
   readonly libp2p: MeshLibp2p
+  private readonly gater: AllowlistGater
   private readonly peers: PeerTable
   private readonly connector: PeerConnector
   private readonly heartbeat: HeartbeatService
@@ -89,6 +106,7 @@ export class Daemon {
     this.config = parts.config
     this.log = parts.log
     this.libp2p = parts.libp2p
+    this.gater = parts.gater
     this.peers = parts.peers
     this.connector = parts.connector
     this.heartbeat = parts.heartbeat
@@ -156,7 +174,7 @@ export class Daemon {
       if (state != null) log.info({ event: 'peer_disconnected', node: state.name, peerId: peerId.toString() }, 'peer disconnected')
     })
 
-    const daemon = new Daemon({ config, log, libp2p, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog })
+    const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog })
 
     // Give Redis a moment to connect so the first requests find it; without it the daemon still
     // starts (degraded) and writes once it is back.
@@ -197,6 +215,7 @@ export class Daemon {
   private controlMethods (): Record<string, ControlMethod> {
     return {
       id: async () => this.identity(),
+      reload: async () => await this.reload(),
       peers: async () => await this.peerViews(),
       // Progress (queued, started, each node as it finishes) goes out as events.
       op: async (params, ctx) => await this.runner.run(params, event => { ctx.notify(event) }),
@@ -287,6 +306,7 @@ export class Daemon {
       since: new Date(this.startedAt).toISOString(),
       last_heartbeat: null,
       last_heartbeat_age_ms: null,
+      clock_skew_ms: 0,
       block_height: null
     }
     const others = await Promise.all(this.peers.all().map(async (state): Promise<PeerView> => {
@@ -306,6 +326,9 @@ export class Daemon {
         since: since != null ? new Date(since).toISOString() : null,
         last_heartbeat: state.lastHeartbeatAt != null ? new Date(state.lastHeartbeatAt).toISOString() : null,
         last_heartbeat_age_ms: state.lastHeartbeatAt != null ? now - state.lastHeartbeatAt : null,
+        clock_skew_ms: state.lastHeartbeat != null && state.lastHeartbeatAt != null
+          ? Math.round(state.lastHeartbeat.sentAtMs + (latency ?? 0) / 2 - state.lastHeartbeatAt)
+          : null,
         block_height: state.lastHeartbeat?.blockHeight ?? null
       }
     }))
@@ -327,6 +350,76 @@ export class Daemon {
     const value = this.libp2p.services.ping.ping(peerId, { signal: AbortSignal.timeout(PEER_PING_TIMEOUT_MS) }).catch(() => null)
     this.latencies.set(key, { at: Date.now(), value })
     return await value
+  }
+
+  private reloading: Promise<unknown> = Promise.resolve()
+
+  /**
+   * Re-reads the config file and applies what can change while running: the peer allowlist
+   * (new peers are dialled, removed ones disconnected and refused from then on, no other
+   * connection is touched), probes, actions, sync settings and the log level. Fields that need a
+   * restart are reported, not applied. A config that does not validate changes nothing.
+   */
+  async reload (): Promise<ReloadResult> {
+    const run = this.reloading.then(async () => await this.applyReload(), async () => await this.applyReload())
+    this.reloading = run.catch(() => {})
+    return await run
+  }
+
+  private async applyReload (): Promise<ReloadResult> {
+    let next: MeshConfig
+    try {
+      next = loadConfig(this.config.file)
+    } catch (err) {
+      this.log.error({ event: 'reload_refused', file: this.config.file, err: errorMessage(err) }, 'config reload refused; keeping the running config')
+      // A config the operator must fix is bad input, not a daemon failure.
+      if (err instanceof ConfigError) throw new UsageError(`reload refused, nothing changed: ${err.message}`)
+      throw err
+    }
+    const current = this.config as unknown as Record<string, unknown>
+    const proposed = next as unknown as Record<string, unknown>
+    const restartNeeded = Object.keys({ ...current, ...proposed })
+      .filter(key => !RELOADABLE_FIELDS.has(key) && JSON.stringify(current[key]) !== JSON.stringify(proposed[key]))
+
+    const changes = this.peers.apply(next.peers)
+    this.gater.setAllowed(next.peers.map(p => p.peerId))
+    // Services read these through the shared config object when they next use them.
+    this.config.peers = next.peers
+    this.config.probes = next.probes
+    this.config.actions = next.actions
+    this.config.sync = next.sync
+    if (next.logLevel != null) this.config.logLevel = next.logLevel
+    else delete this.config.logLevel
+    if (process.env.LOG_LEVEL == null || process.env.LOG_LEVEL === '') this.log.level = next.logLevel ?? 'info'
+
+    for (const removed of changes.removed) {
+      this.connector.forget(removed.peerId)
+      const failed = this.messaging.forgetNode(removed.name)
+      try {
+        await bounded(`closing the connection to ${removed.name}`, this.libp2p.hangUp(removed.peerId), HANG_UP_TIMEOUT_MS)
+      } catch (err) {
+        this.log.warn({ event: 'hang_up_failed', node: removed.name, peerId: removed.peerId.toString(), err: errorMessage(err) }, 'could not close the connection to a removed peer')
+      }
+      this.log.info({ event: 'peer_removed', node: removed.name, peerId: removed.peerId.toString(), failedMessages: failed }, 'peer removed from the allowlist; its connections are closed')
+    }
+    for (const added of changes.added) {
+      this.connector.add(added)
+      this.log.info({ event: 'peer_added', node: added.name, peerId: added.peerId.toString(), addr: added.configuredAddr }, 'peer added to the allowlist; dialling it')
+    }
+    for (const moved of changes.readdressed) this.connector.redial(moved)
+
+    const result: ReloadResult = {
+      file: this.config.file,
+      added: changes.added.map(p => p.name),
+      removed: changes.removed.map(p => p.name),
+      readdressed: changes.readdressed.map(p => p.name),
+      peers: next.peers.length,
+      restart_needed: restartNeeded
+    }
+    this.log.info({ event: 'config_reloaded', ...result }, restartNeeded.length > 0
+      ? `config reloaded; these fields change only on restart: ${restartNeeded.join(', ')}`
+      : 'config reloaded')
+    return result
   }
 
   /** Stops in a fixed order, each step bounded: nothing new comes in, then the mesh goes. */

@@ -60,6 +60,11 @@ export async function runDaemon (opts: { config?: string, create: boolean }): Pr
     }
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
+    // `systemctl reload` sends SIGHUP: re-read the config; a bad one is logged and changes nothing.
+    process.on('SIGHUP', () => {
+      log.info({ event: 'reload_requested', signal: 'SIGHUP' }, 'reloading the config')
+      daemon.reload().catch(() => {})
+    })
   })
   log.flush()
   // libp2p may leave timers behind; the process is done.

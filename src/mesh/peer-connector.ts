@@ -40,6 +40,27 @@ export class PeerConnector {
     this.dials.clear()
   }
 
+  /** A peer added by a reload: dial it now. */
+  add (peer: PeerState): void {
+    this.schedule(peer, 0)
+  }
+
+  /** A peer removed by a reload: no more dials. */
+  forget (peerId: PeerId): void {
+    const state = this.dials.get(peerId.toString())
+    if (state == null) return
+    clearTimeout(state.timer)
+    state.dialing?.abort()
+    this.dials.delete(peerId.toString())
+  }
+
+  /** A peer whose address changed: if it is not connected, dial the new address now instead of after the backoff. */
+  redial (peer: PeerState): void {
+    if (this.libp2p.getConnections(peer.peerId).length > 0) return
+    this.forget(peer.peerId)
+    this.schedule(peer, 0)
+  }
+
   /** Called on peer:connect. */
   onConnected (peerId: PeerId): void {
     const state = this.dials.get(peerId.toString())
@@ -73,7 +94,8 @@ export class PeerConnector {
   }
 
   private schedule (peer: PeerState, delayMs: number): void {
-    if (!this.running) return
+    // A peer removed from the table meanwhile is not dialled again.
+    if (!this.running || this.peers.getByPeerId(peer.peerId) !== peer) return
     const key = peer.peerId.toString()
     let state = this.dials.get(key)
     if (state == null) {

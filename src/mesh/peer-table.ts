@@ -11,6 +11,8 @@ export interface HeartbeatInfo {
   healthy: boolean
   blockHeight?: number
   p2pConnections: number
+  /** Names of the nodes the sender was connected to. */
+  connected?: string[]
 }
 
 export interface PeerState {
@@ -26,6 +28,15 @@ export interface PeerState {
   lastHeartbeat?: HeartbeatInfo
 }
 
+export interface ConfiguredPeer { name: string, role: Role, peerId: PeerId, addr: string }
+
+export interface PeerTableChanges {
+  added: PeerState[]
+  removed: PeerState[]
+  /** Kept peers whose configured address changed. */
+  readdressed: PeerState[]
+}
+
 export interface LivenessVerdict {
   liveness: Liveness
   reason?: string
@@ -36,12 +47,46 @@ export class PeerTable {
   private readonly byId = new Map<string, PeerState>()
   private readonly byName = new Map<string, PeerState>()
 
-  constructor (peers: Array<{ name: string, role: Role, peerId: PeerId, addr: string }>, private readonly offlineAfterMs: number) {
-    for (const peer of peers) {
-      const state: PeerState = { name: peer.name, role: peer.role, peerId: peer.peerId, configuredAddr: peer.addr, connected: false }
-      this.byId.set(peer.peerId.toString(), state)
-      this.byName.set(peer.name, state)
+  constructor (peers: ConfiguredPeer[], private readonly offlineAfterMs: number) {
+    for (const peer of peers) this.add(peer)
+  }
+
+  private add (peer: ConfiguredPeer): PeerState {
+    const state: PeerState = { name: peer.name, role: peer.role, peerId: peer.peerId, configuredAddr: peer.addr, connected: false }
+    this.byId.set(peer.peerId.toString(), state)
+    this.byName.set(peer.name, state)
+    return state
+  }
+
+  /**
+   * Brings the table in line with a new peer list (a config reload). A peer is the same one if
+   * its peer id and name are unchanged; it keeps its connection and heartbeat state, taking a
+   * new role or address. Anything else is a removal plus an addition.
+   */
+  apply (peers: ConfiguredPeer[]): PeerTableChanges {
+    const changes: PeerTableChanges = { added: [], removed: [], readdressed: [] }
+    const next = new Map(peers.map(p => [p.peerId.toString(), p]))
+    for (const [id, state] of this.byId) {
+      const peer = next.get(id)
+      if (peer == null || peer.name !== state.name) {
+        this.byId.delete(id)
+        this.byName.delete(state.name)
+        changes.removed.push(state)
+      }
     }
+    for (const [id, peer] of next) {
+      const state = this.byId.get(id)
+      if (state == null) {
+        changes.added.push(this.add(peer))
+        continue
+      }
+      state.role = peer.role
+      if (state.configuredAddr !== peer.addr) {
+        state.configuredAddr = peer.addr
+        changes.readdressed.push(state)
+      }
+    }
+    return changes
   }
 
   all (): PeerState[] {

@@ -215,6 +215,18 @@ export class MessageDelivery {
     session?.notify()
   }
 
+  /**
+   * A node taken out of the allowlist: its session ends and what was pending for it fails, since
+   * it can no longer connect to receipt it.
+   */
+  forgetNode (node: string): number {
+    this.sessions.get(node)?.stop()
+    this.sessions.delete(node)
+    const pending = this.init.outbox.pendingFor(node)
+    for (const m of pending) this.init.outbox.settle(m.id, node, 'failed', { reason: 'removed from the mesh' })
+    return pending.length
+  }
+
   private onPeerConnect (evt: CustomEvent<PeerId>): void {
     const peer = this.init.peers.getByPeerId(evt.detail)
     if (peer != null) this.kick(peer.name)

@@ -5,6 +5,7 @@ import type { MeshLibp2p } from '../mesh/libp2p.js'
 import type { PeerTable } from '../mesh/peer-table.js'
 import { resolveTargets } from '../operations/targets.js'
 import type { StoreBackend } from '../store/backend.js'
+import type { MeshMetrics } from '../metrics.js'
 import { MessageDelivery } from './delivery.js'
 import { Inbox } from './inbox.js'
 import { deliveryCounts, parseSend, type InboxMessage, type OutgoingMessage } from './message.js'
@@ -16,6 +17,7 @@ export interface MessagingInit {
   peers: PeerTable
   store: StoreBackend
   log: Logger
+  metrics?: MeshMetrics
 }
 
 /** The view of a sent message that callers get: per-target states and the delivery counts. */
@@ -31,7 +33,7 @@ export class Messaging {
 
   constructor (private readonly init: MessagingInit) {
     this.inbox = new Inbox(init.store, init.log)
-    this.outbox = new Outbox(init.config.node.name, init.store, init.log)
+    this.outbox = new Outbox(init.config.node.name, init.store, init.log, init.metrics)
     this.delivery = new MessageDelivery({ libp2p: init.libp2p, peers: init.peers, inbox: this.inbox, outbox: this.outbox, node: init.config.node.name, log: init.log })
   }
 
@@ -45,6 +47,11 @@ export class Messaging {
     await this.delivery.stop()
     await this.outbox.stop()
     await this.inbox.stop()
+  }
+
+  /** Fails what is pending for a node removed from the allowlist; returns how many messages that was. */
+  forgetNode (node: string): number {
+    return this.delivery.forgetNode(node)
   }
 
   /** Validates, resolves the targets, stores the message durably, and returns it (with its id). */
@@ -90,6 +97,11 @@ export class Messaging {
       }
     })
     return this.outbox.get(id) ?? message
+  }
+
+  /** The latest messages sent from this node with each target's state, newest first. */
+  recentSent (limit: number): OutgoingMessage[] {
+    return this.outbox.recent(limit)
   }
 
   watchDeliveries (listener: (event: DeliveryEvent) => void): () => void {

@@ -11,7 +11,7 @@ describe('aitbc-mesh init', () => {
     const res = await runCli(['init', '--name', 'aitbc1', '--role', 'follower', '--dir', dir, '--listen', '/ip4/10.1.223.40/tcp/7070', '--json'])
     expect(res.code, res.stderr).toBe(0)
     const out = JSON.parse(res.stdout)
-    expect(Object.keys(out).sort()).toEqual(['addrs', 'config', 'identity', 'name', 'peerId', 'role'])
+    expect(Object.keys(out).sort()).toEqual(['addPeer', 'addrs', 'config', 'identity', 'name', 'peerId', 'role'])
     expect(out).toMatchObject({ name: 'aitbc1', role: 'follower', config: join(dir, 'mesh.yaml'), identity: join(dir, 'identity.key') })
     expect(out.peerId).toMatch(/^12D3KooW/)
     expect(out.addrs).toEqual([`/ip4/10.1.223.40/tcp/7070/p2p/${out.peerId as string}`])
@@ -40,10 +40,10 @@ describe('aitbc-mesh init', () => {
     expect(loadConfig(out.config).swarmKeyFile).toBe(keyFile)
   })
 
-  it('prints the peer line to add on other nodes in its readable output', async () => {
+  it('prints the add-peer command other nodes run to admit it', async () => {
     const res = await runCli(['init', '--name', 'aitbc', '--role', 'genesis', '--dir', tempDir(), '--listen', '/ip4/10.0.0.5/tcp/7070'])
     expect(res.code).toBe(0)
-    expect(res.stdout).toMatch(/- \{ name: aitbc, role: genesis, addr: \/ip4\/10\.0\.0\.5\/tcp\/7070\/p2p\/12D3KooW\w+ \}/)
+    expect(res.stdout).toMatch(/^ {2}aitbc-mesh config add-peer aitbc \/ip4\/10\.0\.0\.5\/tcp\/7070\/p2p\/12D3KooW\w+ --role genesis$/m)
   })
 
   it('refuses bad names, roles and listen addresses with exit 2', async () => {
