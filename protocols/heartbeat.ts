@@ -1,4 +1,4 @@
-import { decodeMessage, encodeMessage, enumeration, message, streamMessage } from 'protons-runtime'
+import { decodeMessage, encodeMessage, enumeration, MaxLengthError, message, streamMessage } from 'protons-runtime'
 import type { Codec, DecodeOptions } from 'protons-runtime'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
@@ -11,6 +11,7 @@ export interface Heartbeat {
   healthy: boolean
   blockHeight?: bigint
   p2pConnections: number
+  connected: string[]
 }
 
 export namespace Heartbeat {
@@ -63,6 +64,13 @@ export namespace Heartbeat {
           w.uint32(obj.p2pConnections)
         }
 
+        if (obj.connected != null && obj.connected.length > 0) {
+          for (const value of obj.connected) {
+            w.uint32(74)
+            w.string(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -74,7 +82,8 @@ export namespace Heartbeat {
           startedAtMs: 0n,
           sentAtMs: 0n,
           healthy: false,
-          p2pConnections: 0
+          p2pConnections: 0,
+          connected: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -115,6 +124,14 @@ export namespace Heartbeat {
               obj.p2pConnections = reader.uint32()
               break
             }
+            case 9: {
+              if (opts.limits?.connected != null && obj.connected.length === opts.limits.connected) {
+                throw new MaxLengthError('Decode error - repeated field "connected" had too many elements')
+              }
+
+              obj.connected.push(reader.string())
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -124,6 +141,10 @@ export namespace Heartbeat {
 
         return obj
       }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          connected: 0
+        }
+
         const end = length == null ? reader.len : reader.pos + length
 
         while (reader.pos < end) {
@@ -186,6 +207,21 @@ export namespace Heartbeat {
               }
               break
             }
+            case 9: {
+              if (opts.limits?.connected != null && obj.connected === opts.limits.connected) {
+                throw new MaxLengthError('Streaming decode error - repeated field "connected" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.connected[]`,
+                index: obj.connected,
+                value: reader.string()
+              }
+
+              obj.connected++
+
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -238,6 +274,12 @@ export namespace Heartbeat {
     value: number
   }
 
+  export interface HeartbeatConnectedFieldEvent {
+    field: '$.connected[]'
+    index: number
+    value: string
+  }
+
   export function encode (obj: Partial<Heartbeat>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Heartbeat.codec())
   }
@@ -246,7 +288,7 @@ export namespace Heartbeat {
     return decodeMessage(buf, Heartbeat.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Heartbeat>): Generator<HeartbeatNodeFieldEvent | HeartbeatRoleFieldEvent | HeartbeatSeqFieldEvent | HeartbeatStartedAtMsFieldEvent | HeartbeatSentAtMsFieldEvent | HeartbeatHealthyFieldEvent | HeartbeatBlockHeightFieldEvent | HeartbeatP2pConnectionsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Heartbeat>): Generator<HeartbeatNodeFieldEvent | HeartbeatRoleFieldEvent | HeartbeatSeqFieldEvent | HeartbeatStartedAtMsFieldEvent | HeartbeatSentAtMsFieldEvent | HeartbeatHealthyFieldEvent | HeartbeatBlockHeightFieldEvent | HeartbeatP2pConnectionsFieldEvent | HeartbeatConnectedFieldEvent> {
     return streamMessage(buf, Heartbeat.codec(), opts)
   }
 }

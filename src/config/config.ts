@@ -5,7 +5,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import { ConfigError } from '../errors.js'
 import { CONTROL_SOCKET_FILE_NAME, DEFAULT_CONFIG_PATH, IDENTITY_FILE_NAME, OFFLINE_AFTER_INTERVALS } from '../constants.js'
-import { configSchema, type ActionConfig, type RawConfig, type Role, type SshConfig } from './schema.js'
+import { configSchema, parseHttpAddress, type ActionConfig, type RawConfig, type Role, type SshConfig } from './schema.js'
 
 export interface NodeEntry {
   name: string
@@ -24,6 +24,8 @@ export interface MeshConfig {
   controlSocket: string
   swarmKeyFile?: string
   redisUrl?: string
+  /** Where /metrics, /health and the status page are served (loopback only); absent: not served. */
+  http?: { host: string, port: number }
   keyPrefix: string
   /** Every other node of the mesh; their peer ids form the allowlist. */
   peers: Array<Required<NodeEntry> & { ssh?: SshConfig }>
@@ -114,6 +116,7 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     controlSocket: raw.controlSocket != null ? abs(raw.controlSocket) : join(dataDir, CONTROL_SOCKET_FILE_NAME),
     ...(raw.swarmKey != null ? { swarmKeyFile: abs(raw.swarmKey) } : {}),
     ...(redisUrl != null ? { redisUrl } : {}),
+    ...(raw.http != null ? { http: parseHttpAddress(raw.http) as { host: string, port: number } } : {}),
     keyPrefix: raw.keyPrefix,
     peers,
     probes: {

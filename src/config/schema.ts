@@ -1,7 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
-import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, RESERVED_TARGET_NAMES } from '../constants.js'
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, RESERVED_TARGET_NAMES } from '../constants.js'
 
 export const ROLES = ['genesis', 'follower'] as const
 export type Role = typeof ROLES[number]
@@ -45,6 +45,28 @@ const httpUrl = z.string().url({ message: 'expected an http(s) URL such as http:
 const redisUrl = z.string().refine(value => /^rediss?:\/\//.test(value),
   { message: 'expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2' })
 
+/**
+ * `http:` as "host:port" (IPv6 in brackets), or the reason it is refused. Only loopback hosts
+ * (127.0.0.0/8, ::1, localhost) are accepted: metrics and the status page are for this host.
+ */
+export function parseHttpAddress (value: string): { host: string, port: number } | string {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value)
+  const expected = `expected a loopback address and port such as ${DEFAULT_HTTP_ADDRESS} (127.0.0.0/8, [::1] or localhost)`
+  if (match == null) return `${expected}, got "${value}"`
+  const host = (match[1] ?? match[2]) as string
+  const port = Number(match[3])
+  if (port < 1 || port > 65535) return `port ${port} is out of range 1-65535`
+  const loopback = host === 'localhost' || host === '::1' ||
+    (/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) && host.split('.').every(o => Number(o) <= 255))
+  if (!loopback) return `${expected}; "${host}" is not a loopback address (metrics and the status page are served to this host only)`
+  return { host, port }
+}
+
+const httpAddress = z.string({ message: `expected "host:port" such as ${DEFAULT_HTTP_ADDRESS}` }).superRefine((value, ctx) => {
+  const parsed = parseHttpAddress(value)
+  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed })
+})
+
 /** Opt-in SSH fallback for a peer: used only when the mesh cannot reach it, only for status and health. */
 export const sshSchema = z.object({
   host: z.string().min(1),
@@ -81,6 +103,8 @@ export const configSchema = z.object({
   controlSocket: z.string().min(1).optional(),
   swarmKey: z.string().min(1).optional(),
   redis: redisUrl.optional(),
+  /** Serves /metrics, /health and the status page on this loopback address; off when absent. */
+  http: httpAddress.optional(),
   /** Prepended to every store key; empty gives the AITBC agent coordinator's own key names. */
   keyPrefix: z.string().max(64).regex(/^[\w:.-]*$/, 'expected letters, digits, ":", ".", "_" or "-"').default(''),
   peers: z.array(peerSchema).default([]),

@@ -19,6 +19,8 @@ import { AgentRegistry } from '../registry/registry.js'
 import { AgentReplication } from '../registry/replication.js'
 import { openStore, type StoreBackend } from '../store/index.js'
 import { Messaging, messageView } from '../messaging/messaging.js'
+import { observedStore } from '../store/observed.js'
+import type { HttpService, HttpSource } from '../http/index.js'
 
 async function bounded<T> (label: string, work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
@@ -101,6 +103,8 @@ export class Daemon {
   private readonly opLog: OperationLog
   private readonly control: ControlServer
   private probeTimer?: NodeJS.Timeout
+  /** Metrics, /health and the status page, when `http:` is configured. */
+  private http?: HttpService
 
   private constructor (parts: DaemonParts) {
     this.config = parts.config
@@ -129,10 +133,14 @@ export class Daemon {
     gater.onRefused = (peerId, direction) => {
       log.warn({ event: 'peer_refused', peerId: peerId.toString(), direction }, 'refused a peer that is not in the allowlist')
     }
-    const libp2p = await createMeshLibp2p({ privateKey: identity.privateKey, listen: config.listen, gater, ...(swarmKey != null ? { swarmKey } : {}) })
+    // Metrics, /health and the status page: loaded only when configured (prom-client is not small).
+    const http = config.http != null ? new (await import('../http/index.js')).HttpService({ address: config.http, node: config.node, log }) : undefined
+    const metrics = http?.metrics
+    const libp2p = await createMeshLibp2p({ privateKey: identity.privateKey, listen: config.listen, gater, ...(swarmKey != null ? { swarmKey } : {}), ...(http != null ? { metrics: http.libp2pMetrics() } : {}) })
 
     const connector = new PeerConnector(libp2p, peers, log)
-    const store = await openStore(config, log)
+    const opened = await openStore(config, log)
+    const store = metrics != null ? observedStore(opened, metrics) : opened
     const lastSync = new LastSync(store, log)
     const registry = new AgentRegistry(config.node.name, store, log)
     const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log })
@@ -156,8 +164,8 @@ export class Daemon {
       localAction: async (action, force, timeoutMs): Promise<ActionResult> => await runner.localAction(action, force, timeoutMs),
       localSync: async (step, payload, force, timeoutMs): Promise<unknown> => await runner.localSync(step, payload, force, timeoutMs)
     })
-    const messaging = new Messaging({ config, libp2p, peers, store, log })
-    const opLog = new OperationLog(store, log)
+    const messaging = new Messaging({ config, libp2p, peers, store, log, metrics })
+    const opLog = new OperationLog(store, log, metrics)
     const runner: OperationRunner = new OperationRunner({ config, peers, probes, protocol, log, messaging, opLog, markSynced: () => { lastSync.mark() } })
 
     libp2p.addEventListener('peer:connect', evt => {
@@ -192,6 +200,10 @@ export class Daemon {
       heartbeat.start()
       connector.start()
       await daemon.control.start()
+      if (http != null) {
+        daemon.http = http
+        await http.start(daemon.httpSource(probes))
+      }
     } catch (err) {
       await daemon.stop()
       throw err
@@ -335,6 +347,24 @@ export class Daemon {
     return [self, ...others]
   }
 
+  /** What the status page, /health and /metrics read: the same functions the control methods use. */
+  private httpSource (probes: LocalProbes): HttpSource {
+    return {
+      node: this.config.node,
+      heartbeatIntervalMs: this.config.heartbeat.intervalMs,
+      startedAt: this.startedAt,
+      peerViews: async () => await this.peerViews(),
+      peers: () => this.peers.all(),
+      liveness: (state, now) => this.peers.liveness(state, now).liveness,
+      localHealth: () => probes.latest(),
+      storeHealth: () => this.registry.health(),
+      storeKind: this.store.kind,
+      agents: () => this.registry.list({}),
+      recentMessages: limit => this.messaging.recentSent(limit),
+      recentOperations: async limit => await this.opLog.list(limit)
+    }
+  }
+
   private readonly latencies = new Map<string, { at: number, value: Promise<number | null> }>()
 
   /**
@@ -432,6 +462,7 @@ export class Daemon {
     clearInterval(this.probeTimer)
     const steps: Array<[string, () => Promise<void> | void]> = [
       ['control socket', async () => { await this.control.stop() }],
+      ['http', async () => { await this.http?.stop() }],
       ['peer connector', () => { this.connector.stop() }],
       ['heartbeat', () => { this.heartbeat.stop() }],
       ['agent replication', async () => { await this.replication.stop() }],

@@ -86,10 +86,17 @@ export class HeartbeatService {
       sentAtMs: BigInt(this.lastSentAt),
       healthy: health.healthy,
       ...(health.blockHeight != null ? { blockHeight: BigInt(health.blockHeight) } : {}),
-      p2pConnections: this.init.libp2p.getPeers().length
+      p2pConnections: this.init.libp2p.getPeers().length,
+      connected: this.init.peers.all().filter(p => p.connected).map(p => p.name)
+    }
+    let data = Heartbeat.encode(beat)
+    // Receivers refuse heartbeats over the limit: names that do not fit are left out.
+    while (data.byteLength > MAX_HEARTBEAT_BYTES && beat.connected.length > 0) {
+      beat.connected.pop()
+      data = Heartbeat.encode(beat)
     }
     try {
-      await this.init.libp2p.services.pubsub.publish(HEARTBEAT_TOPIC, Heartbeat.encode(beat))
+      await this.init.libp2p.services.pubsub.publish(HEARTBEAT_TOPIC, data)
     } catch (err) {
       this.init.log.debug({ event: 'heartbeat_publish_failed', err: errorMessage(err) }, 'heartbeat not published')
     }
@@ -134,7 +141,8 @@ export class HeartbeatService {
       sentAtMs: Number(beat.sentAtMs),
       healthy: beat.healthy,
       ...(beat.blockHeight != null ? { blockHeight: Number(beat.blockHeight) } : {}),
-      p2pConnections: beat.p2pConnections
+      p2pConnections: beat.p2pConnections,
+      connected: beat.connected
     })
     if (state != null) this.init.onHeartbeat?.(state.name)
   }

@@ -1,4 +1,4 @@
-import { createLibp2p, type Libp2p } from 'libp2p'
+import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
@@ -23,6 +23,8 @@ export interface MeshLibp2pInit {
   listen: string[]
   gater: AllowlistGater
   swarmKey?: Uint8Array
+  /** libp2p's own metrics (only when the daemon serves /metrics). */
+  metrics?: Libp2pOptions['metrics']
 }
 
 /** The libp2p node of a daemon: TCP + Noise + Yamux, allowlist gater, optional private network. */
@@ -36,6 +38,7 @@ export async function createMeshLibp2p (init: MeshLibp2pInit): Promise<MeshLibp2
     streamMuxers: [yamux()],
     connectionGater: init.gater,
     ...(init.swarmKey != null ? { connectionProtector: preSharedKey({ psk: init.swarmKey }) } : {}),
+    ...(init.metrics != null ? { metrics: init.metrics } : {}),
     connectionManager: {
       dialTimeout: DIAL_TIMEOUT_MS,
       // Redialling is done by PeerConnector, which never gives up; libp2p's own gives up.

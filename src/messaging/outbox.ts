@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
-import { MESSAGE_EXPIRY_SWEEP_MS, MESSAGE_RECENT_CACHE } from '../constants.js'
+import { MESSAGE_EXPIRY_SWEEP_MS, MESSAGE_RECENT_CACHE, RECENT_SENT_MESSAGES } from '../constants.js'
 import { errorMessage } from '../errors.js'
+import { NO_METRICS, type MeshMetrics } from '../metrics.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
 import { DirtyWriter } from '../store/writer.js'
 import type { OutgoingMessage, SendInput, TargetDelivery } from './message.js'
@@ -28,12 +29,14 @@ export class Outbox {
   private readonly writer: DirtyWriter
   private readonly listeners = new Set<(event: DeliveryEvent) => void>()
   private readonly recentDone: string[] = []
+  /** Ids of the latest messages sent (or resumed), oldest first, for the status page. */
+  private readonly recentSent: string[] = []
   private seq: number
   private sweepTimer?: NodeJS.Timeout
   /** Tells the delivery service that a target has work. */
   onPending?: (node: string) => void
 
-  constructor (private readonly node: string, private readonly store: StoreBackend, private readonly log: Logger) {
+  constructor (private readonly node: string, private readonly store: StoreBackend, private readonly log: Logger, private readonly metrics: MeshMetrics = NO_METRICS) {
     this.writer = new DirtyWriter(store, (id, now) => this.opsFor(id, now), log, 'outbox')
     // Microseconds since the epoch: increases across restarts without a stored counter.
     this.seq = Date.now() * 1000
@@ -81,6 +84,8 @@ export class Outbox {
 
   private track (message: OutgoingMessage): void {
     this.messages.set(message.id, message)
+    this.recentSent.push(message.id)
+    if (this.recentSent.length > RECENT_SENT_MESSAGES) this.recentSent.shift()
     for (const [node, delivery] of Object.entries(message.targets)) {
       if (delivery.state !== 'pending') continue
       let set = this.pendingByNode.get(node)
@@ -110,8 +115,19 @@ export class Outbox {
       this.forget(message.id)
       throw new Error(`message not sent: the store is unavailable (${this.writer.error ?? 'write failed'})`)
     }
+    this.metrics.messageSent(targets.length)
     for (const node of targets) this.onPending?.(node)
     return message
+  }
+
+  /** The latest messages sent from this node (since the daemon started, plus resumed ones), newest first. */
+  recent (limit: number): OutgoingMessage[] {
+    const out: OutgoingMessage[] = []
+    for (let i = this.recentSent.length - 1; i >= 0 && out.length < limit; i--) {
+      const message = this.messages.get(this.recentSent[i]!)
+      if (message != null) out.push(message)
+    }
+    return out
   }
 
   get (id: string): OutgoingMessage | undefined {
@@ -166,6 +182,7 @@ export class Outbox {
     if (detail.reason != null) delivery.reason = detail.reason
     if (detail.receiptAt != null) delivery.receipt_at = detail.receiptAt
     this.pendingByNode.get(node)?.delete(id)
+    this.metrics.messageSettled(state, delivery.receipt_at != null ? delivery.receipt_at - message.sent_at : undefined, delivery.reason)
     void this.writer.commit(id)
     const event: DeliveryEvent = { id, node, state, ...(delivery.reason != null ? { reason: delivery.reason } : {}), ...(delivery.receipt_at != null ? { receipt_at: delivery.receipt_at } : {}) }
     for (const listener of this.listeners) listener(event)

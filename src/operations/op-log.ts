@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import { errorMessage, UsageError } from '../errors.js'
 import type { StoreBackend } from '../store/backend.js'
+import { NO_METRICS, type MeshMetrics } from '../metrics.js'
 
 export const OP_KEY_PREFIX = 'mesh:op:'
 export const OP_LIST = 'mesh:ops'
@@ -24,7 +25,7 @@ export interface OperationRecord {
 export class OperationLog {
   private readonly recent: OperationRecord[] = []
 
-  constructor (private readonly store: StoreBackend, private readonly log: Logger) {}
+  constructor (private readonly store: StoreBackend, private readonly log: Logger, private readonly metrics: MeshMetrics = NO_METRICS) {}
 
   begin (request: unknown): OperationRecord {
     const record: OperationRecord = { id: randomUUID(), request, started_at: new Date().toISOString(), finished_at: null, result: null, error: null }
@@ -38,6 +39,9 @@ export class OperationLog {
     record.finished_at = new Date().toISOString()
     record.result = outcome.result ?? null
     record.error = outcome.error ?? null
+    const operation = (record.request as { operation?: unknown } | null)?.operation
+    const status = record.result?.validation_status
+    this.metrics.operationFinished(typeof operation === 'string' ? operation : 'unknown', record.error != null ? 'error' : typeof status === 'string' ? status : 'unknown')
     void this.save(record, false)
   }
 
