@@ -31,7 +31,8 @@ export class TestRedis {
   readonly dir: string
   port = 0
 
-  constructor () {
+  /** With a password, the server requires AUTH and `url` carries it. */
+  constructor (readonly password?: string) {
     requireRedisServer()
     this.dir = join(tempDir('aitbc-mesh-redis-'), 'data')
     mkdirSync(this.dir, { recursive: true })
@@ -39,13 +40,14 @@ export class TestRedis {
   }
 
   get url (): string {
-    return `redis://127.0.0.1:${this.port}/0`
+    return `redis://${this.password != null ? `:${encodeURIComponent(this.password)}@` : ''}127.0.0.1:${this.port}/0`
   }
 
   async start (): Promise<this> {
     if (this.port === 0) this.port = await freePort()
     const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir,
-      '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--daemonize', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
+      '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--daemonize', 'no', '--loglevel', 'warning',
+      ...(this.password != null ? ['--requirepass', this.password] : [])], { stdio: 'ignore' })
     this.process = child
     await waitFor(`redis-server on port ${this.port}`, async () => {
       if (child.exitCode != null) throw new Error(`redis-server exited with ${child.exitCode}`)

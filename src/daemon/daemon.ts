@@ -173,13 +173,13 @@ export class Daemon {
       const conn = libp2p.getConnections(peerId)[0]
       const state = peers.markConnected(peerId, conn?.remoteAddr.toString())
       connector.onConnected(peerId)
-      if (state != null) log.info({ event: 'peer_connected', node: state.name, peerId: peerId.toString(), addr: conn?.remoteAddr.toString() }, 'peer connected')
+      if (state != null) log.info({ event: 'peer_connected', peer: state.name, peerId: peerId.toString(), addr: conn?.remoteAddr.toString() }, 'peer connected')
     })
     libp2p.addEventListener('peer:disconnect', evt => {
       const peerId = evt.detail
       const state = peers.markDisconnected(peerId)
       connector.onDisconnected(peerId)
-      if (state != null) log.info({ event: 'peer_disconnected', node: state.name, peerId: peerId.toString() }, 'peer disconnected')
+      if (state != null) log.info({ event: 'peer_disconnected', peer: state.name, peerId: peerId.toString() }, 'peer disconnected')
     })
 
     const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog })
@@ -428,13 +428,13 @@ export class Daemon {
       try {
         await bounded(`closing the connection to ${removed.name}`, this.libp2p.hangUp(removed.peerId), HANG_UP_TIMEOUT_MS)
       } catch (err) {
-        this.log.warn({ event: 'hang_up_failed', node: removed.name, peerId: removed.peerId.toString(), err: errorMessage(err) }, 'could not close the connection to a removed peer')
+        this.log.warn({ event: 'hang_up_failed', peer: removed.name, peerId: removed.peerId.toString(), err: errorMessage(err) }, 'could not close the connection to a removed peer')
       }
-      this.log.info({ event: 'peer_removed', node: removed.name, peerId: removed.peerId.toString(), failedMessages: failed }, 'peer removed from the allowlist; its connections are closed')
+      this.log.info({ event: 'peer_removed', peer: removed.name, peerId: removed.peerId.toString(), failedMessages: failed }, 'peer removed from the allowlist; its connections are closed')
     }
     for (const added of changes.added) {
       this.connector.add(added)
-      this.log.info({ event: 'peer_added', node: added.name, peerId: added.peerId.toString(), addr: added.configuredAddr }, 'peer added to the allowlist; dialling it')
+      this.log.info({ event: 'peer_added', peer: added.name, peerId: added.peerId.toString(), addr: added.configuredAddr }, 'peer added to the allowlist; dialling it')
     }
     for (const moved of changes.readdressed) this.connector.redial(moved)
 

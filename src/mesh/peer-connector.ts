@@ -127,7 +127,7 @@ export class PeerConnector {
       // Log the first failure, a changed reason, and then every tenth, so a long outage does not flood the journal.
       if (state.failures === 1 || state.failures % 10 === 0 || reason !== state.lastLoggedReason) {
         state.lastLoggedReason = reason
-        this.log.info({ event: 'dial_failed', node: peer.name, peerId: peer.peerId.toString(), addr: peer.configuredAddr, failures: state.failures, retryInMs: delay, err: reason }, 'dial failed, will retry')
+        this.log.info({ event: 'dial_failed', peer: peer.name, peerId: peer.peerId.toString(), addr: peer.configuredAddr, failures: state.failures, retryInMs: delay, err: reason }, 'dial failed, will retry')
       }
       delete state.dialing
       this.schedule(peer, delay)

@@ -73,7 +73,7 @@ class TargetSession {
         this.failures++
         const delay = Math.min(DELIVERY_RETRY_MAX_MS, DELIVERY_RETRY_INITIAL_MS * 2 ** (this.failures - 1))
         if (this.failures === 1 || this.failures % 10 === 0) {
-          this.init.log.info({ event: 'delivery_retry', node: this.peer.name, failures: this.failures, retryInMs: delay, err: errorMessage(err) }, 'message delivery interrupted; will resend what is unreceipted')
+          this.init.log.info({ event: 'delivery_retry', peer: this.peer.name, failures: this.failures, retryInMs: delay, err: errorMessage(err) }, 'message delivery interrupted; will resend what is unreceipted')
         }
         this.inFlight.clear()
         if (this.running) await this.idle(delay)
@@ -157,7 +157,7 @@ class TargetSession {
           const expected = order.shift()
           if (receipt.id !== expected || receipt.node !== this.peer.name) {
             // Forged or out of order: drop the stream (and everything in flight goes out again).
-            this.init.log.warn({ event: 'receipt_rejected', node: this.peer.name, receiptFor: receipt.id, receiptNode: receipt.node, expected }, 'receipt does not match the message in flight; resetting the stream')
+            this.init.log.warn({ event: 'receipt_rejected', peer: this.peer.name, receiptFor: receipt.id, receiptNode: receipt.node, expected }, 'receipt does not match the message in flight; resetting the stream')
             throw new ProtocolError(`receipt for ${receipt.id} from "${receipt.node}" does not match ${expected ?? 'nothing in flight'}`)
           }
           this.inFlight.delete(receipt.id)

@@ -37,13 +37,22 @@ export class Messaging {
     this.delivery = new MessageDelivery({ libp2p: init.libp2p, peers: init.peers, inbox: this.inbox, outbox: this.outbox, node: init.config.node.name, log: init.log })
   }
 
+  private unwatchOutcomes?: () => void
+
   async start (): Promise<void> {
+    // A failed target is worth a line in the journal; deliveries, at thousands a second, only at debug.
+    this.unwatchOutcomes = this.outbox.watch(event => {
+      const peerId = this.init.peers.get(event.node)?.peerId.toString()
+      if (event.state === 'failed') this.init.log.warn({ event: 'message_failed', messageId: event.id, peer: event.node, peerId, reason: event.reason }, 'message not delivered')
+      else this.init.log.debug({ event: 'message_delivered', messageId: event.id, peer: event.node, peerId }, 'message receipted')
+    })
     await this.inbox.start()
     await this.delivery.start()
     await this.outbox.start()
   }
 
   async stop (): Promise<void> {
+    this.unwatchOutcomes?.()
     await this.delivery.stop()
     await this.outbox.stop()
     await this.inbox.stop()

@@ -127,7 +127,7 @@ export class OperationProtocol {
 
   private async handle (stream: Stream, connection: Connection): Promise<void> {
     const requester = this.init.peers.getByPeerId(connection.remotePeer)
-    const log = this.init.log.child({ peer: connection.remotePeer.toString(), node: requester?.name })
+    const log = this.init.log.child({ peerId: connection.remotePeer.toString(), from: requester?.name })
     const pb = pbStream(stream, { maxDataLength: OPERATION_STREAM_MAX_MESSAGE_BYTES })
     let requestId = ''
     try {
@@ -136,7 +136,7 @@ export class OperationProtocol {
       requestId = request.requestId
       const timeoutMs = Math.max(100, Math.min(request.timeoutMs, 120_000))
       if (request.kind === OperationKind.COORDINATE) {
-        log.info({ event: 'action_requested', requestId, action: request.action, force: request.force }, 'running an action for a peer')
+        log.info({ event: 'action_requested', operationId: requestId, action: request.action, force: request.force }, 'running an action for a peer')
         const result = await this.init.localAction(request.action, request.force, timeoutMs)
         await pb.write({ requestId, error: '', actionResult: { ...result, exitCode: result.exit_code ?? undefined, durationMs: BigInt(result.duration_ms), outputTail: result.output_tail, healthBefore: result.health_before, healthAfter: result.health_after } }, OperationResponse, { signal: AbortSignal.timeout(timeoutMs) })
         return
@@ -164,9 +164,9 @@ export class OperationProtocol {
       }
       const report = await this.init.localReport(kind, timeoutMs)
       await pb.write({ requestId, error: '', report: toWire(report) }, OperationResponse, { signal: AbortSignal.timeout(timeoutMs) })
-      log.debug({ event: 'operation_served', requestId, kind }, 'answered operation request')
+      log.info({ event: 'operation_served', operationId: requestId, kind }, 'answered an operation request')
     } catch (err) {
-      log.warn({ event: 'operation_request_failed', requestId, err: errorMessage(err) }, 'operation request failed')
+      log.warn({ event: 'operation_request_failed', operationId: requestId, err: errorMessage(err) }, 'operation request failed')
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
       if (stream.status === 'open') await stream.close({ signal: AbortSignal.timeout(STREAM_CLOSE_TIMEOUT_MS) }).catch(err => { stream.abort(err) })

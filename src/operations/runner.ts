@@ -129,17 +129,24 @@ export class OperationRunner {
     const targets = resolveTargets(request.target_node, allNodes(this.init.config))
     const release = await this.slots.acquire((running, ahead) => { progress({ type: 'queued', running, ahead }) })
     const record = this.init.opLog?.begin(request)
+    // The same id names the operation in `ops`, in this log and in the targets' logs.
+    const operationId = record?.id ?? randomUUID()
+    const started = performance.now()
+    const logged = { operationId, operation: request.operation, target: request.target_node }
+    this.init.log.info({ event: 'operation_started', ...logged, targets: targets.map(t => t.name) }, 'operation started')
     try {
       progress({ type: 'started', operation: request.operation, targets: targets.map(t => t.name) })
       let result: OperationResult
       if (request.operation === 'message') result = await this.runMessage(request, this.init.messaging!)
-      else if (request.operation === 'coordinate') result = await this.runCoordinate(request, targets, progress)
-      else if (request.operation === 'sync') result = await this.runSyncOperation(request, targets, progress)
-      else result = await this.runReports(request, request.operation, targets, progress)
+      else if (request.operation === 'coordinate') result = await this.runCoordinate(request, targets, progress, operationId)
+      else if (request.operation === 'sync') result = await this.runSyncOperation(request, targets, progress, operationId)
+      else result = await this.runReports(request, request.operation, targets, progress, operationId)
       if (record != null) this.init.opLog!.finish(record, { result: result as unknown as Record<string, unknown> })
+      this.init.log.info({ event: 'operation_finished', ...logged, validation: result.validation_status, issues: result.issues.length, ms: Math.round(performance.now() - started) }, 'operation finished')
       return result
     } catch (err) {
       if (record != null) this.init.opLog!.finish(record, { error: errorMessage(err) })
+      this.init.log.warn({ event: 'operation_failed', ...logged, err: errorMessage(err), ms: Math.round(performance.now() - started) }, 'operation failed')
       throw err
     } finally {
       release()
@@ -150,11 +157,10 @@ export class OperationRunner {
    * Runs a named action on each target, from the target's own config. In parallel, or with
    * `sequential` one node after the other, stopping at the first failure (the rest: skipped).
    */
-  private async runCoordinate (request: OperationRequest, targets: NodeEntry[], progress: (event: ProgressEvent) => void): Promise<OperationResult> {
+  private async runCoordinate (request: OperationRequest, targets: NodeEntry[], progress: (event: ProgressEvent) => void, requestId: string): Promise<OperationResult> {
     const started = performance.now()
     const action = request.action!
     const timeoutMs = Math.round(request.timeout * 1000)
-    const requestId = randomUUID()
     const results = new Map<string, { node: NodeEntry, outcome: TargetOutcome, result: ActionResult | null, reason: string }>()
     const runOne = async (node: NodeEntry): Promise<void> => {
       let entry: { node: NodeEntry, outcome: TargetOutcome, result: ActionResult | null, reason: string }
@@ -220,10 +226,9 @@ export class OperationRunner {
     }
   }
 
-  private async runSyncOperation (request: OperationRequest, targets: NodeEntry[], progress: (event: ProgressEvent) => void): Promise<OperationResult> {
+  private async runSyncOperation (request: OperationRequest, targets: NodeEntry[], progress: (event: ProgressEvent) => void, requestId: string): Promise<OperationResult> {
     const started = performance.now()
     const timeoutMs = Math.round(request.timeout * 1000)
-    const requestId = randomUUID()
     const outcome = await runSync({
       config: this.init.config,
       step: async (node, step, payload, force) => {
@@ -354,9 +359,8 @@ export class OperationRunner {
   }
 
 
-  private async runReports (request: OperationRequest, kind: ReportKind, targets: NodeEntry[], progress: (event: ProgressEvent) => void): Promise<OperationResult> {
+  private async runReports (request: OperationRequest, kind: ReportKind, targets: NodeEntry[], progress: (event: ProgressEvent) => void, requestId: string): Promise<OperationResult> {
     const started = performance.now()
-    const requestId = randomUUID()
     const timeoutMs = Math.round(request.timeout * 1000)
     const results = await Promise.all(targets.map(async node => {
       const result = await this.reportOf(node, kind, requestId, timeoutMs)
@@ -403,7 +407,6 @@ export class OperationRunner {
       execution_time: Math.round(performance.now() - started) / 1000,
       validation_status: validation
     }
-    this.init.log.debug({ event: 'operation_done', requestId, operation: request.operation, target: request.target_node, validation, ms: Math.round(performance.now() - started) }, 'operation finished')
     return result
   }
 
@@ -447,7 +450,7 @@ export class OperationRunner {
     try {
       const { reportOverSsh } = await import('./ssh-fallback.js')
       const report = await reportOverSsh(unreachable.node, ssh, Math.min(timeoutMs, 15_000))
-      this.init.log.info({ event: 'ssh_fallback', node: unreachable.node.name, host: ssh.host, kind }, 'report obtained over SSH')
+      this.init.log.info({ event: 'ssh_fallback', peer: unreachable.node.name, host: ssh.host, kind }, 'report obtained over SSH')
       return { node: unreachable.node, outcome: 'ok', via: 'ssh', report: { ...report, issues: [`${unreachable.node.name}: ${kind} obtained over SSH (${ssh.user}@${ssh.host}); mesh unreachable: ${meshReason}`, ...report.issues] } }
     } catch (err) {
       unreachable.report.issues.push(`${unreachable.node.name}: SSH fallback failed: ${errorMessage(err)}`)

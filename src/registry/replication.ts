@@ -172,7 +172,7 @@ export class AgentReplication {
       try {
         if (await this.init.registry.applyRemote(entryFromWire(update))) applied++
       } catch (err) {
-        this.init.log.warn({ event: 'agent_update_rejected', node: from, agentId: update.agentId, err: errorMessage(err) }, 'dropped a malformed agent update from anti-entropy')
+        this.init.log.warn({ event: 'agent_update_rejected', peer: from, agentId: update.agentId, err: errorMessage(err) }, 'dropped a malformed agent update from anti-entropy')
       }
     }
     return applied
@@ -196,12 +196,12 @@ export class AgentReplication {
       // The listener reads a push only when it asked for something.
       if (response.want.length > 0) await pb.write({ updates: wanted.map(e => toWire(e, this.init.node)) }, SyncPush, { signal })
       if (applied > 0 || wanted.length > 0) {
-        this.init.log.info({ event: 'anti_entropy', node: peer.name, received: applied, sent: wanted.length }, 'agent registry repaired with a peer')
+        this.init.log.info({ event: 'anti_entropy', peer: peer.name, received: applied, sent: wanted.length }, 'agent registry repaired with a peer')
       }
       await stream.close({ signal })
     } catch (err) {
       stream?.abort(err instanceof Error ? err : new Error(String(err)))
-      this.init.log.debug({ event: 'anti_entropy_failed', node: peer.name, err: errorMessage(err) }, 'anti-entropy round failed')
+      this.init.log.debug({ event: 'anti_entropy_failed', peer: peer.name, err: errorMessage(err) }, 'anti-entropy round failed')
     } finally {
       this.syncing.delete(key)
     }
@@ -231,11 +231,11 @@ export class AgentReplication {
       const push = want.length > 0 ? await pb.read(SyncPush, { signal }) : { updates: [] }
       const applied = await this.applyAll(push.updates, peer.name)
       if (applied > 0 || updates.length > 0) {
-        this.init.log.info({ event: 'anti_entropy', node: peer.name, received: applied, sent: updates.length }, 'agent registry repaired with a peer')
+        this.init.log.info({ event: 'anti_entropy', peer: peer.name, received: applied, sent: updates.length }, 'agent registry repaired with a peer')
       }
       await stream.close({ signal })
     } catch (err) {
-      this.init.log.warn({ event: 'anti_entropy_failed', node: peer?.name, peerId: connection.remotePeer.toString(), err: errorMessage(err) }, 'anti-entropy request failed')
+      this.init.log.warn({ event: 'anti_entropy_failed', peer: peer?.name, peerId: connection.remotePeer.toString(), err: errorMessage(err) }, 'anti-entropy request failed')
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     }
   }

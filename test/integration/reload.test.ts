@@ -65,7 +65,7 @@ describe('joining and removing a node on a running mesh', () => {
     // Same process, and the existing link was never dropped.
     expect(genesis.process?.pid).toBe(genesisPid)
     expect(genesis.process?.exitCode).toBeNull()
-    expect(logMatches(mesh, 'aitbc', /"event":"peer_disconnected".*"node":"aitbc1"/, genesisLogMark)).toEqual([])
+    expect(logMatches(mesh, 'aitbc', /"event":"peer_disconnected".*"peer":"aitbc1"/, genesisLogMark)).toEqual([])
     const linkAfter = (await peersOf(mesh, 'aitbc') as Array<{ name: string, since: string | null }>).find(p => p.name === 'aitbc1')?.since
     expect(linkAfter).toBe(linkBefore)
 

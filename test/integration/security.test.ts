@@ -43,12 +43,12 @@ describe('trust: allowlist, private network and authenticated heartbeats', () =>
     await waitFor('aitbc1 offline at aitbc', async () => await statusOfPeer(mesh, 'aitbc', 'aitbc1') === 'offline', 5000)
     mesh.writeConfig(intruder, undefined, undefined, { listen: [`/ip4/${hosts[1]}/tcp/7070`], peers: [] })
     await mesh.stop('aitbc2')
-    await waitFor('aitbc to fail dialling aitbc1 (connection refused)', () => logHas(mesh, 'aitbc', /"event":"dial_failed".*"node":"aitbc1".*ECONNREFUSED/), 10000)
+    await waitFor('aitbc to fail dialling aitbc1 (connection refused)', () => logHas(mesh, 'aitbc', /"event":"dial_failed".*"peer":"aitbc1".*ECONNREFUSED/), 10000)
     genesis.logLines.length = 0
     await mesh.start('aitbc2')
     const before = (await peersOf(mesh, 'aitbc')).find(p => p.name === 'aitbc1')
     const impersonatorRefused = await waitFor('aitbc to refuse the impersonator', () =>
-      genesis.logLines.find(l => /"event":"dial_failed".*"node":"aitbc1"/.test(l) && !l.includes('ECONNREFUSED')), 10000)
+      genesis.logLines.find(l => /"event":"dial_failed".*"peer":"aitbc1"/.test(l) && !l.includes('ECONNREFUSED')), 10000)
     expect(JSON.parse(impersonatorRefused).err).toMatch(/Payload identity key \w+ does not match expected remote/)
     const after = (await peersOf(mesh, 'aitbc')).find(p => p.name === 'aitbc1')
     expect(before?.connected).toBe(false)
@@ -67,7 +67,7 @@ describe('trust: allowlist, private network and authenticated heartbeats', () =>
     mesh.writeConfig(outsider, otherKey)
     await mesh.startAll()
     await waitFor('aitbc and aitbc1 online to each other', async () => await statusOfPeer(mesh, 'aitbc', 'aitbc1') === 'online', 10000)
-    await waitFor('aitbc2 (other key) to fail its dials', () => logHas(mesh, 'aitbc2', /"event":"dial_failed".*"node":"aitbc"/), 10000)
+    await waitFor('aitbc2 (other key) to fail its dials', () => logHas(mesh, 'aitbc2', /"event":"dial_failed".*"peer":"aitbc"/), 10000)
     expect((await peersOf(mesh, 'aitbc')).find(p => p.name === 'aitbc2')).toMatchObject({ connected: false, status: 'offline' })
     expect((await peersOf(mesh, 'aitbc2')).filter(p => p.connected && !p.self)).toEqual([])
 
@@ -76,7 +76,7 @@ describe('trust: allowlist, private network and authenticated heartbeats', () =>
     mesh.writeConfig(outsider)
     outsider.logLines.length = 0
     await mesh.start('aitbc2')
-    await waitFor('aitbc2 (no key) to fail its dials', () => logHas(mesh, 'aitbc2', /"event":"dial_failed".*"node":"aitbc"/), 10000)
+    await waitFor('aitbc2 (no key) to fail its dials', () => logHas(mesh, 'aitbc2', /"event":"dial_failed".*"peer":"aitbc"/), 10000)
     expect((await peersOf(mesh, 'aitbc')).find(p => p.name === 'aitbc2')).toMatchObject({ connected: false, status: 'offline' })
 
     // With the mesh's key it joins: the key was the only thing keeping it out.
