@@ -39,7 +39,7 @@ export interface TestMesh {
  * with a stand-in blockchain RPC per node. Node 0 is the genesis node `aitbc`, the others
  * followers `aitbc1`, `aitbc2`, ...
  */
-export async function startTestMesh (count: number, opts: { swarmKey?: boolean, heights?: number[], start?: boolean, extra?: (i: number) => Record<string, unknown> } = {}): Promise<TestMesh> {
+export async function startTestMesh (count: number, opts: { swarmKey?: boolean, heights?: number[], start?: boolean, extra?: (i: number, host: string) => Record<string, unknown> } = {}): Promise<TestMesh> {
   const hosts = await freeLoopbackBlock(count)
   const rpcs = new Map<string, StandInRpc>()
   const specs: LocalNodeSpec[] = []
@@ -49,7 +49,7 @@ export async function startTestMesh (count: number, opts: { swarmKey?: boolean, 
     const url = await rpc.start(hosts[i]!)
     onCleanup(async () => { await rpc.stop() })
     rpcs.set(name, rpc)
-    const extra = opts.extra?.(i) ?? {}
+    const extra = opts.extra?.(i, hosts[i]!) ?? {}
     specs.push({ name, role: i === 0 ? 'genesis' : 'follower', host: hosts[i]!, config: { ...extra, probes: { rpc: url, ...(extra.probes as object | undefined) } } })
   }
   const mesh = await LocalMesh.create(tempDir(), specs, { ...(opts.swarmKey != null ? { swarmKey: opts.swarmKey } : {}) })

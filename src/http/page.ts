@@ -11,7 +11,8 @@ export interface PageAsset {
 export const PAGE_FILES: Record<string, { file: string, contentType: string }> = {
   '/': { file: 'index.html', contentType: 'text/html; charset=utf-8' },
   '/app.js': { file: 'app.js', contentType: 'text/javascript; charset=utf-8' },
-  '/style.css': { file: 'style.css', contentType: 'text/css; charset=utf-8' }
+  '/style.css': { file: 'style.css', contentType: 'text/css; charset=utf-8' },
+  '/favicon.svg': { file: 'favicon.svg', contentType: 'image/svg+xml' }
 }
 
 /**

@@ -7,7 +7,7 @@ import {
 import { errorMessage } from '../errors.js'
 import type { Liveness, PeerState } from '../mesh/peer-table.js'
 import { PrometheusMeshMetrics } from './metrics.js'
-import { loadPage, type PageAsset } from './page.js'
+import { loadPage, PAGE_FILES, type PageAsset } from './page.js'
 import { buildSnapshot, type StatusSource } from './status.js'
 
 export interface HttpServiceInit {
@@ -32,7 +32,7 @@ const SECURITY_HEADERS: Record<string, string> = {
   'Cache-Control': 'no-store'
 }
 
-const ROUTES = new Set(['/', '/app.js', '/style.css', '/metrics', '/health', '/api/state', '/events'])
+const ROUTES = new Set([...Object.keys(PAGE_FILES), '/metrics', '/health', '/api/state', '/events'])
 
 /**
  * A Host header naming anything but a loopback address is refused, so a web page on another
@@ -73,8 +73,14 @@ export class HttpService {
   }
 
   get url (): string {
-    const { host, port } = this.init.address
-    return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+    const { host } = this.init.address
+    return `http://${host.includes(':') ? `[${host}]` : host}:${this.port}`
+  }
+
+  /** The port listened on (the configured one; the bound one when 0 was given). */
+  get port (): number {
+    const bound = this.server?.address()
+    return bound != null && typeof bound === 'object' ? bound.port : this.init.address.port
   }
 
   /** libp2p's own metrics, for createLibp2p, registered in the registry `/metrics` serves. */
@@ -93,8 +99,10 @@ export class HttpService {
       keepAliveTimeout: HTTP_KEEP_ALIVE_TIMEOUT_MS
     }, (req, res) => { void this.handle(req, res) })
     server.maxConnections = HTTP_MAX_CONNECTIONS
-    server.on('clientError', (_err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n')
+    // Malformed or oversized requests and slow headers: answered and closed, never thrown.
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request'
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
       else socket.destroy()
     })
     await new Promise<void>((resolve, reject) => {
