@@ -8,6 +8,8 @@ import { ConfigError } from '../../src/errors.js'
 import { HttpService, type HttpSource } from '../../src/http/index.js'
 import { connectionEdges } from '../../src/http/status.js'
 import { PeerTable, type PeerState } from '../../src/mesh/peer-table.js'
+import type { StoreBackend } from '../../src/store/backend.js'
+import { observedStore } from '../../src/store/observed.js'
 
 const FILE = '/etc/aitbc/mesh.yaml'
 const base = 'node: { name: aitbc, role: genesis }\ndataDir: /var/lib/aitbc-mesh\n'
@@ -186,5 +188,22 @@ describe('HttpService', () => {
     await closed
     expect(Date.now() - t0).toBeLessThan(1000)
     service = undefined
+  })
+})
+
+describe('store errors', () => {
+  it('every failed store call is counted by operation and still fails for the caller', async () => {
+    const http = new HttpService({ address: { host: '127.0.0.1', port: 0 }, node: { name: 'a', role: 'genesis' }, log: pino({ level: 'silent' }) })
+    const down = async (): Promise<never> => { throw new Error('store unavailable') }
+    const backend = { kind: 'redis', location: 'redis://127.0.0.1:6379/2', get: down, scan: down, smembers: down, lrange: down, mget: down, write: down, health: () => ({ ok: false, reason: 'down' }), whenReady: async () => false, onReady: () => {}, close: async () => {} } satisfies StoreBackend
+    const store = observedStore(backend, http.metrics)
+    await expect(store.write([{ op: 'set', key: 'k', value: 'v' }])).rejects.toThrow('store unavailable')
+    await expect(store.write([])).rejects.toThrow('store unavailable')
+    await expect(store.get('k')).rejects.toThrow('store unavailable')
+    const text = await http.metrics.text()
+    expect(text).toMatch(/^aitbc_mesh_store_errors_total\{operation="write"\} 2$/m)
+    expect(text).toMatch(/^aitbc_mesh_store_errors_total\{operation="get"\} 1$/m)
+    expect(store.kind).toBe('redis')
+    expect(store.health()).toEqual({ ok: false, reason: 'down' })
   })
 })
