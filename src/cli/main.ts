@@ -2,6 +2,7 @@
 // The CLI talks to the daemon only through its control socket; it never loads libp2p.
 // `init` and `daemon` load their modules on demand so every other command starts fast.
 import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { enableCompileCache } from 'node:module'
 import { Command, CommanderError, Option } from 'commander'
 import { ControlCallError, ControlClient, DaemonUnreachableError } from '../control/client.js'
@@ -87,10 +88,12 @@ export function buildProgram (): Command {
     .option('--listen <multiaddr...>', 'listen address(es)', undefined)
     .option('--swarm-key', 'also create a private-network swarm key and name it in the config')
     .option('--force', 'rewrite an existing config (the identity is never replaced)')
-    .action(async (opts: { name: string, role: string, dir: string, listen?: string[], swarmKey?: boolean, force?: boolean }, cmd: Command) => {
+    .option('--control-socket <path>', 'control socket the config names (default: <dir>/mesh.sock; under systemd: /run/aitbc/mesh.sock)')
+    .action(async (opts: { name: string, role: string, dir: string, listen?: string[], swarmKey?: boolean, force?: boolean, controlSocket?: string }, cmd: Command) => {
       const { initNode } = await import('../config/init.js')
       const g = globals(cmd)
-      const result = await initNode({ ...opts, ...(g.config != null ? { config: g.config } : {}) })
+      const { controlSocket, ...rest } = opts
+      const result = await initNode({ ...rest, ...(g.config != null ? { config: g.config } : {}), ...(controlSocket != null ? { controlSocket: resolve(controlSocket) } : {}) })
       if (g.json === true) {
         process.stdout.write(JSON.stringify({ name: result.name, role: result.role, peerId: result.peerId, addrs: result.addrs, config: result.config, identity: result.identity, ...(result.swarmKey != null ? { swarmKey: result.swarmKey } : {}), addPeer: result.addPeerCommand }, null, 2) + '\n')
       } else {

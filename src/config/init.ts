@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import { join, relative, resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -79,6 +79,16 @@ heartbeat:
 `
 }
 
+/**
+ * The owner of the data folder when init runs as root and the folder belongs to another user
+ * (the service user, e.g. `aitbc` after config/install.sh); otherwise undefined.
+ */
+function serviceOwnerOf (dir: string): { uid: number, gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined
+  const { uid, gid } = statSync(dir)
+  return uid !== 0 ? { uid, gid } : undefined
+}
+
 export async function initNode (opts: InitOptions): Promise<InitResult> {
   const name = nodeName.safeParse(opts.name)
   if (!name.success) throw new UsageError(`--name "${opts.name}": ${name.error.issues[0]?.message}`)
@@ -99,7 +109,13 @@ export async function initNode (opts: InitOptions): Promise<InitResult> {
   const identityFile = join(dir, IDENTITY_FILE_NAME)
   const swarmKeyFile = opts.swarmKey === true ? join(dir, SWARM_KEY_FILE_NAME) : undefined
   const { identity, created } = await ensureIdentity(identityFile)
-  if (swarmKeyFile != null) ensureSwarmKey(swarmKeyFile)
+  const swarmKeyCreated = swarmKeyFile != null && ensureSwarmKey(swarmKeyFile)
+  const serviceUser = serviceOwnerOf(dir)
+  // Run as root for a service user's folder: that user gets the secrets it must read.
+  if (serviceUser != null) {
+    if (created) chownSync(identityFile, serviceUser.uid, serviceUser.gid)
+    if (swarmKeyCreated) chownSync(swarmKeyFile, serviceUser.uid, serviceUser.gid)
+  }
 
   const configDir = resolve(configFile, '..')
   const rel = (p: string): string => { const r = relative(configDir, p); return r === '' ? '.' : r.startsWith('..') ? p : r }
@@ -117,6 +133,8 @@ export async function initNode (opts: InitOptions): Promise<InitResult> {
     parseConfig(text, configFile, {}) // never write a config the daemon would refuse
     mkdirSync(configDir, { recursive: true })
     writeFileSync(configFile, text, { mode: 0o640 })
+    // Root keeps the config; the service user's group may read it (0640), not change it.
+    if (serviceUser != null) chownSync(configFile, 0, serviceUser.gid)
     configWritten = true
   }
   const peerId = identity.peerId.toString()
