@@ -139,3 +139,13 @@ export const STATUS_BODY_PREVIEW_CHARS = 200
 export const RECENT_SENT_MESSAGES = 50
 /** Receipt latency histogram buckets (seconds). */
 export const RECEIPT_LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+
+/** `aitbc-mesh doctor`. */
+/** Each network check (Redis, RPC, SSH, control socket) gives up after this long. */
+export const DOCTOR_CHECK_TIMEOUT_MS = 3000
+/**
+ * Largest clock difference to a peer that passes: heartbeat ages, agent expiry (computed from
+ * last_heartbeat on every node) and the registry's clock stamps all assume clocks within about
+ * a second; NTP keeps hosts within milliseconds.
+ */
+export const DOCTOR_MAX_CLOCK_SKEW_MS = 1000

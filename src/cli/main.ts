@@ -120,6 +120,16 @@ export function buildProgram (): Command {
       await runDaemon({ ...(globals(cmd).config != null ? { config: globals(cmd).config } : {}), create: opts.create === true })
     })
 
+  program.command('doctor')
+    .description('check this node, each with PASS or FAIL and a fix: config, identity key, swarm key, listen port, Redis, blockchain RPC, the daemon, each peer over the mesh (and SSH), clock skew; exit 0 only if all pass')
+    .action(async (_o, cmd: Command) => {
+      const [{ runDoctor, formatCheck }, { configPathFrom }] = await Promise.all([import('../doctor/doctor.js'), import('../config/config.js')])
+      const g = globals(cmd)
+      const checks = await runDoctor(configPathFrom(g.config), { ...(g.socket != null ? { socket: resolve(g.socket) } : {}) })
+      process.stdout.write((g.json === true ? JSON.stringify(checks, null, 2) : checks.map(formatCheck).join('\n')) + '\n')
+      process.exitCode = checks.every(c => c.ok) ? EXIT_OK : EXIT_FAILED
+    })
+
   program.command('probe')
     .description("run this node's own probes without the daemon and print its report (what the SSH fallback runs)")
     .action(async (_o, cmd: Command) => {

@@ -1,0 +1,256 @@
+import { statSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { dirname } from 'node:path'
+import { loadConfig, type MeshConfig } from '../config/config.js'
+import { DOCTOR_MAX_CLOCK_SKEW_MS } from '../constants.js'
+import { errorMessage } from '../errors.js'
+import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
+
+/** One line of `aitbc-mesh doctor`: what was checked, the verdict, and for a failure how to fix it. */
+export interface CheckResult {
+  name: string
+  ok: boolean
+  detail: string
+  fix: string | null
+}
+
+const START_DAEMON_FIX = 'start the daemon: systemctl start aitbc-mesh (or `aitbc-mesh daemon --config FILE` in the foreground)'
+
+function pass (name: string, detail: string): CheckResult {
+  return { name, ok: true, detail, fix: null }
+}
+
+function fail (name: string, detail: string, fix: string): CheckResult {
+  return { name, ok: false, detail, fix }
+}
+
+function octal (mode: number): string {
+  return (mode & 0o777).toString(8).padStart(4, '0')
+}
+
+function isRoot (): boolean {
+  return process.getuid?.() === 0
+}
+
+export function checkConfig (file: string): { result: CheckResult, config?: MeshConfig } {
+  const name = 'config valid'
+  try {
+    const config = loadConfig(file)
+    const peers = config.peers.length
+    return { result: pass(name, `${file}: node ${config.node.name}, ${config.node.role}, ${peers} peer${peers === 1 ? '' : 's'}`), config }
+  } catch (err) {
+    const missing = (err as { message?: string }).message?.includes('file not found') === true
+    return {
+      result: fail(name, errorMessage(err), missing
+        ? `create it: sudo aitbc-mesh init --name NAME --role genesis|follower --dir /var/lib/aitbc/mesh --config ${file} --control-socket /run/aitbc/mesh.sock`
+        : `correct the field named above in ${file} (README: Configuration), then run doctor again`)
+    }
+  }
+}
+
+/**
+ * A secret file the daemon reads (identity key, swarm key): present, mode 0600 (no group or other
+ * bits), and parseable. Run by someone who may not read it (an operator in the daemon's group),
+ * the mode and owner are checked and the content is not.
+ */
+function checkSecretFile (name: string, file: string, load: (file: string) => string, createFix: string): CheckResult {
+  let mode: number
+  let uid: number
+  try {
+    ({ mode, uid } = statSync(file))
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return fail(name, `${file} not found`, createFix)
+    return fail(name, `cannot stat ${file}: ${errorMessage(err)}`, `make ${dirname(file)} searchable by the daemon's user, or run doctor as root`)
+  }
+  if ((mode & 0o077) !== 0) {
+    return fail(name, `${file} has mode ${octal(mode)}: other users can read this secret`, `chmod 600 ${file}`)
+  }
+  try {
+    const what = load(file)
+    return pass(name, `${file}, mode ${octal(mode)}${what !== '' ? `, ${what}` : ''}`)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (/EACCES/.test(errorMessage(err)) ? 'EACCES' : undefined)
+    if (code === 'EACCES' && !isRoot()) {
+      return pass(name, `${file}, mode ${octal(mode)}, owner uid ${uid}; not readable by this user, so its content was not checked (run doctor as root for that)`)
+    }
+    return fail(name, errorMessage(err), code === 'EACCES'
+      ? `give the file to the daemon's user: chown aitbc: ${file} && chmod 600 ${file}`
+      : createFix)
+  }
+}
+
+export function checkIdentity (config: MeshConfig): CheckResult {
+  return checkSecretFile('identity key', config.identityFile, file => `peer id ${loadIdentity(file).peerId.toString()}`,
+    `create it: sudo aitbc-mesh init --name ${config.node.name} --role ${config.node.role} --dir ${dirname(config.identityFile)} --config ${config.file} (an existing config is kept; a new key means a new peer id, so every other node must add this one again)`)
+}
+
+export function checkSwarmKey (config: MeshConfig): CheckResult {
+  const name = 'swarm key'
+  if (config.swarmKeyFile == null) return pass(name, 'swarmKey not configured: public network, peers admitted by the allowlist only')
+  return checkSecretFile(name, config.swarmKeyFile, file => { loadSwarmKey(file); return '' },
+    `copy the swarm key from another node of the mesh to ${config.swarmKeyFile} (owner aitbc, mode 0600), or remove swarmKey: from ${config.file}`)
+}
+
+/** What the local daemon reports about itself, if it is running. */
+export interface DaemonIdentity {
+  peerId: string
+  listen: string[]
+}
+
+/** Binds the listen address briefly: free, held by this node's daemon, or held by something else. */
+export async function checkListen (config: MeshConfig, addr: string, daemon: DaemonIdentity | undefined): Promise<CheckResult> {
+  const name = `listen ${addr}`
+  const match = /^\/(?:ip4|ip6|dns4|dns6)\/([^/]+)\/tcp\/(\d+)$/.exec(addr)
+  if (match == null) return fail(name, 'not a TCP listen address', `correct listen: in ${config.file}`)
+  const host = match[1] as string
+  const port = Number(match[2])
+  const heldByDaemon = daemon?.listen.includes(addr) === true
+  const error = await new Promise<NodeJS.ErrnoException | undefined>(resolve => {
+    const server = createServer()
+    server.once('error', err => { resolve(err) })
+    server.listen({ host, port, exclusive: true }, () => { server.close(() => { resolve(undefined) }) })
+  })
+  if (error == null) {
+    if (daemon != null && heldByDaemon) return fail(name, `port ${port} is free, but the running daemon says it listens there`, 'restart the daemon: systemctl restart aitbc-mesh')
+    return pass(name, `port ${port} is free${daemon == null ? '; the daemon is not running' : ''}`)
+  }
+  if (error.code === 'EADDRINUSE') {
+    if (heldByDaemon) return pass(name, `held by this node's daemon, peer id ${daemon!.peerId}`)
+    return fail(name, `port ${port} on ${host} is in use by another process${daemon != null ? ` (the running daemon listens on ${daemon.listen.join(', ')})` : ''}`,
+      `find it with \`ss -ltnp 'sport = :${port}'\` and stop it, or change listen: in ${config.file}${daemon != null ? ', then restart the daemon' : ''}`)
+  }
+  if (error.code === 'EADDRNOTAVAIL') return fail(name, `${host} is not an address of this host`, `correct listen: in ${config.file} (0.0.0.0 listens on every address)`)
+  if (error.code === 'EACCES') return fail(name, `binding port ${port} needs privileges the daemon does not have`, `use a port above 1023 in listen: in ${config.file}`)
+  return fail(name, `cannot bind ${host}:${port}: ${errorMessage(error)}`, `correct listen: in ${config.file}`)
+}
+
+/** A Redis URL without its password, for printing. */
+function redacted (url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password !== '') parsed.password = '***'
+    return parsed.toString()
+  } catch {
+    return url
+  }
+}
+
+export async function checkRedis (config: MeshConfig, timeoutMs: number): Promise<CheckResult> {
+  const name = 'redis reachable'
+  if (config.redisUrl == null) return pass(name, `redis not configured: the embedded store ${config.dataDir}/store.sqlite serves`)
+  const url = redacted(config.redisUrl)
+  const { Redis } = await import('ioredis')
+  const client = new Redis(config.redisUrl, {
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null
+  })
+  // connect() rejects with "Connection is closed"; the cause (ECONNREFUSED, ...) comes as an event.
+  let cause: Error | undefined
+  client.on('error', (err: Error) => { cause ??= err })
+  const started = Date.now()
+  try {
+    await client.connect()
+    await client.ping()
+    return pass(name, `${url}: PONG in ${Date.now() - started} ms`)
+  } catch (err) {
+    return fail(name, `${url}: ${errorMessage(cause ?? err)}`,
+      `start this node's Redis (systemctl start redis-server) or correct redis: in ${config.file} / REDIS_URL in /etc/aitbc/mesh.env`)
+  } finally {
+    client.disconnect()
+  }
+}
+
+export async function checkRpc (config: MeshConfig, timeoutMs: number): Promise<CheckResult> {
+  const name = 'blockchain RPC reachable'
+  if (config.probes.rpc == null) return pass(name, 'probes.rpc not configured: block height and mempool are reported as null')
+  const url = `${config.probes.rpc}/health`
+  const fix = `start the blockchain node${config.probes.service != null ? ` (systemctl start ${config.probes.service})` : ''} or correct probes.rpc in ${config.file}`
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } })
+    await res.body?.cancel()
+    if (!res.ok) return fail(name, `GET ${url} answered ${res.status}`, fix)
+    return pass(name, `GET ${url} answered ${res.status}`)
+  } catch (err) {
+    const name2 = (err as Error).name
+    const why = name2 === 'TimeoutError' || name2 === 'AbortError' ? `no answer within ${timeoutMs} ms` : errorMessage(err)
+    return fail(name, `GET ${url}: ${why}`, fix)
+  }
+}
+
+/** The fields of the daemon's `peers` answer the doctor reads. */
+export interface PeerViewLike {
+  name: string
+  self: boolean
+  connected: boolean
+  status: string
+  reason: string | null
+  addrs: string[]
+  latency_ms: number | null
+  clock_skew_ms: number | null
+}
+
+export function checkDaemon (socket: string, id: { peerId: string, startedAt?: string } | undefined, error: string | undefined): CheckResult {
+  const name = 'daemon running'
+  if (id == null) return fail(name, error ?? `no answer on ${socket}`, START_DAEMON_FIX)
+  return pass(name, `answers on ${socket}, peer id ${id.peerId}${id.startedAt != null ? `, up since ${id.startedAt}` : ''}`)
+}
+
+export function checkPeerMesh (config: MeshConfig, peer: MeshConfig['peers'][number], views: PeerViewLike[] | undefined): CheckResult {
+  const name = `peer ${peer.name} over the mesh`
+  if (views == null) return fail(name, 'not checked: the local daemon is not running', START_DAEMON_FIX)
+  const view = views.find(v => v.name === peer.name && !v.self)
+  if (view == null) return fail(name, `the running daemon does not know ${peer.name} (the config changed after it started)`, 'apply the config: aitbc-mesh reload')
+  if (view.status === 'offline') {
+    const target = /^\/(?:ip4|ip6|dns4|dns6|dns)\/([^/]+)\/tcp\/(\d+)/.exec(peer.addr)
+    const where = target != null ? `${target[1]!} TCP ${target[2]!}` : peer.addr
+    return fail(name, `offline: ${view.reason ?? 'no heartbeat'} (${peer.addr})`,
+      `check that aitbc-mesh runs on ${peer.name} (aitbc-mesh status there), that this host reaches ${where} (firewall), and that ${peer.name}'s allowlist names ${config.node.name} (aitbc-mesh config add-peer there)`)
+  }
+  const latency = view.latency_ms != null ? `, ${view.latency_ms} ms` : ''
+  return pass(name, `${view.connected ? 'connected' : 'heard through other nodes'}, ${view.status}${view.status !== 'online' && view.reason != null ? ` (${view.reason})` : ''}${latency}, ${view.addrs[0] ?? peer.addr}`)
+}
+
+export async function checkPeerSsh (config: MeshConfig, peer: MeshConfig['peers'][number], timeoutMs: number): Promise<CheckResult | undefined> {
+  const ssh = peer.ssh
+  if (ssh == null) return undefined
+  const name = `peer ${peer.name} over SSH`
+  const { reportOverSsh } = await import('../operations/ssh-fallback.js')
+  try {
+    const report = await reportOverSsh({ name: peer.name, role: peer.role }, ssh, timeoutMs)
+    return pass(name, `${ssh.user}@${ssh.host}:${ssh.port} ran "${ssh.command}": ${peer.name} is ${report.status}`)
+  } catch (err) {
+    return fail(name, errorMessage(err),
+      `check peers[].ssh of ${peer.name} in ${config.file}: host, port, user, privateKey (readable by the daemon's user), hostKey (that host's /etc/ssh/ssh_host_ed25519_key.pub); the public key must be in ${ssh.user}'s authorized_keys there`)
+  }
+}
+
+function signed (ms: number): string {
+  return `${ms >= 0 ? '+' : ''}${ms} ms`
+}
+
+/** Clock difference to each peer, from its last heartbeat; the limit is DOCTOR_MAX_CLOCK_SKEW_MS. */
+export function checkClockSkew (config: MeshConfig, views: PeerViewLike[] | undefined, maxSkewMs = DOCTOR_MAX_CLOCK_SKEW_MS): CheckResult {
+  const name = 'clock skew against peers'
+  if (config.peers.length === 0) return pass(name, 'no peers configured')
+  if (views == null) return fail(name, 'not checked: the local daemon is not running', START_DAEMON_FIX)
+  const known: Array<{ name: string, skew: number }> = []
+  const unknown: string[] = []
+  for (const peer of config.peers) {
+    const skew = views.find(v => v.name === peer.name && !v.self)?.clock_skew_ms
+    if (typeof skew === 'number') known.push({ name: peer.name, skew })
+    else unknown.push(peer.name)
+  }
+  const listing = [...known.map(k => `${k.name} ${signed(k.skew)}`), ...unknown.map(n => `${n} unknown (no heartbeat)`)].join(', ')
+  if (known.length === 0) return fail(name, `no heartbeat from any peer yet, so no clock could be compared: ${listing}`, 'make the peers reachable over the mesh (see the lines above)')
+  const off = known.filter(k => Math.abs(k.skew) > maxSkewMs)
+  if (off.length > 0) {
+    return fail(name, `${off.map(k => `${k.name} is ${Math.abs(k.skew)} ms ${k.skew > 0 ? 'ahead' : 'behind'}`).join(', ')} (more than ${maxSkewMs} ms)`,
+      'synchronise the clocks: enable NTP on every host (timedatectl set-ntp true, or chrony)')
+  }
+  return pass(name, `within ${maxSkewMs} ms: ${listing}`)
+}
