@@ -1,0 +1,80 @@
+import { spawnSync } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { tempDir } from '../helpers.js'
+
+const ROOT = join(import.meta.dirname, '..', '..')
+const UNIT_FILE = join(ROOT, 'config', 'aitbc-mesh.service')
+/** Where the unit expects the program (config/install.sh puts it there). */
+const INSTALL_DIR = '/opt/aitbc-mesh'
+
+/** The [Service] section as key -> values (a key may repeat). */
+function serviceSection (text: string): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  let section = ''
+  for (const raw of text.split('\n')) {
+    const line = raw.trim()
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue
+    const header = /^\[(.+)\]$/.exec(line)
+    if (header != null) { section = header[1]!; continue }
+    if (section !== 'Service') continue
+    const eq = line.indexOf('=')
+    out.set(line.slice(0, eq), [...(out.get(line.slice(0, eq)) ?? []), line.slice(eq + 1)])
+  }
+  return out
+}
+
+const hasSystemdAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0
+
+describe('config/aitbc-mesh.service', () => {
+  const service = serviceSection(readFileSync(UNIT_FILE, 'utf8'))
+  const value = (key: string): string | undefined => service.get(key)?.at(-1)
+
+  it('runs the daemon as its own user in a sandbox, restarting on failure and reloading on SIGHUP', () => {
+    expect(value('User')).toBe('aitbc')
+    expect(value('Group')).toBe('aitbc')
+    expect(value('ExecStart')).toBe(`${INSTALL_DIR}/node_modules/.bin/node --max-semi-space-size=2 ${INSTALL_DIR}/dist/src/cli/main.js daemon --config /etc/aitbc/mesh.yaml`)
+    expect(value('ExecReload')).toBe('/bin/kill -HUP $MAINPID')
+    expect(value('Restart')).toBe('on-failure')
+    expect(value('EnvironmentFile')).toBe('-/etc/aitbc/mesh.env')
+    expect(service.get('Environment')).toContain('NODE_COMPILE_CACHE=/var/cache/aitbc-mesh')
+    expect(value('CacheDirectory')).toBe('aitbc-mesh')
+    // The control socket /run/aitbc/mesh.sock (0660): the group may enter the folder.
+    expect(value('RuntimeDirectory')).toBe('aitbc')
+    expect(value('RuntimeDirectoryMode')).toBe('0750')
+    expect(value('StateDirectory')).toBe('aitbc/mesh')
+    expect(value('UMask')).toBe('0007')
+    expect(value('NoNewPrivileges')).toBe('yes')
+    expect(value('ProtectSystem')).toBe('strict')
+    expect(service.get('ReadWritePaths')).toEqual(['-/var/log/aitbc'])
+    expect(value('CapabilityBoundingSet')).toBe('')
+    for (const key of ['ProtectHome', 'PrivateTmp', 'PrivateDevices', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectKernelLogs',
+      'ProtectControlGroups', 'RestrictNamespaces', 'RestrictSUIDSGID', 'LockPersonality']) {
+      expect(value(key), key).toBe('yes')
+    }
+    expect(value('RestrictAddressFamilies')?.split(' ').sort()).toEqual(['AF_INET', 'AF_INET6', 'AF_NETLINK', 'AF_UNIX'])
+    expect(value('SystemCallArchitectures')).toBe('native')
+    // V8's JIT needs memory that is writable and executable.
+    expect(service.has('MemoryDenyWriteExecute')).toBe(false)
+  })
+
+  it.skipIf(!hasSystemdAnalyze)('passes `systemd-analyze verify` without a complaint (with its paths pointed at this checkout)', () => {
+    // verify needs the ExecStart binary to exist, so the copy runs the checkout's build and runtime.
+    expect(existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js')), 'run `npm run build` first').toBe(true)
+    const copy = join(tempDir('aitbc-mesh-unit-'), 'aitbc-mesh.service')
+    writeFileSync(copy, readFileSync(UNIT_FILE, 'utf8').replaceAll(INSTALL_DIR, ROOT))
+    const res = spawnSync('systemd-analyze', ['verify', copy], { encoding: 'utf8' })
+    // verify exits 0 even for unknown keys or values it ignores: any line about the unit is a failure.
+    const complaints = `${res.stdout}${res.stderr}`.split('\n').filter(line => line.trim() !== '')
+    expect(complaints).toEqual([])
+    expect(res.status).toBe(0)
+  })
+
+  it.skipIf(!hasSystemdAnalyze)('the check above catches a bad directive', () => {
+    const copy = join(tempDir('aitbc-mesh-unit-'), 'aitbc-mesh.service')
+    writeFileSync(copy, readFileSync(UNIT_FILE, 'utf8').replaceAll(INSTALL_DIR, ROOT).replace('ProtectSystem=strict', 'ProtectSystem=strictest'))
+    const res = spawnSync('systemd-analyze', ['verify', copy], { encoding: 'utf8' })
+    expect(`${res.stdout}${res.stderr}`).toMatch(/Failed to parse protect system value, ignoring: strictest/)
+  })
+})
