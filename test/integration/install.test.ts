@@ -366,6 +366,10 @@ describe('README: install on two hosts', () => {
       const other = host === genesis ? follower : genesis
       expect(doctor.stdout).toContain(`PASS peer ${other.name} over the mesh (connected, online, `)
       expect(doctor.stdout).toContain('PASS listen /ip4/0.0.0.0/tcp/7070 (held by this node\'s daemon, ')
+      // Without sudo, as a member of group aitbc: the identity key's mode is checked, not its content.
+      const asOperator = await operator(host, 'aitbc-mesh doctor')
+      expect(asOperator.code, asOperator.stdout + asOperator.stderr).toBe(0)
+      expect(asOperator.stdout).toMatch(/^PASS identity key \(\/var\/lib\/aitbc\/mesh\/identity\.key, mode 0600, owner uid \d+; not readable by this user, so its content was not checked \(run doctor as root for that\)\)$/m)
     }
   })
 })
