@@ -16,6 +16,19 @@ export class TimeoutError extends Error {
   override name = 'TimeoutError'
 }
 
+/** `work`, or a TimeoutError naming `label` once `ms` have passed (the work itself is not cancelled). */
+export async function withTimeout<T> (label: string, work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new TimeoutError(`${label} did not finish within ${ms} ms`)) }, ms) })
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 export class ProtocolError extends Error {
   override name = 'ProtocolError'
 }

@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import { loadConfig, type MeshConfig } from '../config/config.js'
 import { HANG_UP_TIMEOUT_MS, OPS_LIST_DEFAULT, PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
 import { ControlServer, type ControlMethod, type MethodContext } from '../control/server.js'
-import { ConfigError, errorMessage, UsageError } from '../errors.js'
+import { ConfigError, errorMessage, UsageError, withTimeout } from '../errors.js'
 import { AllowlistGater } from '../mesh/gater.js'
 import { HeartbeatService } from '../mesh/heartbeat.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
@@ -21,18 +21,6 @@ import { openStore, type StoreBackend } from '../store/index.js'
 import { Messaging, messageView } from '../messaging/messaging.js'
 import { observedStore } from '../store/observed.js'
 import type { HttpService, HttpSource } from '../http/index.js'
-
-async function bounded<T> (label: string, work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error(`${label} did not finish within ${ms} ms`)) }, ms) })
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 interface DaemonParts {
   config: MeshConfig
@@ -426,7 +414,7 @@ export class Daemon {
       this.connector.forget(removed.peerId)
       const failed = this.messaging.forgetNode(removed.name)
       try {
-        await bounded(`closing the connection to ${removed.name}`, this.libp2p.hangUp(removed.peerId), HANG_UP_TIMEOUT_MS)
+        await withTimeout(`closing the connection to ${removed.name}`, this.libp2p.hangUp(removed.peerId), HANG_UP_TIMEOUT_MS)
       } catch (err) {
         this.log.warn({ event: 'hang_up_failed', peer: removed.name, peerId: removed.peerId.toString(), err: errorMessage(err) }, 'could not close the connection to a removed peer')
       }
@@ -474,7 +462,7 @@ export class Daemon {
     ]
     for (const [label, step] of steps) {
       try {
-        await bounded(label, Promise.resolve().then(step), SHUTDOWN_STEP_TIMEOUT_MS)
+        await withTimeout(label, Promise.resolve().then(step), SHUTDOWN_STEP_TIMEOUT_MS)
       } catch (err) {
         this.log.warn({ event: 'shutdown_step_failed', step: label, err: errorMessage(err) }, 'shutdown step failed; continuing')
       }

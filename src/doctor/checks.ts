@@ -125,22 +125,11 @@ export async function checkListen (config: MeshConfig, addr: string, daemon: Dae
   return fail(name, `cannot bind ${host}:${port}: ${errorMessage(error)}`, `correct listen: in ${config.file}`)
 }
 
-/** A Redis URL without its password, for printing. */
-function redacted (url: string): string {
-  try {
-    const parsed = new URL(url)
-    if (parsed.password !== '') parsed.password = '***'
-    return parsed.toString()
-  } catch {
-    return url
-  }
-}
-
 export async function checkRedis (config: MeshConfig, timeoutMs: number): Promise<CheckResult> {
   const name = 'redis reachable'
   if (config.redisUrl == null) return pass(name, `redis not configured: the embedded store ${config.dataDir}/store.sqlite serves`)
-  const url = redacted(config.redisUrl)
-  const { Redis } = await import('ioredis')
+  const [{ Redis }, { redactRedisUrl }] = await Promise.all([import('ioredis'), import('../store/redis-backend.js')])
+  const url = redactRedisUrl(config.redisUrl)
   const client = new Redis(config.redisUrl, {
     lazyConnect: true,
     connectTimeout: timeoutMs,

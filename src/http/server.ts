@@ -4,7 +4,7 @@ import {
   HTTP_HANDLER_TIMEOUT_MS, HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEP_ALIVE_TIMEOUT_MS, HTTP_MAX_CONNECTIONS, HTTP_MAX_EVENT_STREAMS,
   HTTP_MAX_HEADER_BYTES, HTTP_REQUEST_TIMEOUT_MS
 } from '../constants.js'
-import { errorMessage } from '../errors.js'
+import { errorMessage, withTimeout } from '../errors.js'
 import type { Liveness, PeerState } from '../mesh/peer-table.js'
 import { PrometheusMeshMetrics } from './metrics.js'
 import { loadPage, PAGE_FILES, type PageAsset } from './page.js'
@@ -42,15 +42,6 @@ function loopbackHost (host: string | undefined): boolean {
   if (host == null) return false
   const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '')
   return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name)
-}
-
-async function bounded<T> (work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([work, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error(`${what} took over ${ms} ms`)) }, ms) })])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 /**
@@ -148,13 +139,13 @@ export class HttpService {
       const asset = this.assets.get(path)
       if (asset != null) { this.send(req, res, 200, asset.contentType, asset.body, { 'Cache-Control': 'no-cache' }); return }
       if (path === '/metrics') {
-        const text = await bounded(this.metrics.text(), HTTP_HANDLER_TIMEOUT_MS, 'collecting metrics')
+        const text = await withTimeout('collecting metrics', this.metrics.text(), HTTP_HANDLER_TIMEOUT_MS)
         this.send(req, res, 200, this.metrics.contentType, text)
       } else if (path === '/health') {
         const health = this.health()
         this.send(req, res, health.status === 'ok' ? 200 : 503, 'application/json; charset=utf-8', JSON.stringify(health) + '\n')
       } else if (path === '/api/state') {
-        const snapshot = await bounded(buildSnapshot(this.source!), HTTP_HANDLER_TIMEOUT_MS, 'building the status')
+        const snapshot = await withTimeout('building the status', buildSnapshot(this.source!), HTTP_HANDLER_TIMEOUT_MS)
         this.send(req, res, 200, 'application/json; charset=utf-8', JSON.stringify(snapshot) + '\n')
       } else {
         this.follow(req, res)
@@ -218,7 +209,7 @@ export class HttpService {
     }
     if (only == null) this.pushing = true
     try {
-      const snapshot = await bounded(buildSnapshot(this.source!), HTTP_HANDLER_TIMEOUT_MS, 'building the status')
+      const snapshot = await withTimeout('building the status', buildSnapshot(this.source!), HTTP_HANDLER_TIMEOUT_MS)
       const frame = `event: state\ndata: ${JSON.stringify(snapshot)}\n\n`
       for (const res of only != null ? [only] : this.streams) {
         if (res.writableEnded || res.destroyed) continue
