@@ -89,6 +89,20 @@ export const ANTI_ENTROPY_INTERVAL_MS = 15000
 export const ANTI_ENTROPY_TIMEOUT_MS = 10000
 export const ANTI_ENTROPY_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
+/** Trust: bounds on what peers send. */
+/**
+ * Wire timestamps (clock stamps, heartbeat and message times) further than this from our clock
+ * are refused. NTP keeps hosts within milliseconds; a minute leaves room for a host whose time
+ * source hiccupped without letting a peer stamp a change far into the future.
+ */
+export const DEFAULT_TRUST_CLOCK_SKEW_MS = 60_000
+/** Who may remove agents owned by other nodes (besides each owner itself): the hub. */
+export const DEFAULT_REMOVALS_FROM = ['genesis'] as const
+/** A peer's rejected inputs are logged once per reason, then summarised at most this often. */
+export const REJECTION_LOG_INTERVAL_MS = 60_000
+/** Distinct (peer, reason) pairs the rejection log remembers; the oldest is forgotten first. */
+export const REJECTION_LOG_MAX_KEYS = 1024
+
 /** Coordination messages. */
 export const MESSAGE_MAX_BODY_BYTES = 64 * 1024
 export const MESSAGE_DEFAULT_TTL_S = 3600

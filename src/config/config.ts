@@ -33,6 +33,7 @@ export interface MeshConfig {
   actions: Record<string, ActionConfig>
   sync: RawConfig['sync']
   heartbeat: { intervalMs: number, offlineAfterMs: number }
+  trust: { clockSkewMs: number, removalsFrom: string[] }
   logLevel?: string
 }
 
@@ -101,6 +102,11 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
   const configNames = raw.probes.configFiles.map(f => f.split('/').pop())
   const clash = configNames.find((n, i) => configNames.indexOf(n) !== i)
   if (clash != null) throw new ConfigError(file, 'probes.configFiles', `two files are named "${clash}"; configuration sync matches files by name, so names must be unique`)
+  raw.trust.removalsFrom.forEach((who, i) => {
+    if (who !== 'genesis' && who !== 'follower' && !names.has(who)) {
+      throw new ConfigError(file, `trust.removalsFrom[${i}]`, `"${who}" is neither a role (genesis, follower) nor a node of this config (${[...names].join(', ')})`)
+    }
+  })
   const dataDir = abs(raw.dataDir)
   const intervalMs = raw.heartbeat.intervalMs
   if (raw.heartbeat.offlineAfterMs != null && raw.heartbeat.offlineAfterMs < 2 * intervalMs) {
@@ -128,6 +134,7 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     actions: raw.actions,
     sync: raw.sync,
     heartbeat: { intervalMs, offlineAfterMs: raw.heartbeat.offlineAfterMs ?? intervalMs * OFFLINE_AFTER_INTERVALS },
+    trust: raw.trust,
     ...(raw.logLevel != null ? { logLevel: raw.logLevel } : {})
   }
 }

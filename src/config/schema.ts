@@ -1,7 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
-import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, RESERVED_TARGET_NAMES } from '../constants.js'
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, RESERVED_TARGET_NAMES } from '../constants.js'
 
 export const ROLES = ['genesis', 'follower'] as const
 export type Role = typeof ROLES[number]
@@ -130,6 +130,16 @@ export const configSchema = z.object({
     intervalMs: z.number().int().min(100).max(60000).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
     offlineAfterMs: z.number().int().min(200).max(600000).optional()
   }).strict().default({ intervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS }),
+  /** What this node accepts from its peers beyond the allowlist. */
+  trust: z.object({
+    /** Timestamps and clock stamps from the wire further than this from our clock are refused. */
+    clockSkewMs: z.number().int().min(1000).max(3600_000).default(DEFAULT_TRUST_CLOCK_SKEW_MS),
+    /**
+     * Nodes (names, or the roles genesis/follower) whose removals of agents owned by other nodes
+     * are applied; every node may always remove its own agents.
+     */
+    removalsFrom: z.array(z.string().min(1)).default([...DEFAULT_REMOVALS_FROM])
+  }).strict().default({ clockSkewMs: DEFAULT_TRUST_CLOCK_SKEW_MS, removalsFrom: [...DEFAULT_REMOVALS_FROM] }),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional()
 }).strict()
 
