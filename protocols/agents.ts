@@ -1,4 +1,5 @@
 import { decodeMessage, encodeMessage, MaxLengthError, message, streamMessage } from 'protons-runtime'
+import { alloc as uint8ArrayAlloc } from 'uint8arrays/alloc'
 import type { Codec, DecodeOptions } from 'protons-runtime'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
@@ -143,6 +144,8 @@ export interface AgentUpdate {
   clock?: Clock
   removed: boolean
   recordJson: string
+  owner: string
+  signature: Uint8Array<ArrayBuffer>
 }
 
 export namespace AgentUpdate {
@@ -180,6 +183,16 @@ export namespace AgentUpdate {
           w.string(obj.recordJson)
         }
 
+        if ((obj.owner != null && obj.owner !== '')) {
+          w.uint32(50)
+          w.string(obj.owner)
+        }
+
+        if ((obj.signature != null && obj.signature.byteLength > 0)) {
+          w.uint32(58)
+          w.bytes(obj.signature)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -188,7 +201,9 @@ export namespace AgentUpdate {
           origin: '',
           agentId: '',
           removed: false,
-          recordJson: ''
+          recordJson: '',
+          owner: '',
+          signature: uint8ArrayAlloc(0)
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -217,6 +232,14 @@ export namespace AgentUpdate {
             }
             case 5: {
               obj.recordJson = reader.string()
+              break
+            }
+            case 6: {
+              obj.owner = reader.string()
+              break
+            }
+            case 7: {
+              obj.signature = reader.bytes()
               break
             }
             default: {
@@ -269,6 +292,20 @@ export namespace AgentUpdate {
               }
               break
             }
+            case 6: {
+              yield {
+                field: `${prefix}.owner`,
+                value: reader.string()
+              }
+              break
+            }
+            case 7: {
+              yield {
+                field: `${prefix}.signature`,
+                value: reader.bytes()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -316,6 +353,16 @@ export namespace AgentUpdate {
     value: string
   }
 
+  export interface AgentUpdateOwnerFieldEvent {
+    field: '$.owner'
+    value: string
+  }
+
+  export interface AgentUpdateSignatureFieldEvent {
+    field: '$.signature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<AgentUpdate>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, AgentUpdate.codec())
   }
@@ -324,8 +371,223 @@ export namespace AgentUpdate {
     return decodeMessage(buf, AgentUpdate.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<AgentUpdate>): Generator<AgentUpdateOriginFieldEvent | AgentUpdateAgentIdFieldEvent | AgentUpdateClockMsFieldEvent | AgentUpdateClockCounterFieldEvent | AgentUpdateClockNodeFieldEvent | AgentUpdateRemovedFieldEvent | AgentUpdateRecordJsonFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<AgentUpdate>): Generator<AgentUpdateOriginFieldEvent | AgentUpdateAgentIdFieldEvent | AgentUpdateClockMsFieldEvent | AgentUpdateClockCounterFieldEvent | AgentUpdateClockNodeFieldEvent | AgentUpdateRemovedFieldEvent | AgentUpdateRecordJsonFieldEvent | AgentUpdateOwnerFieldEvent | AgentUpdateSignatureFieldEvent> {
     return streamMessage(buf, AgentUpdate.codec(), opts)
+  }
+}
+
+export interface SignedAgentChange {
+  domain: string
+  agentId: string
+  clock?: Clock
+  removed: boolean
+  recordJson: string
+  owner: string
+}
+
+export namespace SignedAgentChange {
+  let _codec: Codec<SignedAgentChange>
+
+  export const codec = (): Codec<SignedAgentChange> => {
+    if (_codec == null) {
+      _codec = message<SignedAgentChange>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.domain != null && obj.domain !== '')) {
+          w.uint32(10)
+          w.string(obj.domain)
+        }
+
+        if ((obj.agentId != null && obj.agentId !== '')) {
+          w.uint32(18)
+          w.string(obj.agentId)
+        }
+
+        if (obj.clock != null) {
+          w.uint32(26)
+          Clock.codec().encode(obj.clock, w)
+        }
+
+        if ((obj.removed != null && obj.removed !== false)) {
+          w.uint32(32)
+          w.bool(obj.removed)
+        }
+
+        if ((obj.recordJson != null && obj.recordJson !== '')) {
+          w.uint32(42)
+          w.string(obj.recordJson)
+        }
+
+        if ((obj.owner != null && obj.owner !== '')) {
+          w.uint32(50)
+          w.string(obj.owner)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          domain: '',
+          agentId: '',
+          removed: false,
+          recordJson: '',
+          owner: ''
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.domain = reader.string()
+              break
+            }
+            case 2: {
+              obj.agentId = reader.string()
+              break
+            }
+            case 3: {
+              obj.clock = Clock.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.clock
+              })
+              break
+            }
+            case 4: {
+              obj.removed = reader.bool()
+              break
+            }
+            case 5: {
+              obj.recordJson = reader.string()
+              break
+            }
+            case 6: {
+              obj.owner = reader.string()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.domain`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.agentId`,
+                value: reader.string()
+              }
+              break
+            }
+            case 3: {
+              yield * Clock.codec().stream(reader, reader.uint32(), `${prefix}.clock`, {
+                limits: opts.limits?.clock
+              })
+
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.removed`,
+                value: reader.bool()
+              }
+              break
+            }
+            case 5: {
+              yield {
+                field: `${prefix}.recordJson`,
+                value: reader.string()
+              }
+              break
+            }
+            case 6: {
+              yield {
+                field: `${prefix}.owner`,
+                value: reader.string()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface SignedAgentChangeDomainFieldEvent {
+    field: '$.domain'
+    value: string
+  }
+
+  export interface SignedAgentChangeAgentIdFieldEvent {
+    field: '$.agentId'
+    value: string
+  }
+
+  export interface SignedAgentChangeClockMsFieldEvent {
+    field: '$.clock.ms'
+    value: bigint
+  }
+
+  export interface SignedAgentChangeClockCounterFieldEvent {
+    field: '$.clock.counter'
+    value: number
+  }
+
+  export interface SignedAgentChangeClockNodeFieldEvent {
+    field: '$.clock.node'
+    value: string
+  }
+
+  export interface SignedAgentChangeRemovedFieldEvent {
+    field: '$.removed'
+    value: boolean
+  }
+
+  export interface SignedAgentChangeRecordJsonFieldEvent {
+    field: '$.recordJson'
+    value: string
+  }
+
+  export interface SignedAgentChangeOwnerFieldEvent {
+    field: '$.owner'
+    value: string
+  }
+
+  export function encode (obj: Partial<SignedAgentChange>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, SignedAgentChange.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SignedAgentChange>): SignedAgentChange {
+    return decodeMessage(buf, SignedAgentChange.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SignedAgentChange>): Generator<SignedAgentChangeDomainFieldEvent | SignedAgentChangeAgentIdFieldEvent | SignedAgentChangeClockMsFieldEvent | SignedAgentChangeClockCounterFieldEvent | SignedAgentChangeClockNodeFieldEvent | SignedAgentChangeRemovedFieldEvent | SignedAgentChangeRecordJsonFieldEvent | SignedAgentChangeOwnerFieldEvent> {
+    return streamMessage(buf, SignedAgentChange.codec(), opts)
   }
 }
 
@@ -586,6 +848,7 @@ export namespace SyncRequest {
 export interface SyncResponse {
   updates: AgentUpdate[]
   want: string[]
+  more: boolean
 }
 
 export namespace SyncResponse {
@@ -612,13 +875,19 @@ export namespace SyncResponse {
           }
         }
 
+        if ((obj.more != null && obj.more !== false)) {
+          w.uint32(24)
+          w.bool(obj.more)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           updates: [],
-          want: []
+          want: [],
+          more: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -643,6 +912,10 @@ export namespace SyncResponse {
               }
 
               obj.want.push(reader.string())
+              break
+            }
+            case 3: {
+              obj.more = reader.bool()
               break
             }
             default: {
@@ -696,6 +969,13 @@ export namespace SyncResponse {
 
               obj.want++
 
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.more`,
+                value: reader.bool()
+              }
               break
             }
             default: {
@@ -752,10 +1032,27 @@ export namespace SyncResponse {
     index: number
   }
 
+  export interface SyncResponseUpdatesOwnerFieldEvent {
+    field: '$.updates[].owner'
+    value: string
+    index: number
+  }
+
+  export interface SyncResponseUpdatesSignatureFieldEvent {
+    field: '$.updates[].signature'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
   export interface SyncResponseWantFieldEvent {
     field: '$.want[]'
     index: number
     value: string
+  }
+
+  export interface SyncResponseMoreFieldEvent {
+    field: '$.more'
+    value: boolean
   }
 
   export function encode (obj: Partial<SyncResponse>): Uint8Array<ArrayBuffer> {
@@ -766,7 +1063,7 @@ export namespace SyncResponse {
     return decodeMessage(buf, SyncResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SyncResponse>): Generator<SyncResponseUpdatesOriginFieldEvent | SyncResponseUpdatesAgentIdFieldEvent | SyncResponseUpdatesClockMsFieldEvent | SyncResponseUpdatesClockCounterFieldEvent | SyncResponseUpdatesClockNodeFieldEvent | SyncResponseUpdatesRemovedFieldEvent | SyncResponseUpdatesRecordJsonFieldEvent | SyncResponseWantFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SyncResponse>): Generator<SyncResponseUpdatesOriginFieldEvent | SyncResponseUpdatesAgentIdFieldEvent | SyncResponseUpdatesClockMsFieldEvent | SyncResponseUpdatesClockCounterFieldEvent | SyncResponseUpdatesClockNodeFieldEvent | SyncResponseUpdatesRemovedFieldEvent | SyncResponseUpdatesRecordJsonFieldEvent | SyncResponseUpdatesOwnerFieldEvent | SyncResponseUpdatesSignatureFieldEvent | SyncResponseWantFieldEvent | SyncResponseMoreFieldEvent> {
     return streamMessage(buf, SyncResponse.codec(), opts)
   }
 }
@@ -907,6 +1204,18 @@ export namespace SyncPush {
     index: number
   }
 
+  export interface SyncPushUpdatesOwnerFieldEvent {
+    field: '$.updates[].owner'
+    value: string
+    index: number
+  }
+
+  export interface SyncPushUpdatesSignatureFieldEvent {
+    field: '$.updates[].signature'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
   export function encode (obj: Partial<SyncPush>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, SyncPush.codec())
   }
@@ -915,7 +1224,7 @@ export namespace SyncPush {
     return decodeMessage(buf, SyncPush.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SyncPush>): Generator<SyncPushUpdatesOriginFieldEvent | SyncPushUpdatesAgentIdFieldEvent | SyncPushUpdatesClockMsFieldEvent | SyncPushUpdatesClockCounterFieldEvent | SyncPushUpdatesClockNodeFieldEvent | SyncPushUpdatesRemovedFieldEvent | SyncPushUpdatesRecordJsonFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SyncPush>): Generator<SyncPushUpdatesOriginFieldEvent | SyncPushUpdatesAgentIdFieldEvent | SyncPushUpdatesClockMsFieldEvent | SyncPushUpdatesClockCounterFieldEvent | SyncPushUpdatesClockNodeFieldEvent | SyncPushUpdatesRemovedFieldEvent | SyncPushUpdatesRecordJsonFieldEvent | SyncPushUpdatesOwnerFieldEvent | SyncPushUpdatesSignatureFieldEvent> {
     return streamMessage(buf, SyncPush.codec(), opts)
   }
 }

@@ -87,7 +87,23 @@ export const AGENT_TOMBSTONE_RETENTION_MS = 7 * 24 * 3600 * 1000
 export const AGENT_SWEEP_INTERVAL_MS = 5000
 export const ANTI_ENTROPY_INTERVAL_MS = 15000
 export const ANTI_ENTROPY_TIMEOUT_MS = 10000
-export const ANTI_ENTROPY_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+/** One anti-entropy message: digest, response or push (a 64 KiB record fits many times over). */
+export const ANTI_ENTROPY_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+/**
+ * Entries one digest may carry. Ten times any AITBC deployment's agent count; a peer's larger
+ * digest is refused before it is decoded further, so it cannot make us allocate for it.
+ */
+export const ANTI_ENTROPY_MAX_DIGEST_ENTRIES = 20_000
+/** Anti-entropy exchanges at once with one peer, each way. */
+export const ANTI_ENTROPY_MAX_STREAMS = 8
+/** Updates (and wanted ids) one anti-entropy response or push carries; the rest follow in another round. */
+export const ANTI_ENTROPY_MAX_UPDATES = 1000
+/** Bytes of records one response or push carries, below the message limit with room for framing. */
+export const ANTI_ENTROPY_MAX_UPDATE_BYTES = 6 * 1024 * 1024
+/** Same-millisecond changes one clock stamp may count; far above any real rate, far below uint32. */
+export const AGENT_CLOCK_MAX_COUNTER = 1_000_000_000
+/** Agent ids in one gossip update and digest entry. */
+export const AGENT_ID_MAX_LENGTH = 128
 
 /** Trust: bounds on what peers send. */
 /**

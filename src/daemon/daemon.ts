@@ -15,6 +15,7 @@ import { OperationProtocol } from '../operations/operation-protocol.js'
 import { OperationRunner } from '../operations/runner.js'
 import { LastSync, OperationLog } from '../operations/op-log.js'
 import type { ActionResult } from '../operations/actions.js'
+import { ChangeAuthority } from '../registry/authorship.js'
 import { AgentRegistry } from '../registry/registry.js'
 import { AgentReplication } from '../registry/replication.js'
 import { openStore, type StoreBackend } from '../store/index.js'
@@ -130,7 +131,14 @@ export class Daemon {
     const opened = await openStore(config, log)
     const store = metrics != null ? observedStore(opened, metrics) : opened
     const lastSync = new LastSync(store, log)
-    const registry = new AgentRegistry(config.node.name, store, log)
+    const authority = new ChangeAuthority({
+      node: config.node.name,
+      privateKey: identity.privateKey,
+      peerKey: name => peers.get(name)?.peerId.publicKey,
+      roleOf: name => name === config.node.name ? config.node.role : peers.get(name)?.role,
+      removalsFrom: () => config.trust.removalsFrom
+    })
+    const registry = new AgentRegistry({ node: config.node.name, store, log, authority, clockSkewMs: config.trust.clockSkewMs })
     const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log })
     const probes = new LocalProbes({
       config,

@@ -98,7 +98,7 @@ export class Inbox {
     }
     this.known.set(message.id, { position: message.position, storedAt: now })
     this.unwritten.set(message.id, message)
-    const stored = await this.writer.commit(message.id)
+    const stored = await this.writer.commit(message.id) === 'written'
     if (!stored && this.unwritten.has(message.id)) {
       throw new Error(`store unavailable: ${this.writer.error ?? 'write failed'}`)
     }

@@ -109,7 +109,7 @@ export class Outbox {
       targets: Object.fromEntries(targets.map(t => [t, { state: 'pending', attempts: 0 } satisfies TargetDelivery]))
     }
     this.track(message)
-    const stored = await this.writer.commit(message.id)
+    const stored = await this.writer.commit(message.id) === 'written'
     if (!stored) {
       // Not persisted: refuse rather than return an id that a restart could lose.
       this.forget(message.id)

@@ -1,57 +1,86 @@
 import type { Logger } from 'pino'
-import { AGENT_SWEEP_INTERVAL_MS, AGENT_TOMBSTONE_RETENTION_MS } from '../constants.js'
+import { AGENT_INACTIVE_AFTER_S, AGENT_REMOVE_AFTER_INACTIVE_S, AGENT_SWEEP_INTERVAL_MS, AGENT_TOMBSTONE_RETENTION_MS } from '../constants.js'
 import { errorMessage, UsageError } from '../errors.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
 import { DirtyWriter } from '../store/writer.js'
 import { parseInput } from '../validation.js'
 import {
-  agentRecordSchema, assertRecordSize, discover, effectiveStatus, heartbeatInput, isExpired, listInput,
+  agentRecordSchema, assertRecordSize, discover, effectiveStatus, heartbeatAge, heartbeatInput, isExpired, listInput,
   registerInput, removeInput, viewOf, type AgentRecord
 } from './agent.js'
+import { ChangeRejected, type ChangeAuthority } from './authorship.js'
 import { compareClocks, nextClock, type Clock } from './clock.js'
+import { checkBounds, clockFrom, entryFromStored, toStored, type AgentEntry, type StoredChange, type UnsignedEntry } from './entry.js'
 
+export type { AgentEntry } from './entry.js'
+
+/** The agent as the AITBC coordinator reads it (derived status and health score). */
 export const AGENT_KEY_PREFIX = 'agent:'
 export const ACTIVE_SET = 'agents:active'
-export const TOMBSTONE_KEY_PREFIX = 'mesh:agent-removed:'
-
-/** One agent as replicated: its latest record, or a tombstone if it was removed. */
-export interface AgentEntry {
-  agentId: string
-  clock: Clock
-  record?: AgentRecord
-  removedAt?: number
-}
-
-/** Stored form of an agent: the AITBC record plus the replication clock. */
-type StoredAgent = AgentRecord & { mesh_clock: Clock }
-interface StoredTombstone { agent_id: string, removed_at: string, mesh_clock: Clock }
+/** The signed change behind each agent (record or removal): what the registry loads at start. */
+export const CHANGE_KEY_PREFIX = 'mesh:agent-change:'
+/** Unsigned tombstones of earlier versions; migrated (own) or dropped (others') at start. */
+export const LEGACY_TOMBSTONE_KEY_PREFIX = 'mesh:agent-removed:'
 
 export interface RegistryHealth {
   ok: boolean
   reason?: string
   pendingWrites: number
+  /** Changes the store refused for good since the start (each logged with its reason). */
+  droppedWrites: number
 }
+
+export interface RegistryInit {
+  node: string
+  store: StoreBackend
+  log: Logger
+  authority: ChangeAuthority
+  /** trust.clockSkewMs: how far a peer's stamps may be from our clock. */
+  clockSkewMs: number
+}
+
+/** What applying a peer's change did; a change that may not be applied throws ChangeRejected. */
+export type ApplyResult = 'applied' | 'stale'
+
+/** Agents of earlier versions: the clock inside the record, no signature. */
+type LegacyStoredAgent = AgentRecord & { mesh_clock?: Clock }
+interface LegacyTombstone { agent_id: string, removed_at: string, mesh_clock: Clock }
 
 /**
  * The agent registry of this node. Memory holds the authoritative copy and answers every read;
- * the store keeps it across restarts. Writes go to the store at once; when the store is down,
- * changed ids are remembered and written when it is back, so nothing acknowledged is lost.
- * Conflicting updates of one agent are ordered by their clocks (last writer wins), the same way
- * on every node.
+ * the store keeps it across restarts. Every change is signed by the node that made it and
+ * verified wherever it is applied, so a node can only change what it owns. Writes go to the
+ * store at once; when the store is down, changed ids are remembered and written when it is
+ * back, so nothing acknowledged is lost. Conflicting updates of one agent are ordered by their
+ * clocks (last writer wins), the same way on every node.
  */
 export class AgentRegistry {
   private readonly entries = new Map<string, AgentEntry>()
   /** Ids whose `agents:active` membership is currently written as active. */
   private readonly activeWritten = new Set<string>()
+  /**
+   * Records of other nodes left by an earlier version, unsigned so never loaded: kept in the
+   * store (the coordinator reads them) until their owner's signed copy replaces them or they
+   * expire. Value: last heartbeat (ms).
+   */
+  private readonly legacyForeign = new Map<string, number>()
   private sweepTimer?: NodeJS.Timeout
   private flushing?: Promise<void>
   private readonly writer: DirtyWriter
+  private readonly node: string
+  private readonly store: StoreBackend
+  private readonly log: Logger
+  private readonly authority: ChangeAuthority
   /** Called for every change made here, so it can be gossiped. */
   onLocalChange?: (entry: AgentEntry) => void
   private readonly watchers = new Set<(entry: AgentEntry) => void>()
 
-  constructor (private readonly node: string, private readonly store: StoreBackend, private readonly log: Logger) {
-    this.writer = new DirtyWriter(store, (id, now) => this.opsFor(id, now), log, 'agents')
+  constructor (private readonly init: RegistryInit) {
+    this.node = init.node
+    this.store = init.store
+    this.log = init.log
+    this.authority = init.authority
+    this.writer = new DirtyWriter(init.store, (id, now) => this.opsFor(id, now), init.log, 'agents')
   }
 
   async start (): Promise<void> {
@@ -71,9 +100,10 @@ export class AgentRegistry {
   health (): RegistryHealth {
     const store = this.store.health()
     const pending = this.writer.pending
-    if (!store.ok) return { ok: false, reason: `${store.reason ?? 'store unavailable'}; serving from memory, ${pending} change(s) to write when it is back`, pendingWrites: pending }
-    if (this.writer.error != null && pending > 0) return { ok: false, reason: `store writes failing: ${this.writer.error}; ${pending} change(s) pending`, pendingWrites: pending }
-    return { ok: true, pendingWrites: pending }
+    const dropped = this.writer.dropped
+    if (!store.ok) return { ok: false, reason: `${store.reason ?? 'store unavailable'}; serving from memory, ${pending} change(s) to write when it is back`, pendingWrites: pending, droppedWrites: dropped }
+    if (this.writer.error != null && pending > 0) return { ok: false, reason: `store writes failing: ${this.writer.error}; ${pending} change(s) pending`, pendingWrites: pending, droppedWrites: dropped }
+    return { ok: true, pendingWrites: pending, droppedWrites: dropped }
   }
 
   // ---- commands from local callers ----
@@ -82,6 +112,7 @@ export class AgentRegistry {
     const data = parseInput(registerInput, input, 'agents register')
     const now = Date.now()
     const existing = this.entries.get(data.agent_id)
+    if (existing?.record != null && !isExpired(existing.record, now)) this.assertOwnAgent(existing, 'register')
     const nowIso = new Date(now).toISOString()
     const record: AgentRecord = {
       agent_id: data.agent_id,
@@ -101,8 +132,7 @@ export class AgentRegistry {
     }
     record.health_score = viewOf(record, now).health_score
     assertRecordSize(record)
-    const entry: AgentEntry = { agentId: record.agent_id, clock: nextClock(this.node, existing?.clock, now), record }
-    await this.commit(entry, true)
+    await this.commitLocal(record.agent_id, existing?.clock, now, record)
     return viewOf(record, now)
   }
 
@@ -110,6 +140,7 @@ export class AgentRegistry {
     const data = parseInput(heartbeatInput, input, 'agents heartbeat')
     const now = Date.now()
     const existing = this.live(data.agent_id, now)
+    this.assertOwnAgent(existing, 'heartbeat')
     const record: AgentRecord = {
       ...existing.record,
       last_heartbeat: new Date(now).toISOString(),
@@ -119,7 +150,7 @@ export class AgentRegistry {
     }
     record.health_score = viewOf(record, now).health_score
     assertRecordSize(record)
-    await this.commit({ agentId: record.agent_id, clock: nextClock(this.node, existing.clock, now), record }, true)
+    await this.commitLocal(record.agent_id, existing.clock, now, record)
     return viewOf(record, now)
   }
 
@@ -127,7 +158,10 @@ export class AgentRegistry {
     const data = parseInput(removeInput, input, 'agents remove')
     const now = Date.now()
     const existing = this.live(data.agent_id, now)
-    await this.commit({ agentId: data.agent_id, clock: nextClock(this.node, existing.clock, now), removedAt: now }, true)
+    if (existing.owner !== this.node && !this.authority.mayRemoveOthers(this.node)) {
+      throw new UsageError(`agent "${data.agent_id}" is owned by node ${existing.owner}; remove it there (this node is not in trust.removalsFrom, which may remove other nodes' agents)`)
+    }
+    await this.commitLocal(data.agent_id, existing.clock, now, undefined, existing.owner)
     return { agent_id: data.agent_id, removed: true }
   }
 
@@ -161,19 +195,27 @@ export class AgentRegistry {
   }
 
   /**
-   * Applies an entry from a peer if it is newer than ours. Returns true if it changed anything.
-   * The record is validated again here: a peer's data is never trusted to be well formed.
+   * Applies a change from a peer (or its relay) if it is newer than ours. Its times must be
+   * within the clock-skew window, its signature the author's and the author allowed to make it;
+   * otherwise ChangeRejected says why and nothing is applied.
    */
-  async applyRemote (entry: AgentEntry): Promise<boolean> {
-    if (entry.record != null) {
-      const parsed = agentRecordSchema.safeParse(entry.record)
-      if (!parsed.success || parsed.data.agent_id !== entry.agentId) throw new Error(`invalid agent record for ${entry.agentId}: ${parsed.success ? 'agent_id mismatch' : parsed.error.issues[0]?.message ?? 'invalid'}`)
-      if (isExpired(parsed.data, Date.now())) return false
-    }
-    const current = this.entries.get(entry.agentId)
-    if (current != null && compareClocks(entry.clock, current.clock) <= 0) return false
+  async applyRemote (entry: AgentEntry, opts: { verified?: boolean, now?: number } = {}): Promise<ApplyResult> {
+    if (this.vet(entry, opts) === 'stale') return 'stale'
     await this.commit(entry, false)
-    return true
+    return 'applied'
+  }
+
+  /** Every check of applyRemote, applying nothing: 'stale' if ours is as new, else 'applied' would happen. */
+  vet (entry: AgentEntry, opts: { verified?: boolean, now?: number } = {}): ApplyResult {
+    const now = opts.now ?? Date.now()
+    checkBounds(entry, now, this.init.clockSkewMs)
+    const current = this.entries.get(entry.agentId)
+    if (current != null && compareClocks(entry.clock, current.clock) <= 0) return 'stale'
+    if (entry.record != null && isExpired(entry.record, now)) return 'stale'
+    if (opts.verified !== true) this.authority.verify(entry)
+    this.authority.authorise(entry, current?.record != null && !isExpired(current.record, now) ? current : undefined)
+    this.assertWritable(entry, now)
+    return 'applied'
   }
 
   // ---- internals ----
@@ -184,60 +226,91 @@ export class AgentRegistry {
     return entry as AgentEntry & { record: AgentRecord }
   }
 
+  /** Only the owning node changes an agent's record: it is the one that signs it. */
+  private assertOwnAgent (entry: AgentEntry, what: string): void {
+    if (entry.owner !== this.node) throw new UsageError(`agent "${entry.agentId}" is owned by node ${entry.owner}; ${what} it there (each node changes only the agents registered on it)`)
+  }
+
   private liveRecords (now: number): AgentRecord[] {
     const out: AgentRecord[] = []
     for (const entry of this.entries.values()) if (entry.record != null && !isExpired(entry.record, now)) out.push(entry.record)
     return out
   }
 
+  /** Signs a change made on this node (a record, or a removal of `removedOwner`'s agent) and commits it. */
+  private async commitLocal (agentId: string, previous: Clock | undefined, now: number, record: AgentRecord | undefined, removedOwner?: string): Promise<void> {
+    const clock = nextClock(this.node, previous, now)
+    const unsigned: UnsignedEntry = record != null
+      ? { agentId, clock, owner: this.node, recordJson: JSON.stringify(record), record }
+      : { agentId, clock, owner: removedOwner ?? this.node, recordJson: '', removedAt: clock.ms }
+    const entry = this.authority.sign(unsigned)
+    this.assertWritable(entry, now)
+    await this.commit(entry, true)
+  }
+
+  /** A change that could never be written is refused before it is applied, never queued. */
+  private assertWritable (entry: AgentEntry, now: number): void {
+    try {
+      opsForEntry(entry.agentId, entry, now)
+    } catch (err) {
+      throw new ChangeRejected('malformed', `change of ${entry.agentId} cannot be stored: ${errorMessage(err)}`)
+    }
+  }
+
   private async commit (entry: AgentEntry, local: boolean): Promise<void> {
     this.entries.set(entry.agentId, entry)
+    this.legacyForeign.delete(entry.agentId)
     if (local) this.onLocalChange?.(entry)
     for (const watcher of this.watchers) watcher(entry)
-    // The change is acknowledged even if the store is down: memory serves, the writer retries.
-    await this.writer.commit(entry.agentId)
+    // Acknowledged once written; while the store is down, memory serves and the writer retries
+    // (peers hold the change too). A write the store refused for good is reported to the caller.
+    const outcome = await this.writer.commit(entry.agentId)
+    if (outcome === 'dropped' && local) throw new Error(`agent ${entry.agentId}: the store refused the change (${this.writer.dropReason ?? 'unknown reason'}); it is held in memory and replicated, but not stored here`)
   }
 
   private opsFor (agentId: string, now: number): WriteOp[] {
     const entry = this.entries.get(agentId)
-    const agentKey = AGENT_KEY_PREFIX + agentId
-    const tombKey = TOMBSTONE_KEY_PREFIX + agentId
-    if (entry?.record == null) this.activeWritten.delete(agentId)
-    if (entry == null) {
-      return [{ op: 'del', key: agentKey }, { op: 'del', key: tombKey }, { op: 'srem', set: ACTIVE_SET, member: agentId }]
-    }
-    if (entry.record == null) {
-      const tomb: StoredTombstone = { agent_id: agentId, removed_at: new Date(entry.removedAt ?? now).toISOString(), mesh_clock: entry.clock }
-      return [{ op: 'del', key: agentKey }, { op: 'set', key: tombKey, value: JSON.stringify(tomb) }, { op: 'srem', set: ACTIVE_SET, member: agentId }]
-    }
-    const view = viewOf(entry.record, now)
-    const stored: StoredAgent = { ...view, mesh_clock: entry.clock }
-    if (view.status === 'active') this.activeWritten.add(agentId)
+    const ops = opsForEntry(agentId, entry, now)
+    if (entry?.record != null && viewOf(entry.record, now).status === 'active') this.activeWritten.add(agentId)
     else this.activeWritten.delete(agentId)
-    return [
-      { op: 'set', key: agentKey, value: JSON.stringify(stored) },
-      { op: 'del', key: tombKey },
-      view.status === 'active' ? { op: 'sadd', set: ACTIVE_SET, member: agentId } : { op: 'srem', set: ACTIVE_SET, member: agentId }
-    ]
+    return ops
   }
 
   private async resyncWithStore (): Promise<void> {
     this.flushing ??= (async () => {
       try {
-        const loaded = await this.loadFromStore()
+        const now = Date.now()
+        const loaded = await this.loadFromStore(now)
         let merged = 0
-        for (const entry of loaded) {
+        let refused = 0
+        for (const entry of loaded.entries) {
           const current = this.entries.get(entry.agentId)
-          if (current == null || compareClocks(entry.clock, current.clock) > 0) {
-            this.entries.set(entry.agentId, entry)
-            merged++
+          if (current != null && compareClocks(entry.clock, current.clock) <= 0) continue
+          try {
+            this.authority.verify(entry)
+            this.authority.authorise(entry, current?.record != null && !isExpired(current.record, now) ? current : undefined)
+            opsForEntry(entry.agentId, entry, now)
+          } catch (err) {
+            refused++
+            loaded.drop.push(entry.agentId)
+            this.log.warn({ event: 'store_record_refused', agentId: entry.agentId, author: entry.clock.node, reason: err instanceof ChangeRejected ? err.reason : 'invalid', err: errorMessage(err) }, 'a stored agent change does not verify; not loaded')
+            continue
           }
+          this.entries.set(entry.agentId, entry)
+          merged++
         }
-        // Write everything back: covers changes made while the store was away, and a store
-        // that came back empty.
+        for (const [id, heartbeat] of loaded.legacyForeign) if (!this.entries.has(id)) this.legacyForeign.set(id, heartbeat)
+        // Write everything back: covers changes made while the store was away, a store that came
+        // back empty, and migrated records (now with their signed change).
         for (const id of this.entries.keys()) this.writer.mark(id)
+        for (const id of loaded.drop) if (!this.entries.has(id)) this.writer.mark(id)
         await this.writer.flush()
-        this.log.info({ event: 'store_synced', store: this.store.location, kind: this.store.kind, agents: this.liveRecords(Date.now()).length, loaded: loaded.length, merged }, 'agent registry synced with the store')
+        const legacyKeys = loaded.legacyTombstones.map(id => ({ op: 'del' as const, key: LEGACY_TOMBSTONE_KEY_PREFIX + id }))
+        if (legacyKeys.length > 0) await this.store.write(legacyKeys)
+        this.log.info({
+          event: 'store_synced', store: this.store.location, kind: this.store.kind, agents: this.liveRecords(Date.now()).length,
+          loaded: loaded.entries.length, merged, refused, migrated: loaded.migrated, legacyForeign: this.legacyForeign.size
+        }, 'agent registry synced with the store')
       } catch (err) {
         this.log.warn({ event: 'store_sync_failed', err: errorMessage(err) }, 'could not sync the agent registry with the store')
       } finally {
@@ -247,32 +320,82 @@ export class AgentRegistry {
     await this.flushing
   }
 
-  private async loadFromStore (): Promise<AgentEntry[]> {
-    const out: AgentEntry[] = []
-    for (const [key, value] of await this.store.scan(AGENT_KEY_PREFIX)) {
+  /**
+   * Signed changes from the store, and records of earlier versions: this node's own are signed
+   * now with their original clocks (peers then take them as usual); other nodes' are left for
+   * their owners to send signed.
+   */
+  private async loadFromStore (now: number): Promise<{ entries: AgentEntry[], drop: string[], legacyForeign: Map<string, number>, legacyTombstones: string[], migrated: number }> {
+    const entries: AgentEntry[] = []
+    const drop: string[] = []
+    const seen = new Set<string>()
+    for (const [key, value] of await this.store.scan(CHANGE_KEY_PREFIX)) {
       try {
-        const { mesh_clock: clock, ...rest } = JSON.parse(value) as StoredAgent
+        const entry = entryFromStored(JSON.parse(value) as StoredChange)
+        entries.push(entry)
+        seen.add(entry.agentId)
+      } catch (err) {
+        const id = key.slice(CHANGE_KEY_PREFIX.length)
+        drop.push(id)
+        this.log.warn({ event: 'store_record_skipped', key, err: errorMessage(err) }, 'skipped an unreadable agent change in the store')
+      }
+    }
+    let migrated = 0
+    const legacyForeign = new Map<string, number>()
+    for (const [key, value] of await this.store.scan(AGENT_KEY_PREFIX)) {
+      let stored: LegacyStoredAgent
+      try {
+        stored = JSON.parse(value) as LegacyStoredAgent
+      } catch {
+        continue
+      }
+      // Records without a clock are not the mesh's (the coordinator's own, or a derived view).
+      if (stored?.mesh_clock == null) continue
+      const { mesh_clock: rawClock, ...rest } = stored
+      try {
         const record = agentRecordSchema.parse(rest)
-        if (clock == null || typeof clock.ms !== 'number') throw new Error('no mesh_clock')
-        out.push({ agentId: record.agent_id, clock, record })
+        const clock = clockFrom(rawClock)
+        if (seen.has(record.agent_id)) continue
+        if (clock.node === this.node && record.owner_node === this.node) {
+          entries.push(this.authority.sign({ agentId: record.agent_id, clock, owner: this.node, recordJson: JSON.stringify(record), record }))
+          seen.add(record.agent_id)
+          migrated++
+        } else if (!isExpired(record, now)) {
+          legacyForeign.set(record.agent_id, Date.parse(record.last_heartbeat))
+        } else {
+          drop.push(record.agent_id)
+        }
       } catch (err) {
         this.log.warn({ event: 'store_record_skipped', key, err: errorMessage(err) }, 'skipped an unreadable agent record in the store')
       }
     }
-    for (const [key, value] of await this.store.scan(TOMBSTONE_KEY_PREFIX)) {
+    const legacyTombstones: string[] = []
+    for (const [key, value] of await this.store.scan(LEGACY_TOMBSTONE_KEY_PREFIX)) {
+      const id = key.slice(LEGACY_TOMBSTONE_KEY_PREFIX.length)
+      legacyTombstones.push(id)
       try {
-        const tomb = JSON.parse(value) as StoredTombstone
-        out.push({ agentId: tomb.agent_id, clock: tomb.mesh_clock, removedAt: Date.parse(tomb.removed_at) })
+        const tomb = JSON.parse(value) as LegacyTombstone
+        const clock = clockFrom(tomb.mesh_clock)
+        if (clock.node !== this.node || seen.has(tomb.agent_id)) continue
+        entries.push(this.authority.sign({ agentId: tomb.agent_id, clock, owner: this.node, recordJson: '', removedAt: clock.ms }))
+        seen.add(tomb.agent_id)
+        migrated++
       } catch (err) {
         this.log.warn({ event: 'store_record_skipped', key, err: errorMessage(err) }, 'skipped an unreadable tombstone in the store')
       }
     }
-    return out
+    return { entries, drop, legacyForeign, legacyTombstones, migrated }
   }
 
   /** Applies expiry the same way on every node: inactive after 120 s, gone after an hour more. */
   private sweep (): void {
     const now = Date.now()
+    for (const [id, heartbeat] of this.legacyForeign) {
+      if ((now - heartbeat) / 1000 > AGENT_INACTIVE_AFTER_S + AGENT_REMOVE_AFTER_INACTIVE_S) {
+        this.legacyForeign.delete(id)
+        if (!this.entries.has(id)) this.writer.mark(id)
+      }
+    }
     for (const [id, entry] of this.entries) {
       if (entry.record != null) {
         if (isExpired(entry.record, now)) {
@@ -288,4 +411,26 @@ export class AgentRegistry {
     }
     void this.writer.soon()
   }
+}
+
+/** The store's contents for one agent: the coordinator's view, the signed change, the active set. */
+function opsForEntry (agentId: string, entry: AgentEntry | undefined, now: number): WriteOp[] {
+  const agentKey = AGENT_KEY_PREFIX + agentId
+  const changeKey = CHANGE_KEY_PREFIX + agentId
+  if (entry == null) {
+    return [{ op: 'del', key: agentKey }, { op: 'del', key: changeKey }, { op: 'srem', set: ACTIVE_SET, member: agentId }]
+  }
+  const change = JSON.stringify(toStored(entry))
+  if (entry.record == null) {
+    // A removal's time must be a date; checked here so an impossible one is refused up front.
+    new Date(entry.removedAt ?? entry.clock.ms).toISOString()
+    return [{ op: 'del', key: agentKey }, { op: 'set', key: changeKey, value: change }, { op: 'srem', set: ACTIVE_SET, member: agentId }]
+  }
+  const view = viewOf(entry.record, now)
+  if (!Number.isFinite(heartbeatAge(entry.record, now))) throw new Error('last_heartbeat is not a time')
+  return [
+    { op: 'set', key: agentKey, value: JSON.stringify(view) },
+    { op: 'set', key: changeKey, value: change },
+    view.status === 'active' ? { op: 'sadd', set: ACTIVE_SET, member: agentId } : { op: 'srem', set: ACTIVE_SET, member: agentId }
+  ]
 }

@@ -4,56 +4,50 @@ import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { pbStream } from '@libp2p/utils'
 import { AgentUpdate, SyncPush, SyncRequest, SyncResponse, type DigestEntry } from '../../protocols/agents.js'
-import { ANTI_ENTROPY_INTERVAL_MS, ANTI_ENTROPY_MAX_MESSAGE_BYTES, ANTI_ENTROPY_TIMEOUT_MS, MAX_AGENT_RECORD_BYTES } from '../constants.js'
+import {
+  ANTI_ENTROPY_INTERVAL_MS, ANTI_ENTROPY_MAX_DIGEST_ENTRIES, ANTI_ENTROPY_MAX_MESSAGE_BYTES, ANTI_ENTROPY_MAX_UPDATE_BYTES,
+  ANTI_ENTROPY_MAX_STREAMS, ANTI_ENTROPY_MAX_UPDATES, ANTI_ENTROPY_TIMEOUT_MS, MAX_AGENT_RECORD_BYTES
+} from '../constants.js'
 import { errorMessage, ProtocolError } from '../errors.js'
 import type { MeshLibp2p } from '../mesh/libp2p.js'
 import type { PeerTable } from '../mesh/peer-table.js'
-import { agentRecordSchema } from './agent.js'
+import { RejectionLog } from '../mesh/rejection-log.js'
+import { ChangeRejected } from './authorship.js'
 import { compareClocks, type Clock } from './clock.js'
-import type { AgentEntry, AgentRegistry } from './registry.js'
+import { clockFrom, entryFromWire, toWire, type AgentEntry } from './entry.js'
+import type { AgentRegistry } from './registry.js'
 
-export const AGENTS_TOPIC = '/aitbc-mesh/agents/1.0.0'
-export const AGENTS_SYNC_PROTOCOL = '/aitbc-mesh/agents-sync/1.0.0'
+export const AGENTS_TOPIC = '/aitbc-mesh/agents/2.0.0'
+export const AGENTS_SYNC_PROTOCOL = '/aitbc-mesh/agents-sync/2.0.0'
 const MAX_UPDATE_BYTES = MAX_AGENT_RECORD_BYTES + 1024
+/** Back-to-back rounds with one peer while it says it has more. */
+const MAX_FOLLOW_UP_ROUNDS = 50
 
-function toWire (entry: AgentEntry, origin: string): AgentUpdate {
-  return {
-    origin,
-    agentId: entry.agentId,
-    clock: { ms: BigInt(entry.clock.ms), counter: entry.clock.counter, node: entry.clock.node },
-    removed: entry.record == null,
-    recordJson: entry.record != null ? JSON.stringify(entry.record) : ''
-  }
+/** Decoders that refuse oversized repeated fields before allocating for them. */
+const syncRequestCodec = { decode: (buf: Uint8Array | import('uint8arraylist').Uint8ArrayList) => SyncRequest.decode(buf, { limits: { digest: ANTI_ENTROPY_MAX_DIGEST_ENTRIES } }) }
+const syncResponseCodec = { decode: (buf: Uint8Array | import('uint8arraylist').Uint8ArrayList) => SyncResponse.decode(buf, { limits: { updates: ANTI_ENTROPY_MAX_UPDATES, want: ANTI_ENTROPY_MAX_UPDATES } }) }
+const syncPushCodec = { decode: (buf: Uint8Array | import('uint8arraylist').Uint8ArrayList) => SyncPush.decode(buf, { limits: { updates: ANTI_ENTROPY_MAX_UPDATES } }) }
+
+/** A refused change's reason; anything that is not a ChangeRejected failed to decode. */
+function rejectionOf (err: unknown): ChangeRejected {
+  return err instanceof ChangeRejected ? err : new ChangeRejected('undecodable', errorMessage(err))
 }
 
-function clockFromWire (clock: { ms: bigint, counter: number, node: string } | undefined): Clock {
-  if (clock == null || clock.node === '') throw new ProtocolError('update has no clock')
-  return { ms: Number(clock.ms), counter: clock.counter, node: clock.node }
-}
-
-/** Decodes and validates a peer's update; throws ProtocolError on anything malformed. */
-export function entryFromWire (update: AgentUpdate): AgentEntry {
-  const clock = clockFromWire(update.clock)
-  if (update.agentId === '' || update.agentId.length > 128) throw new ProtocolError('update has no valid agent_id')
-  if (update.removed) {
-    if (update.recordJson !== '') throw new ProtocolError('a removal carries no record')
-    return { agentId: update.agentId, clock, removedAt: clock.ms }
+/** Updates to send, within the per-message count and byte caps; `more` if some did not fit. */
+function capped (entries: AgentEntry[], origin: string): { updates: AgentUpdate[], more: boolean } {
+  const updates: AgentUpdate[] = []
+  let bytes = 0
+  for (const entry of entries) {
+    bytes += entry.recordJson.length + 256
+    if (updates.length >= ANTI_ENTROPY_MAX_UPDATES || (bytes > ANTI_ENTROPY_MAX_UPDATE_BYTES && updates.length > 0)) return { updates, more: true }
+    updates.push(toWire(entry, origin))
   }
-  if (update.recordJson.length > MAX_AGENT_RECORD_BYTES) throw new ProtocolError(`record of ${update.recordJson.length} bytes is over the limit`)
-  let json: unknown
-  try {
-    json = JSON.parse(update.recordJson)
-  } catch {
-    throw new ProtocolError('record is not JSON')
-  }
-  const parsed = agentRecordSchema.safeParse(json)
-  if (!parsed.success) throw new ProtocolError(`invalid record: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`)
-  if (parsed.data.agent_id !== update.agentId) throw new ProtocolError('record agent_id does not match the update')
-  return { agentId: update.agentId, clock, record: parsed.data }
+  return { updates, more: false }
 }
 
 export interface ReplicationInit {
-  libp2p: MeshLibp2p
+  /** The slice of libp2p replication uses. */
+  libp2p: Pick<MeshLibp2p, 'services' | 'handle' | 'unhandle' | 'dialProtocol' | 'addEventListener' | 'removeEventListener'>
   peers: PeerTable
   registry: AgentRegistry
   node: string
@@ -69,8 +63,12 @@ export class AgentReplication {
   private timer?: NodeJS.Timeout
   private readonly syncing = new Set<string>()
   private started = false
+  private readonly rejections: RejectionLog
+  /** Gossip already verified by the topic validator, so its signature is not checked twice. */
+  private readonly vetted = new WeakMap<Message, AgentEntry>()
 
   constructor (private readonly init: ReplicationInit) {
+    this.rejections = new RejectionLog(init.log)
     this.validate = this.validate.bind(this)
     this.onMessage = this.onMessage.bind(this)
     this.handleSync = this.handleSync.bind(this)
@@ -83,7 +81,7 @@ export class AgentReplication {
     pubsub.topicValidators.set(AGENTS_TOPIC, this.validate)
     pubsub.addEventListener('message', this.onMessage)
     pubsub.subscribe(AGENTS_TOPIC)
-    await libp2p.handle(AGENTS_SYNC_PROTOCOL, this.handleSync, { maxInboundStreams: 8, maxOutboundStreams: 8 })
+    await libp2p.handle(AGENTS_SYNC_PROTOCOL, this.handleSync, { maxInboundStreams: ANTI_ENTROPY_MAX_STREAMS, maxOutboundStreams: ANTI_ENTROPY_MAX_STREAMS })
     libp2p.addEventListener('peer:connect', this.onPeerConnect)
     registry.onLocalChange = entry => { void this.publish(entry) }
     this.timer = setInterval(() => { this.syncAll() }, ANTI_ENTROPY_INTERVAL_MS)
@@ -117,37 +115,45 @@ export class AgentReplication {
     }
   }
 
+  /**
+   * Gossip carries each change from its author only: the gossip signer, the claimed origin and
+   * the change's author are one node, and the change itself is signed by it and allowed.
+   */
   private validate (_source: PeerId, msg: Message): TopicValidatorResult {
-    const reject = (reason: string): TopicValidatorResult => {
-      this.init.log.warn({ event: 'agent_update_rejected', signer: msg.type === 'signed' ? msg.from.toString() : undefined, reason }, 'agent update rejected')
+    if (msg.type !== 'signed') {
+      this.rejections.reject('agent_update_rejected', 'unknown', 'unsigned', {}, 'agent update rejected')
       return TopicValidatorResult.Reject
     }
-    if (msg.type !== 'signed') return reject('unsigned')
     const signer = this.init.peers.getByPeerId(msg.from)
-    if (signer == null) return reject('signer is not in the allowlist')
-    if (msg.data.byteLength > MAX_UPDATE_BYTES) return reject(`${msg.data.byteLength} bytes, over the limit`)
+    const reject = (reason: string, fields: Record<string, unknown>): TopicValidatorResult => {
+      this.rejections.reject('agent_update_rejected', signer?.name ?? msg.from.toString(), reason, fields, 'agent update rejected')
+      return TopicValidatorResult.Reject
+    }
+    if (signer == null) return reject('signer-not-allowlisted', { signer: msg.from.toString() })
+    if (msg.data.byteLength > MAX_UPDATE_BYTES) return reject('oversized', { bytes: msg.data.byteLength, limit: MAX_UPDATE_BYTES })
+    let entry: AgentEntry
     try {
       const update = AgentUpdate.decode(msg.data)
-      if (update.origin !== signer.name) return reject(`signed by ${signer.name} but claims origin "${update.origin}"`)
-      const entry = entryFromWire(update)
-      if (entry.clock.node !== signer.name) return reject(`clock names node "${entry.clock.node}", not the signer ${signer.name}`)
+      if (update.origin !== signer.name) return reject('origin-not-signer', { detail: `signed by ${signer.name} but claims origin "${update.origin}"` })
+      entry = entryFromWire(update)
+      if (entry.clock.node !== signer.name) return reject('author-not-signer', { detail: `change authored by "${entry.clock.node}", gossiped by ${signer.name}` })
+      if (this.init.registry.vet(entry) === 'stale') return TopicValidatorResult.Ignore
     } catch (err) {
-      return reject(`malformed: ${errorMessage(err)}`)
+      const rejected = rejectionOf(err)
+      return reject(rejected.reason, { detail: rejected.message })
     }
+    this.vetted.set(msg, entry)
     return TopicValidatorResult.Accept
   }
 
   private onMessage (evt: CustomEvent<Message>): void {
     const msg = evt.detail
     if (msg.topic !== AGENTS_TOPIC) return
-    let entry: AgentEntry
-    try {
-      entry = entryFromWire(AgentUpdate.decode(msg.data))
-    } catch {
-      return
-    }
-    void this.init.registry.applyRemote(entry).catch(err => {
-      this.init.log.warn({ event: 'agent_update_failed', agentId: entry.agentId, err: errorMessage(err) }, 'could not apply an agent update')
+    const entry = this.vetted.get(msg)
+    if (entry == null) return
+    void this.init.registry.applyRemote(entry, { verified: true }).catch(err => {
+      const rejected = rejectionOf(err)
+      this.rejections.reject('agent_change_rejected', entry.clock.node, rejected.reason, { agentId: entry.agentId, detail: rejected.message }, 'agent change not applied')
     })
   }
 
@@ -162,48 +168,64 @@ export class AgentReplication {
   }
 
   private digestOf (): DigestEntry[] {
-    return this.init.registry.digest().map(e => ({ agentId: e.agentId, clock: { ms: BigInt(e.clock.ms), counter: e.clock.counter, node: e.clock.node } }))
+    // A registry larger than one digest holds sends its first part; peers then offer what seems
+    // missing, within their caps (see ANTI_ENTROPY_MAX_DIGEST_ENTRIES).
+    return this.init.registry.digest().slice(0, ANTI_ENTROPY_MAX_DIGEST_ENTRIES)
+      .map(e => ({ agentId: e.agentId, clock: { ms: BigInt(e.clock.ms), counter: e.clock.counter, node: e.clock.node } }))
   }
 
-  /** Applies a batch of peer updates, skipping (and logging) malformed ones. */
+  /** Applies a batch of updates `from` sent (authored by anyone), skipping refused ones. */
   private async applyAll (updates: AgentUpdate[], from: string): Promise<number> {
     let applied = 0
     for (const update of updates) {
       try {
-        if (await this.init.registry.applyRemote(entryFromWire(update))) applied++
+        if (await this.init.registry.applyRemote(entryFromWire(update)) === 'applied') applied++
       } catch (err) {
-        this.init.log.warn({ event: 'agent_update_rejected', peer: from, agentId: update.agentId, err: errorMessage(err) }, 'dropped a malformed agent update from anti-entropy')
+        const rejected = rejectionOf(err)
+        this.rejections.reject('agent_change_rejected', from, rejected.reason, { agentId: update.agentId, author: update.clock?.node, detail: rejected.message }, 'agent change from anti-entropy not applied')
       }
     }
     return applied
   }
 
-  /** Dialer side: send our digest, take what the peer has newer, push what it wants. */
+  /** Dialer side: send our digest, take what the peer has newer, push what it wants; again while it has more. */
   async syncWith (peerId: PeerId): Promise<void> {
     const key = peerId.toString()
     const peer = this.init.peers.getByPeerId(peerId)
     if (peer == null || this.syncing.has(key)) return
     this.syncing.add(key)
+    try {
+      for (let round = 0; round < MAX_FOLLOW_UP_ROUNDS && this.started; round++) {
+        if (!await this.syncRound(peerId, peer.name)) break
+      }
+    } finally {
+      this.syncing.delete(key)
+    }
+  }
+
+  /** One anti-entropy round; true if the peer has more to send. */
+  private async syncRound (peerId: PeerId, name: string): Promise<boolean> {
     const signal = AbortSignal.timeout(ANTI_ENTROPY_TIMEOUT_MS)
     let stream: Stream | undefined
     try {
       stream = await this.init.libp2p.dialProtocol(peerId, AGENTS_SYNC_PROTOCOL, { signal })
       const pb = pbStream(stream, { maxDataLength: ANTI_ENTROPY_MAX_MESSAGE_BYTES })
       await pb.write({ digest: this.digestOf() }, SyncRequest, { signal })
-      const response = await pb.read(SyncResponse, { signal })
-      const applied = await this.applyAll(response.updates, peer.name)
+      const response = await pb.read(syncResponseCodec, { signal })
+      const applied = await this.applyAll(response.updates, name)
       const wanted = response.want.map(id => this.init.registry.entry(id)).filter((e): e is AgentEntry => e != null)
+      const push = capped(wanted, this.init.node)
       // The listener reads a push only when it asked for something.
-      if (response.want.length > 0) await pb.write({ updates: wanted.map(e => toWire(e, this.init.node)) }, SyncPush, { signal })
-      if (applied > 0 || wanted.length > 0) {
-        this.init.log.info({ event: 'anti_entropy', peer: peer.name, received: applied, sent: wanted.length }, 'agent registry repaired with a peer')
+      if (response.want.length > 0) await pb.write({ updates: push.updates }, SyncPush, { signal })
+      if (applied > 0 || push.updates.length > 0) {
+        this.init.log.info({ event: 'anti_entropy', peer: name, received: applied, sent: push.updates.length }, 'agent registry repaired with a peer')
       }
       await stream.close({ signal })
+      return response.more || push.more
     } catch (err) {
       stream?.abort(err instanceof Error ? err : new Error(String(err)))
-      this.init.log.debug({ event: 'anti_entropy_failed', peer: peer.name, err: errorMessage(err) }, 'anti-entropy round failed')
-    } finally {
-      this.syncing.delete(key)
+      this.init.log.debug({ event: 'anti_entropy_failed', peer: name, err: errorMessage(err) }, 'anti-entropy round failed')
+      return false
     }
   }
 
@@ -214,28 +236,40 @@ export class AgentReplication {
     try {
       if (peer == null) throw new ProtocolError('not in the allowlist')
       const pb = pbStream(stream, { maxDataLength: ANTI_ENTROPY_MAX_MESSAGE_BYTES })
-      const request = await pb.read(SyncRequest, { signal })
+      let request: SyncRequest
+      try {
+        request = await pb.read(syncRequestCodec, { signal })
+      } catch (err) {
+        this.rejections.reject('anti_entropy_rejected', peer.name, 'bad-digest', { detail: errorMessage(err), limit: ANTI_ENTROPY_MAX_DIGEST_ENTRIES }, 'anti-entropy digest refused')
+        throw err
+      }
       const theirs = new Map<string, Clock>()
-      for (const d of request.digest) theirs.set(d.agentId, clockFromWire(d.clock))
-      const updates: AgentUpdate[] = []
+      for (const d of request.digest) {
+        try {
+          theirs.set(d.agentId, clockFrom(d.clock))
+        } catch {}
+      }
+      const newer: AgentEntry[] = []
       const want: string[] = []
       for (const entry of this.init.registry.digest()) {
         const their = theirs.get(entry.agentId)
-        if (their == null || compareClocks(entry.clock, their) > 0) updates.push(toWire(entry, this.init.node))
+        if (their == null || compareClocks(entry.clock, their) > 0) newer.push(entry)
       }
       for (const [agentId, clock] of theirs) {
         const mine = this.init.registry.entry(agentId)
         if (mine == null || compareClocks(clock, mine.clock) > 0) want.push(agentId)
       }
-      await pb.write({ updates, want }, SyncResponse, { signal })
-      const push = want.length > 0 ? await pb.read(SyncPush, { signal }) : { updates: [] }
+      const { updates, more } = capped(newer, this.init.node)
+      const wantCapped = want.slice(0, ANTI_ENTROPY_MAX_UPDATES)
+      await pb.write({ updates, want: wantCapped, more: more || want.length > wantCapped.length }, SyncResponse, { signal })
+      const push = wantCapped.length > 0 ? await pb.read(syncPushCodec, { signal }) : { updates: [] }
       const applied = await this.applyAll(push.updates, peer.name)
       if (applied > 0 || updates.length > 0) {
         this.init.log.info({ event: 'anti_entropy', peer: peer.name, received: applied, sent: updates.length }, 'agent registry repaired with a peer')
       }
       await stream.close({ signal })
     } catch (err) {
-      this.init.log.warn({ event: 'anti_entropy_failed', peer: peer?.name, peerId: connection.remotePeer.toString(), err: errorMessage(err) }, 'anti-entropy request failed')
+      this.init.log.debug({ event: 'anti_entropy_failed', peer: peer?.name, peerId: connection.remotePeer.toString(), err: errorMessage(err) }, 'anti-entropy request failed')
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     }
   }

@@ -62,8 +62,8 @@ describe('agent registry across three daemons, each with its own Redis', () => {
     }
   })
 
-  it('heartbeats travel: status and load set on one follower show on the other', async () => {
-    const res = await t.mesh.cli('aitbc1', ['agents', 'heartbeat', 'agent-1', '--status', 'busy', '--load', 'cpu=0.9', '--load', 'mem=0.8', '--json'])
+  it('heartbeats travel: status and load set on the owning node show on the others; another node cannot change the agent', async () => {
+    const res = await t.mesh.cli('aitbc', ['agents', 'heartbeat', 'agent-1', '--status', 'busy', '--load', 'cpu=0.9', '--load', 'mem=0.8', '--json'])
     expect(res.code, res.stderr).toBe(0)
     await waitFor('busy on aitbc2', async () => (await list(t.mesh, 'aitbc2')).find(a => a.agent_id === 'agent-1')?.status === 'busy', 10000, 50)
     const [agent] = await list(t.mesh, 'aitbc2')
@@ -76,6 +76,14 @@ describe('agent registry across three daemons, each with its own Redis', () => {
     } finally {
       client.disconnect()
     }
+    // Only the node an agent registered on changes it: it is the one that signs its records.
+    const elsewhere = await t.mesh.cli('aitbc1', ['agents', 'heartbeat', 'agent-1', '--status', 'error'])
+    expect(elsewhere.code).toBe(2)
+    expect(elsewhere.stderr).toMatch(/agent "agent-1" is owned by node aitbc; heartbeat it there/)
+    const removeElsewhere = await t.mesh.cli('aitbc1', ['agents', 'remove', 'agent-1'])
+    expect(removeElsewhere.code).toBe(2)
+    expect(removeElsewhere.stderr).toMatch(/owned by node aitbc; remove it there/)
+    expect((await list(t.mesh, 'aitbc1')).find(a => a.agent_id === 'agent-1')?.status).toBe('busy')
   })
 
   it('a removal on a follower removes the agent everywhere, Redis included', async () => {
@@ -117,35 +125,49 @@ describe('agent registry across three daemons, each with its own Redis', () => {
     }
   })
 
-  it('concurrent conflicting updates of one agent converge to the same record on all three nodes', async () => {
-    const [c1, c2] = await Promise.all([t.mesh.client('aitbc1'), t.mesh.client('aitbc2')])
+  it('concurrent updates by the owner and a removal by the genesis node converge to the same state on all three nodes', async () => {
+    await register(t.mesh, 'aitbc1', 'contested')
+    await everywhere('contested listed', ['agent-1', 'contested', 'late-1', 'late-2', 'late-3', 'late-4'])
+    const [owner1, owner2, genesis] = await Promise.all([t.mesh.client('aitbc1'), t.mesh.client('aitbc1'), t.mesh.client('aitbc')])
     try {
+      const updates: Array<Promise<unknown>> = []
       for (let round = 0; round < 5; round++) {
-        await Promise.all([
-          c1.call('agents.heartbeat', { agent_id: 'agent-1', status: 'maintenance', load_metrics: { cpu: 0.1 } }),
-          c2.call('agents.heartbeat', { agent_id: 'agent-1', status: 'error', load_metrics: { cpu: 0.2 } })
-        ])
+        updates.push(owner1.call('agents.heartbeat', { agent_id: 'contested', status: 'maintenance', load_metrics: { cpu: 0.1 } }).catch(() => undefined))
+        updates.push(owner2.call('agents.heartbeat', { agent_id: 'contested', status: 'error', load_metrics: { cpu: 0.2 } }).catch(() => undefined))
+        if (round === 2) updates.push(genesis.call('agents.remove', { agent_id: 'contested' }).catch(() => undefined))
       }
+      await Promise.all(updates)
     } finally {
-      c1.close()
-      c2.close()
+      owner1.close()
+      owner2.close()
+      genesis.close()
     }
-    await waitFor('one record everywhere', async () => {
-      const views = await Promise.all(NODES.map(async n => (await list(t.mesh, n)).find(a => a.agent_id === 'agent-1')))
+    await waitFor('one state everywhere', async () => {
+      const views = await Promise.all(NODES.map(async n => (await list(t.mesh, n)).find(a => a.agent_id === 'contested')))
       const keys = views.map(v => JSON.stringify([v?.status, v?.last_heartbeat, v?.load_metrics]))
       return keys.every(k => k === keys[0]) ? keys[0] : false
     }, 10000, 100)
-    // The stored copies agree too (same record, same clock), whatever order the updates arrived in.
+    // The stored signed changes agree too (same change, same clock), whatever order they arrived in.
     const stored = await Promise.all(NODES.map(async n => {
       const client = redis.get(n)!.client()
       try {
-        return await waitFor(`agent-1 in ${n}'s Redis`, async () => await client.get('agent:agent-1'))
+        return await waitFor(`the change of contested in ${n}'s Redis`, async () => await client.get('mesh:agent-change:contested'))
       } finally {
         client.disconnect()
       }
     }))
-    const clocks = stored.map(s => JSON.stringify(JSON.parse(s).mesh_clock))
-    expect(new Set(clocks).size).toBe(1)
+    await waitFor('the same clock in every Redis', async () => {
+      const now = await Promise.all(NODES.map(async n => {
+        const client = redis.get(n)!.client()
+        try {
+          return JSON.stringify(JSON.parse((await client.get('mesh:agent-change:contested'))!).clock)
+        } finally {
+          client.disconnect()
+        }
+      }))
+      return new Set(now).size === 1
+    }, 10000, 100)
+    expect(stored).toHaveLength(3)
   })
 
   it('Redis restarted under a running daemon loses nothing, and the node is degraded meanwhile', async () => {
@@ -162,7 +184,8 @@ describe('agent registry across three daemons, each with its own Redis', () => {
     const client = own.client()
     try {
       await waitFor('the registration made while Redis was down written', async () => await client.get('agent:while-down') != null, 15000, 100)
-      expect((await client.keys('agent:*')).sort()).toEqual(['agent:agent-1', 'agent:late-1', 'agent:late-2', 'agent:late-3', 'agent:late-4', 'agent:while-down'])
+      expect((await client.keys('agent:*')).sort()).toEqual((await ids(t.mesh, 'aitbc')).map(id => `agent:${id}`))
+      expect(await ids(t.mesh, 'aitbc')).toContain('while-down')
     } finally {
       client.disconnect()
     }
@@ -199,9 +222,9 @@ describe('agent registry across three daemons, each with its own Redis', () => {
     await forger.dial(multiaddr(genesis.addr))
     const record = (id: string): string => JSON.stringify({ agent_id: id, agent_type: 't', status: 'active', capabilities: [], services: [], endpoints: {}, metadata: {}, last_heartbeat: new Date().toISOString(), registration_time: new Date().toISOString(), load_metrics: {}, health_score: 1, version: '1', tags: [], owner_node: 'aitbc1' })
     const bad: Array<[Uint8Array, RegExp]> = [
-      [new Uint8Array([0xff, 0xff, 0xff, 0x01]), /malformed/],
-      [AgentUpdate.encode({ origin: 'aitbc1', agentId: 'forged', clock: { ms: BigInt(Date.now()), counter: 0, node: 'aitbc1' }, removed: false, recordJson: record('forged') }), /claims origin \\"aitbc1\\"/],
-      [AgentUpdate.encode({ origin: 'aitbc2', agentId: 'junk', clock: { ms: BigInt(Date.now()), counter: 0, node: 'aitbc2' }, removed: false, recordJson: '{"agent_id":"junk","status":"flying"}' }), /invalid record/]
+      [new Uint8Array([0xff, 0xff, 0xff, 0x01]), /"reason":"undecodable"/],
+      [AgentUpdate.encode({ origin: 'aitbc1', agentId: 'forged', clock: { ms: BigInt(Date.now()), counter: 0, node: 'aitbc1' }, removed: false, recordJson: record('forged'), owner: 'aitbc1', signature: new Uint8Array(64) }), /claims origin \\"aitbc1\\"/],
+      [AgentUpdate.encode({ origin: 'aitbc2', agentId: 'junk', clock: { ms: BigInt(Date.now()), counter: 0, node: 'aitbc2' }, removed: false, recordJson: '{"agent_id":"junk","status":"flying"}', owner: 'aitbc2', signature: new Uint8Array(64) }), /invalid record/]
     ]
     for (const [data, reason] of bad) {
       await waitFor(`aitbc to reject ${String(reason)}`, async () => {

@@ -3,13 +3,45 @@ import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { UsageError } from '../../src/errors.js'
 import { discover, effectiveStatus, healthScore, isExpired, listInput, type AgentRecord } from '../../src/registry/agent.js'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
+import { ChangeAuthority, ChangeRejected } from '../../src/registry/authorship.js'
 import { compareClocks, nextClock, type Clock } from '../../src/registry/clock.js'
-import { AgentRegistry, type AgentEntry } from '../../src/registry/registry.js'
+import { entryFromWire, toWire, type AgentEntry, type UnsignedEntry } from '../../src/registry/entry.js'
+import { AgentRegistry } from '../../src/registry/registry.js'
+import type { WriteOp } from '../../src/store/backend.js'
 import { SqliteBackend } from '../../src/store/sqlite-backend.js'
 import { tempDir } from '../helpers.js'
 
 const log = pino({ level: 'silent' })
 const NODE = 'aitbc'
+const SKEW_MS = 60_000
+
+/** Keys of the nodes of the test mesh: aitbc (genesis, this node), aitbc1 and aitbc2 (followers), and an outsider. */
+const keys = new Map<string, PrivateKey>()
+for (const name of ['aitbc', 'aitbc1', 'aitbc2', 'mallory']) keys.set(name, await generateKeyPair('Ed25519'))
+const roles: Record<string, 'genesis' | 'follower'> = { aitbc: 'genesis', aitbc1: 'follower', aitbc2: 'follower' }
+
+function authorityOf (node: string, removalsFrom = ['genesis']): ChangeAuthority {
+  return new ChangeAuthority({
+    node,
+    privateKey: keys.get(node)!,
+    // mallory is not in the allowlist.
+    peerKey: name => name in roles ? keys.get(name)!.publicKey : undefined,
+    roleOf: name => roles[name],
+    removalsFrom: () => removalsFrom
+  })
+}
+
+/** A change signed by `author`. */
+function signed (author: string, entry: Omit<UnsignedEntry, 'recordJson' | 'owner'> & { owner?: string }): AgentEntry {
+  const owner = entry.owner ?? entry.record?.owner_node ?? author
+  return authorityOf(author).sign({ ...entry, owner, recordJson: entry.record != null ? JSON.stringify(entry.record) : '' })
+}
+
+function removal (author: string, agentId: string, clock: Clock, owner = author): AgentEntry {
+  return signed(author, { agentId, clock, owner, removedAt: clock.ms })
+}
 
 function record (id: string, over: Partial<AgentRecord> = {}, now = Date.now()): AgentRecord {
   const iso = new Date(now).toISOString()
@@ -41,9 +73,9 @@ describe('AgentRegistry over an embedded SQLite store', () => {
   let store: SqliteBackend
   let registry: AgentRegistry
 
-  async function openRegistry (): Promise<void> {
-    store = new SqliteBackend(file, '')
-    registry = new AgentRegistry(NODE, store, log)
+  async function openRegistry (node = NODE, backend?: SqliteBackend): Promise<void> {
+    store = backend ?? new SqliteBackend(file, '')
+    registry = new AgentRegistry({ node, store, log, authority: authorityOf(node), clockSkewMs: SKEW_MS })
     await registry.start()
   }
 
@@ -212,7 +244,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
       expect(registry.get('a1')).toBeUndefined()
       expect(await store.get('agent:a1')).toBeNull()
       expect(await store.smembers('agents:active')).toEqual(['a2'])
-      expect(JSON.parse((await store.get('mesh:agent-removed:a1'))!)).toMatchObject({ agent_id: 'a1' })
+      expect(JSON.parse((await store.get('mesh:agent-change:a1'))!)).toMatchObject({ agent_id: 'a1', removed: true, owner: NODE, record_json: '' })
 
       await expect(registry.heartbeat({ agent_id: 'a1' })).rejects.toThrow(UsageError)
       await expect(registry.remove({ agent_id: 'a1' })).rejects.toThrow(UsageError)
@@ -229,7 +261,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
       await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
       expect(ids(registry.list({}))).toEqual(['a1'])
       expect(await stored('a1')).toMatchObject({ agent_id: 'a1' })
-      expect(await store.get('mesh:agent-removed:a1')).toBeNull()
+      expect(JSON.parse((await store.get('mesh:agent-change:a1'))!)).toMatchObject({ agent_id: 'a1', removed: false })
     })
   })
 
@@ -294,104 +326,128 @@ describe('AgentRegistry over an embedded SQLite store', () => {
     })
   })
 
-  describe('applyRemote (last writer wins)', () => {
-    let local: Clock
+  describe('applyRemote: signed by the author, changed only by the owner, last writer wins', () => {
+    let c1: Clock
 
     beforeEach(async () => {
-      await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
-      local = registry.entry('a1')!.clock
+      c1 = { ms: Date.now(), counter: 0, node: 'aitbc1' }
+      expect(await registry.applyRemote(signed('aitbc1', { agentId: 'r1', clock: c1, record: record('r1', { capabilities: ['gpu'] }) }))).toBe('applied')
     })
 
-    it('ignores an entry with an older clock', async () => {
-      const older: Clock = { ms: local.ms - 1000, counter: 0, node: 'aitbc1' }
-      expect(await registry.applyRemote({ agentId: 'a1', clock: older, record: record('a1', { agent_type: 'older' }) })).toBe(false)
-      expect(registry.get('a1')).toMatchObject({ agent_type: 'trainer', owner_node: NODE })
-      expect(await stored('a1')).toMatchObject({ agent_type: 'trainer', mesh_clock: local })
-    })
+    async function change (id: string): Promise<Record<string, unknown> | null> {
+      const value = await store.get(`mesh:agent-change:${id}`)
+      return value == null ? null : JSON.parse(value) as Record<string, unknown>
+    }
 
-    it('ignores an entry with the very same clock', async () => {
-      expect(await registry.applyRemote({ agentId: 'a1', clock: { ...local }, record: record('a1', { agent_type: 'same' }) })).toBe(false)
-      expect(registry.get('a1')?.agent_type).toBe('trainer')
-    })
-
-    it('takes an entry with a newer clock, in memory and in the store', async () => {
-      const newer: Clock = { ms: local.ms + 1000, counter: 0, node: 'aitbc1' }
-      expect(await registry.applyRemote({ agentId: 'a1', clock: newer, record: record('a1', { agent_type: 'newer', capabilities: ['gpu'] }) })).toBe(true)
-      expect(registry.get('a1')).toMatchObject({ agent_type: 'newer', capabilities: ['gpu'], owner_node: 'aitbc1' })
-      expect(await stored('a1')).toMatchObject({ agent_type: 'newer', owner_node: 'aitbc1', mesh_clock: newer })
-      expect(registry.entry('a1')?.clock).toEqual(newer)
-
-      // A local heartbeat afterwards is ordered after the remote entry.
-      await registry.heartbeat({ agent_id: 'a1' })
-      expect(compareClocks(registry.entry('a1')!.clock, newer)).toBeGreaterThan(0)
-    })
-
-    it('breaks a tie of ms and counter by node name', async () => {
-      expect(await registry.applyRemote({ agentId: 'a1', clock: { ...local, node: 'aaa' }, record: record('a1', { agent_type: 'from-aaa' }) })).toBe(false)
-      expect(registry.get('a1')?.agent_type).toBe('trainer')
-      expect(await registry.applyRemote({ agentId: 'a1', clock: { ...local, node: 'aitbc1' }, record: record('a1', { agent_type: 'from-aitbc1' }) })).toBe(true)
-      expect(registry.get('a1')?.agent_type).toBe('from-aitbc1')
-      expect(await registry.applyRemote({ agentId: 'a1', clock: { ...local, counter: local.counter + 1, node: 'aaa' }, record: record('a1', { agent_type: 'higher-counter' }) })).toBe(true)
-      expect(registry.get('a1')?.agent_type).toBe('higher-counter')
-    })
-
-    it('removes the agent on a newer tombstone, and an older record after it does not bring it back', async () => {
-      const tombClock: Clock = { ms: local.ms + 2000, counter: 0, node: 'aitbc1' }
-      expect(await registry.applyRemote({ agentId: 'a1', clock: tombClock, removedAt: tombClock.ms })).toBe(true)
-      expect(registry.get('a1')).toBeUndefined()
-      expect(registry.list({})).toEqual([])
-      expect(await store.get('agent:a1')).toBeNull()
-      expect(await store.smembers('agents:active')).toEqual([])
-      expect(await store.get('mesh:agent-removed:a1')).not.toBeNull()
-
-      const between: Clock = { ms: local.ms + 1000, counter: 0, node: 'aitbc2' }
-      expect(await registry.applyRemote({ agentId: 'a1', clock: between, record: record('a1') })).toBe(false)
-      expect(registry.get('a1')).toBeUndefined()
-      expect(await store.get('agent:a1')).toBeNull()
-      await expect(registry.heartbeat({ agent_id: 'a1' })).rejects.toThrow(UsageError)
-    })
-
-    it('ignores an older tombstone', async () => {
-      const older: Clock = { ms: local.ms - 1000, counter: 0, node: 'aitbc1' }
-      expect(await registry.applyRemote({ agentId: 'a1', clock: older, removedAt: older.ms })).toBe(false)
-      expect(registry.get('a1')).toMatchObject({ agent_id: 'a1' })
-    })
-
-    it('accepts a new agent from a peer', async () => {
-      const clock: Clock = { ms: Date.now(), counter: 0, node: 'aitbc1' }
-      expect(await registry.applyRemote({ agentId: 'r1', clock, record: record('r1', { capabilities: ['gpu'] }) })).toBe(true)
+    it('takes a new agent from its owner, in memory and in the store (the view, the signed change, the active set)', async () => {
       expect(registry.list({ capabilities: ['gpu'] }).map(r => [r.agent_id, r.owner_node])).toEqual([['r1', 'aitbc1']])
       expect(await stored('r1')).toMatchObject({ agent_id: 'r1', owner_node: 'aitbc1' })
-      expect(await store.smembers('agents:active')).toEqual(['a1', 'r1'])
+      expect(await stored('r1')).not.toHaveProperty('mesh_clock')
+      expect(await change('r1')).toMatchObject({ agent_id: 'r1', clock: c1, owner: 'aitbc1', removed: false })
+      expect(await store.smembers('agents:active')).toEqual(['r1'])
     })
 
-    it.each([
-      ['a health score over 1', record('r1', { health_score: 2 })],
-      ['an unknown status', record('r1', { status: 'sleeping' as AgentRecord['status'] })],
-      ['an extra field', { ...record('r1'), extra: true } as AgentRecord],
-      ['a record for another agent_id', record('other')],
-      ['a missing owner_node', { ...record('r1'), owner_node: undefined } as unknown as AgentRecord]
-    ])('rejects a record with %s and stores nothing', async (_what, bad) => {
-      const clock: Clock = { ms: Date.now() + 5000, counter: 0, node: 'aitbc1' }
-      await expect(registry.applyRemote({ agentId: 'r1', clock, record: bad })).rejects.toThrow(/invalid agent record for r1/)
+    it('ignores an older change and one with the very same clock', async () => {
+      expect(await registry.applyRemote(signed('aitbc1', { agentId: 'r1', clock: { ...c1, ms: c1.ms - 1000 }, record: record('r1', { agent_type: 'older' }) }))).toBe('stale')
+      expect(await registry.applyRemote(signed('aitbc1', { agentId: 'r1', clock: { ...c1 }, record: record('r1', { agent_type: 'same' }) }))).toBe('stale')
+      expect(registry.get('r1')?.agent_type).toBe('trainer')
+      expect(await change('r1')).toMatchObject({ clock: c1 })
+    })
+
+    it('takes a newer change of the owner; a heartbeat here for its agent is refused (only the owner changes it)', async () => {
+      const newer: Clock = { ...c1, ms: c1.ms + 1000 }
+      expect(await registry.applyRemote(signed('aitbc1', { agentId: 'r1', clock: newer, record: record('r1', { agent_type: 'newer' }) }))).toBe('applied')
+      expect(registry.get('r1')).toMatchObject({ agent_type: 'newer', owner_node: 'aitbc1' })
+      expect(registry.entry('r1')?.clock).toEqual(newer)
+      await expect(registry.heartbeat({ agent_id: 'r1' })).rejects.toThrow(/agent "r1" is owned by node aitbc1; heartbeat it there/)
+      await expect(registry.register({ agent_id: 'r1', agent_type: 'trainer' })).rejects.toThrow(/owned by node aitbc1; register it there/)
+    })
+
+    it('the owner removes its agent; an older record after it does not bring it back, an older tombstone changes nothing', async () => {
+      const tomb: Clock = { ...c1, ms: c1.ms + 2000 }
+      expect(await registry.applyRemote(removal('aitbc1', 'r1', tomb))).toBe('applied')
       expect(registry.get('r1')).toBeUndefined()
-      expect(registry.entry('r1')).toBeUndefined()
       expect(await store.get('agent:r1')).toBeNull()
-      expect(await store.scan('agent:')).toEqual(new Map([['agent:a1', expect.any(String)]]))
+      expect(await store.smembers('agents:active')).toEqual([])
+      expect(await change('r1')).toMatchObject({ removed: true, owner: 'aitbc1', clock: tomb })
+      expect(await registry.applyRemote(signed('aitbc1', { agentId: 'r1', clock: { ...c1, ms: c1.ms + 1000 }, record: record('r1') }))).toBe('stale')
+      expect(await registry.applyRemote(removal('aitbc1', 'r1', { ...c1, ms: c1.ms + 500 }))).toBe('stale')
+      expect(registry.get('r1')).toBeUndefined()
+      // Removed, anyone may register the id anew.
+      expect(await registry.applyRemote(signed('aitbc2', { agentId: 'r1', clock: { ms: c1.ms + 3000, counter: 0, node: 'aitbc2' }, record: record('r1', { owner_node: 'aitbc2' }) }))).toBe('applied')
+      expect(registry.get('r1')?.owner_node).toBe('aitbc2')
     })
 
-    it('rejects an invalid record for a known agent and keeps the current one', async () => {
-      const clock: Clock = { ms: local.ms + 1000, counter: 0, node: 'aitbc1' }
-      await expect(registry.applyRemote({ agentId: 'a1', clock, record: record('a1', { health_score: -1 }) })).rejects.toThrow(/invalid agent record for a1/)
-      expect(registry.entry('a1')?.clock).toEqual(local)
-      expect(await stored('a1')).toMatchObject({ agent_type: 'trainer', health_score: 1, mesh_clock: local })
+    const refusedCases: Array<[string, () => AgentEntry, string]> = [
+      ['another node taking over a live agent', () => signed('aitbc2', { agentId: 'r1', clock: { ms: Date.now() + 1000, counter: 0, node: 'aitbc2' }, record: record('r1', { owner_node: 'aitbc2', endpoints: { api: 'http://evil' } }) }), 'not-owner'],
+      ['a record naming an owner other than its author', () => signed('aitbc2', { agentId: 'r1', clock: { ms: Date.now() + 1000, counter: 0, node: 'aitbc2' }, record: record('r1', { owner_node: 'aitbc1' }) }), 'not-owner'],
+      ['a follower removing another node\'s agent', () => removal('aitbc2', 'r1', { ms: Date.now() + 1000, counter: 0, node: 'aitbc2' }, 'aitbc1'), 'removal-not-allowed'],
+      ['a follower removing it claiming to own it', () => removal('aitbc2', 'r1', { ms: Date.now() + 1000, counter: 0, node: 'aitbc2' }), 'removal-not-allowed'],
+      ['a change signed by one node in the name of another', () => ({ ...signed('aitbc2', { agentId: 'r1', clock: { ms: Date.now() + 1000, counter: 0, node: 'aitbc2' }, record: record('r1', { agent_type: 'forged' }) }), clock: { ms: Date.now() + 1000, counter: 0, node: 'aitbc1' } }), 'bad-signature'],
+      ['a record changed after it was signed', () => ({ ...signed('aitbc1', { agentId: 'r1', clock: { ...c1, ms: c1.ms + 1000 }, record: record('r1') }), recordJson: JSON.stringify(record('r1', { agent_type: 'tampered' })), record: record('r1', { agent_type: 'tampered' }) }), 'bad-signature'],
+      ['a change from a node outside the allowlist', () => signed('mallory', { agentId: 'r1', clock: { ms: Date.now() + 1000, counter: 0, node: 'mallory' }, record: record('r1', { owner_node: 'mallory' }) }), 'unknown-author'],
+      ['a clock stamp in the far future (9e15 ms, a valid uint64)', () => removal('aitbc1', 'r1', { ms: 9e15, counter: 0, node: 'aitbc1' }), 'clock-out-of-range'],
+      ['a clock stamp two minutes ahead', () => signed('aitbc1', { agentId: 'r1', clock: { ms: Date.now() + 120_000, counter: 0, node: 'aitbc1' }, record: record('r1') }), 'clock-out-of-range'],
+      ['a clock stamp older than anything kept', () => removal('aitbc1', 'r1', { ms: Date.now() - 8 * 24 * 3600_000, counter: 0, node: 'aitbc1' }), 'clock-out-of-range'],
+      ['a last_heartbeat a year ahead (never expiring)', () => signed('aitbc1', { agentId: 'r1', clock: { ...c1, ms: c1.ms + 1000 }, record: record('r1', { last_heartbeat: new Date(Date.now() + 365 * 86400_000).toISOString() }) }), 'time-out-of-range'],
+      ['a registration_time after the last heartbeat', () => signed('aitbc1', { agentId: 'r1', clock: { ...c1, ms: c1.ms + 1000 }, record: record('r1', { registration_time: new Date(Date.now() + 3600_000).toISOString() }) }), 'time-out-of-range']
+    ]
+    it.each(refusedCases)('refuses %s, applying and storing nothing', async (_what, make, reason) => {
+      const before = await change('r1')
+      const err = await registry.applyRemote(make()).then(() => undefined, (e: unknown) => e)
+      expect(err).toBeInstanceOf(ChangeRejected)
+      expect((err as ChangeRejected).reason).toBe(reason)
+      expect(registry.get('r1')).toMatchObject({ agent_type: 'trainer', owner_node: 'aitbc1', endpoints: {} })
+      expect(registry.entry('r1')?.clock).toEqual(c1)
+      expect(await change('r1')).toEqual(before)
+      expect(registry.health()).toMatchObject({ ok: true, pendingWrites: 0 })
+    })
+
+    it('applies a removal of another node\'s agent from the genesis node (trust.removalsFrom), and from this node when it is the genesis', async () => {
+      await openRegistry('aitbc2')
+      c1 = { ms: Date.now(), counter: 0, node: 'aitbc1' }
+      await registry.applyRemote(signed('aitbc1', { agentId: 'r2', clock: c1, record: record('r2') }))
+      expect(await registry.applyRemote(removal('aitbc', 'r2', { ms: c1.ms + 1, counter: 0, node: 'aitbc' }, 'aitbc1'))).toBe('applied')
+      expect(registry.get('r2')).toBeUndefined()
+      // This node (a follower) may not remove another node's agent locally.
+      await registry.applyRemote(signed('aitbc1', { agentId: 'r3', clock: c1, record: record('r3') }))
+      await expect(registry.remove({ agent_id: 'r3' })).rejects.toThrow(/owned by node aitbc1; remove it there/)
+      await registry.stop()
+      await store.close()
+      file = join(tempDir('aitbc-mesh-registry-'), 'store.db')
+      await openRegistry()
+      await registry.applyRemote(signed('aitbc1', { agentId: 'r4', clock: c1, record: record('r4') }))
+      expect(await registry.remove({ agent_id: 'r4' })).toEqual({ agent_id: 'r4', removed: true })
+      expect(registry.entry('r4')).toMatchObject({ owner: 'aitbc1', clock: { node: 'aitbc' } })
     })
 
     it('does not take a record whose last heartbeat is over 120 s + 1 h old', async () => {
-      const stale = record('r1', {}, Date.now() - (3720 + 60) * 1000)
-      expect(await registry.applyRemote({ agentId: 'r1', clock: { ms: Date.now(), counter: 0, node: 'aitbc1' }, record: stale })).toBe(false)
-      expect(registry.get('r1')).toBeUndefined()
-      expect(await store.get('agent:r1')).toBeNull()
+      const stale = record('r5', {}, Date.now() - (3720 + 60) * 1000)
+      expect(await registry.applyRemote(signed('aitbc1', { agentId: 'r5', clock: { ms: Date.now(), counter: 0, node: 'aitbc1' }, record: stale }))).toBe('stale')
+      expect(registry.get('r5')).toBeUndefined()
+      expect(await store.get('agent:r5')).toBeNull()
+    })
+  })
+
+  describe('changes from the wire are decoded strictly', () => {
+    it.each([
+      ['a health score over 1', { ...record('r1'), health_score: 2 }],
+      ['an unknown status', { ...record('r1'), status: 'sleeping' }],
+      ['an extra field', { ...record('r1'), extra: true }],
+      ['a record for another agent_id', record('other')],
+      ['a missing owner_node', { ...record('r1'), owner_node: undefined }]
+    ])('refuses a record with %s as malformed', (_what, bad) => {
+      const update = toWire(signed('aitbc1', { agentId: 'r1', clock: { ms: Date.now(), counter: 0, node: 'aitbc1' }, record: record('r1') }), 'aitbc1')
+      update.recordJson = JSON.stringify(bad)
+      expect(() => entryFromWire(update)).toThrow(ChangeRejected)
+      expect(() => entryFromWire(update)).toThrow(/invalid record|does not match/)
+    })
+
+    it('round-trips a signed change through the wire format', async () => {
+      const entry = signed('aitbc1', { agentId: 'w1', clock: { ms: Date.now(), counter: 3, node: 'aitbc1' }, record: record('w1') })
+      const back = entryFromWire(toWire(entry, 'aitbc2'))
+      expect(await registry.applyRemote(back)).toBe('applied')
+      expect(registry.entry('w1')?.clock).toEqual(entry.clock)
     })
   })
 
@@ -402,6 +458,8 @@ describe('AgentRegistry over an embedded SQLite store', () => {
     await registry.register({ agent_id: 'gone', agent_type: 'trainer' })
     const goneClock = registry.entry('gone')!.clock
     await registry.remove({ agent_id: 'gone' })
+    const r1 = signed('aitbc1', { agentId: 'r1', clock: { ms: Date.now(), counter: 0, node: 'aitbc1' }, record: record('r1') })
+    await registry.applyRemote(r1)
     const before = registry.list({})
     const clockA1 = registry.entry('a1')!.clock
     const tombstone = registry.entry('gone')!.clock
@@ -411,18 +469,97 @@ describe('AgentRegistry over an embedded SQLite store', () => {
     await openRegistry()
 
     expect(registry.list({})).toEqual(before)
-    expect(ids(registry.list({}))).toEqual(['a2', 'a1'])
+    expect(ids(registry.list({}))).toEqual(['a2', 'r1', 'a1'])
     expect(registry.get('a1')).toMatchObject({ status: 'busy', capabilities: ['gpu'], tags: ['eu'], load_metrics: { cpu: 0.7 }, health_score: 0.8, owner_node: NODE })
     expect(registry.entry('a1')?.clock).toEqual(clockA1)
+    expect(registry.entry('r1')?.signature).toEqual(r1.signature)
     expect(registry.get('gone')).toBeUndefined()
     expect(registry.entry('gone')?.clock).toEqual(tombstone)
-    // The tombstone survived: the removed agent's old record from a peer does not bring it back.
-    expect(await registry.applyRemote({ agentId: 'gone', clock: goneClock, record: record('gone') })).toBe(false)
+    // The tombstone survived: the removed agent's old record does not bring it back.
+    expect(await registry.applyRemote(authorityOf(NODE).sign({ agentId: 'gone', clock: goneClock, owner: NODE, recordJson: JSON.stringify(record('gone', { owner_node: NODE })), record: record('gone', { owner_node: NODE }) }))).toBe('stale')
     expect(registry.get('gone')).toBeUndefined()
 
     const rec = await registry.heartbeat({ agent_id: 'a1', status: 'active' })
     expect(rec.health_score).toBe(0.9)
     expect(compareClocks(registry.entry('a1')!.clock, clockA1)).toBeGreaterThan(0)
+  })
+
+  it('loads nothing from the store that does not verify: a tampered record or a change by a node no longer in the allowlist', async () => {
+    await registry.register({ agent_id: 'mine', agent_type: 'trainer' })
+    await registry.applyRemote(signed('aitbc1', { agentId: 'r1', clock: { ms: Date.now(), counter: 0, node: 'aitbc1' }, record: record('r1') }))
+    await registry.stop()
+    // Someone with access to the store points the agent elsewhere.
+    const stored = JSON.parse((await store.get('mesh:agent-change:r1'))!) as { record_json: string }
+    stored.record_json = JSON.stringify(record('r1', { endpoints: { api: 'http://elsewhere' } }))
+    await store.write([{ op: 'set', key: 'mesh:agent-change:r1', value: JSON.stringify(stored) }])
+    await store.close()
+    await openRegistry()
+    expect(ids(registry.list({}))).toEqual(['mine'])
+    expect(await store.get('mesh:agent-change:r1')).toBeNull()
+    expect(await store.get('agent:r1')).toBeNull()
+  })
+
+  it('migrates records and tombstones of the earlier unsigned format: own ones signed with their clocks, others left for their owners', async () => {
+    await registry.stop()
+    const now = Date.now()
+    const ownClock = { ms: now - 5000, counter: 2, node: NODE }
+    const writeOps: WriteOp[] = [
+      { op: 'set', key: 'agent:own', value: JSON.stringify({ ...record('own', { owner_node: NODE }, now - 5000), mesh_clock: ownClock }) },
+      { op: 'set', key: 'agent:theirs', value: JSON.stringify({ ...record('theirs', {}, now - 4000), mesh_clock: { ms: now - 4000, counter: 0, node: 'aitbc1' } }) },
+      { op: 'set', key: 'agent:old-theirs', value: JSON.stringify({ ...record('old-theirs', {}, now - 5 * 3600_000), mesh_clock: { ms: now - 5 * 3600_000, counter: 0, node: 'aitbc1' } }) },
+      // The coordinator's own record (no mesh clock) is not the mesh's and is left alone.
+      { op: 'set', key: 'agent:coord', value: JSON.stringify({ agent_id: 'coord', agent_type: 'worker' }) },
+      { op: 'set', key: 'mesh:agent-removed:own-gone', value: JSON.stringify({ agent_id: 'own-gone', removed_at: new Date(now - 3000).toISOString(), mesh_clock: { ms: now - 3000, counter: 0, node: NODE } }) },
+      { op: 'set', key: 'mesh:agent-removed:their-gone', value: JSON.stringify({ agent_id: 'their-gone', removed_at: new Date(now - 3000).toISOString(), mesh_clock: { ms: now - 3000, counter: 0, node: 'aitbc1' } }) }
+    ]
+    await store.write(writeOps)
+    await store.close()
+    await openRegistry()
+
+    expect(ids(registry.list({}))).toEqual(['own'])
+    expect(registry.entry('own')).toMatchObject({ clock: ownClock, owner: NODE })
+    expect(JSON.parse((await store.get('mesh:agent-change:own'))!)).toMatchObject({ clock: ownClock, removed: false })
+    expect(JSON.parse((await store.get('agent:own'))!)).not.toHaveProperty('mesh_clock')
+    expect(registry.entry('own-gone')).toMatchObject({ owner: NODE, clock: { node: NODE } })
+    expect(await store.get('mesh:agent-change:own-gone')).not.toBeNull()
+    expect(await store.scan('mesh:agent-removed:')).toEqual(new Map())
+    // Another node's record stays where the coordinator reads it until its owner sends it signed.
+    expect(await store.get('agent:theirs')).not.toBeNull()
+    expect(await store.get('agent:old-theirs')).toBeNull()
+    expect(await store.get('agent:coord')).not.toBeNull()
+    const theirs = signed('aitbc1', { agentId: 'theirs', clock: { ms: now - 4000, counter: 0, node: 'aitbc1' }, record: record('theirs', {}, now - 4000) })
+    expect(await registry.applyRemote(theirs)).toBe('applied')
+    expect(JSON.parse((await store.get('agent:theirs'))!)).not.toHaveProperty('mesh_clock')
+    // Migrated own changes verify anywhere: a peer takes them.
+    const peer = new AgentRegistry({ node: 'aitbc1', store: new SqliteBackend(join(tempDir('aitbc-mesh-registry-'), 'peer.db'), ''), log, authority: authorityOf('aitbc1'), clockSkewMs: SKEW_MS })
+    expect(await peer.applyRemote(registry.entry('own')!)).toBe('applied')
+  })
+
+  it('one change the store cannot hold never blocks the others, and the node stays healthy', async () => {
+    await registry.stop()
+    await store.close()
+    // A store that refuses any batch touching one key, as a type clash would.
+    const backend = new SqliteBackend(file, '')
+    const write = backend.write.bind(backend)
+    backend.write = async (ops: WriteOp[]) => {
+      if (ops.some(op => 'key' in op && op.key.endsWith(':poison'))) throw new Error('WRONGTYPE Operation against a key holding the wrong kind of value')
+      await write(ops)
+    }
+    await openRegistry(NODE, backend)
+    const results = await Promise.allSettled([
+      registry.register({ agent_id: 'ok-1', agent_type: 'trainer' }),
+      registry.register({ agent_id: 'poison', agent_type: 'trainer' }),
+      registry.register({ agent_id: 'ok-2', agent_type: 'trainer' })
+    ])
+    expect(results.map(r => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/agent poison: the store refused the change \(WRONGTYPE/)
+    expect(await store.get('agent:ok-1')).not.toBeNull()
+    expect(await store.get('agent:ok-2')).not.toBeNull()
+    expect(registry.health()).toMatchObject({ ok: true, pendingWrites: 0, droppedWrites: 1 })
+    // Later changes are written as usual, not held behind the dropped one.
+    await registry.register({ agent_id: 'ok-3', agent_type: 'trainer' })
+    expect(await store.get('agent:ok-3')).not.toBeNull()
+    expect(registry.health()).toMatchObject({ ok: true, pendingWrites: 0 })
   })
 
   it('derives inactive after 120 s without heartbeat and forgets the agent an hour later (clock moved, no sleeping)', async () => {
