@@ -223,9 +223,14 @@ export class OperationRunner {
       sync_details: null,
       message_delivery: { sent: 0, delivered: 0, failed: 0 },
       issues,
-      recommendations: [...results.values()].some(r => r.result?.state === 'refused' && /destructive/.test(r.reason))
-        ? [`${action} is destructive on some targets; run it again with --force once you accept that.`]
-        : [],
+      recommendations: [
+        ...[...results.values()].some(r => r.result?.state === 'refused' && /is destructive; run it with --force/.test(r.reason))
+          ? [`${action} is destructive on some targets; run it again with --force once you accept that.`]
+          : [],
+        ...[...results.values()].some(r => r.result?.state === 'refused' && /is not run here for/.test(r.reason))
+          ? [`Some targets do not run ${action} for ${this.init.config.node.name}; run it from a node they allow, or add ${this.init.config.node.name} to actions.${action}.allowFrom in their config.`]
+          : []
+      ],
       confidence: Math.round((ok / targets.length) * 100) / 100,
       execution_time: Math.round(performance.now() - started) / 1000,
       validation_status: validation

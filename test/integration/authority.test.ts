@@ -171,6 +171,8 @@ describe('authority: the target decides from its own config who may write its co
     expect(byFollower.code).toBe(1)
     expect(byFollower.stderr).toContain('  aitbc1: refused ("wipe" is not run here for aitbc2 (follower); allowed: genesis, self (the default for destructive actions))')
     expect(byFollower.stdout).toMatch(/^aitbc1: refused, 0 ms \("wipe" is not run here for aitbc2 \(follower\)/m)
+    expect(byFollower.stdout).toContain('Some targets do not run wipe for aitbc2; run it from a node they allow, or add aitbc2 to actions.wipe.allowFrom in their config.')
+    expect(byFollower.stdout).not.toMatch(/run it again with --force/)
     expect(existsSync(markerOf('wipe', 'aitbc1'))).toBe(false)
 
     const byGenesis = await t.mesh.cli('aitbc', ['coordinate', 'wipe', '--target', 'aitbc1', '--force', '--json'])
