@@ -114,6 +114,13 @@ export const AGENT_ID_MAX_LENGTH = 128
 export const DEFAULT_TRUST_CLOCK_SKEW_MS = 60_000
 /** Who may remove agents owned by other nodes (besides each owner itself): the hub. */
 export const DEFAULT_REMOVALS_FROM = ['genesis'] as const
+/**
+ * Who may run a destructive action (`actions.<name>.allowFrom` unset) or ask for a forced sync
+ * step (`sync.forceFrom` unset): the genesis node, which the mesh follows, and this node's own
+ * operator through the control socket. A follower cannot reset or restart another follower.
+ */
+export const DEFAULT_DESTRUCTIVE_FROM = ['genesis', 'self'] as const
+export const DEFAULT_FORCE_FROM = ['genesis', 'self'] as const
 /** A peer's rejected inputs are logged once per reason, then summarised at most this often. */
 export const REJECTION_LOG_INTERVAL_MS = 60_000
 /** Distinct (peer, reason) pairs the rejection log remembers; the oldest is forgotten first. */

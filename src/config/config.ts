@@ -107,6 +107,17 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
       throw new ConfigError(file, `trust.removalsFrom[${i}]`, `"${who}" is neither a role (genesis, follower) nor a node of this config (${[...names].join(', ')})`)
     }
   })
+  const requesterLists: Array<[string, string[] | undefined]> = [
+    ['sync.forceFrom', raw.sync.forceFrom],
+    ...Object.entries(raw.actions).map(([name, action]): [string, string[] | undefined] => [`actions.${name}.allowFrom`, action.allowFrom])
+  ]
+  for (const [field, list] of requesterLists) {
+    list?.forEach((who, i) => {
+      if (who !== 'self' && who !== 'genesis' && who !== 'follower' && !names.has(who)) {
+        throw new ConfigError(file, `${field}[${i}]`, `"${who}" is neither self, a role (genesis, follower) nor a node of this config (${[...names].join(', ')})`)
+      }
+    })
+  }
   const dataDir = abs(raw.dataDir)
   const intervalMs = raw.heartbeat.intervalMs
   if (raw.heartbeat.offlineAfterMs != null && raw.heartbeat.offlineAfterMs < 2 * intervalMs) {

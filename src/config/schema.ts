@@ -1,7 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
-import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, RESERVED_TARGET_NAMES } from '../constants.js'
+import { DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, RESERVED_TARGET_NAMES } from '../constants.js'
 
 export const ROLES = ['genesis', 'follower'] as const
 export type Role = typeof ROLES[number]
@@ -92,7 +92,12 @@ export type SshConfig = z.infer<typeof sshSchema>
 export const actionSchema = z.object({
   run: z.array(z.string().min(1)).min(1, 'expected the command as a list: [program, arg, ...]'),
   destructive: z.boolean().default(false),
-  timeout: z.number().int().positive().max(120).optional()
+  timeout: z.number().int().positive().max(120).optional(),
+  /**
+   * Who may run it: node names, the roles genesis/follower, or self (this node's own CLI).
+   * Unset: anyone on the allowlist, or for a destructive action DEFAULT_DESTRUCTIVE_FROM.
+   */
+  allowFrom: z.array(z.string().min(1)).optional()
 }).strict()
 
 export const configSchema = z.object({
@@ -124,8 +129,10 @@ export const configSchema = z.object({
       z.object({ action: z.string().min(1) }).strict()
     ]).optional(),
     /** Mempool sizes that differ by at most this many transactions count as in sync. */
-    mempoolTolerance: z.number().int().min(0).default(DEFAULT_MEMPOOL_TOLERANCE)
-  }).strict().default({ lagThreshold: DEFAULT_SYNC_LAG_THRESHOLD, mempoolTolerance: DEFAULT_MEMPOOL_TOLERANCE }),
+    mempoolTolerance: z.number().int().min(0).default(DEFAULT_MEMPOOL_TOLERANCE),
+    /** Who may ask this node for a forced step (git reset, config overwrite): names, roles or self. */
+    forceFrom: z.array(z.string().min(1)).default([...DEFAULT_FORCE_FROM])
+  }).strict().default({ lagThreshold: DEFAULT_SYNC_LAG_THRESHOLD, mempoolTolerance: DEFAULT_MEMPOOL_TOLERANCE, forceFrom: [...DEFAULT_FORCE_FROM] }),
   heartbeat: z.object({
     intervalMs: z.number().int().min(100).max(60000).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
     offlineAfterMs: z.number().int().min(200).max(600000).optional()

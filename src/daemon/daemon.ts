@@ -157,8 +157,8 @@ export class Daemon {
       log,
       localReport: async kind => await probes.reportFor(kind),
       // The runner is created next; a peer's request can only arrive once everything has started.
-      localAction: async (action, force, timeoutMs): Promise<ActionResult> => await runner.localAction(action, force, timeoutMs),
-      localSync: async (step, payload, force, timeoutMs): Promise<unknown> => await runner.localSync(step, payload, force, timeoutMs)
+      localAction: async (action, force, timeoutMs, requester): Promise<ActionResult> => await runner.localAction(action, force, timeoutMs, requester),
+      localSync: async (step, payload, force, timeoutMs, requester): Promise<unknown> => await runner.localSync(step, payload, force, timeoutMs, requester)
     })
     const messaging = new Messaging({ config, libp2p, peers, store, log, metrics })
     const opLog = new OperationLog(store, log, metrics)

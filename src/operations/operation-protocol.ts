@@ -13,6 +13,7 @@ import type { MeshLibp2p } from '../mesh/libp2p.js'
 import type { PeerTable } from '../mesh/peer-table.js'
 import type { HealthCheck, NodeReport } from './report.js'
 import type { ActionResult } from './actions.js'
+import type { Requester } from './authority.js'
 
 export const OPERATION_PROTOCOL = '/aitbc-mesh/operation/1.0.0'
 /** How long a responder waits for the request to arrive after the stream opens. */
@@ -30,10 +31,10 @@ export interface OperationProtocolInit {
   log: Logger
   /** Produces this node's own report; runs only probes configured here. */
   localReport: (kind: ReportKind, timeoutMs: number) => Promise<NodeReport>
-  /** Runs an action from this node's own config. */
-  localAction: (action: string, force: boolean, timeoutMs: number) => Promise<ActionResult>
-  /** Runs one sync step on this node. */
-  localSync: (step: string, payload: unknown, force: boolean, timeoutMs: number) => Promise<unknown>
+  /** Runs an action from this node's own config, if its config lets `requester` run it. */
+  localAction: (action: string, force: boolean, timeoutMs: number, requester: Requester) => Promise<ActionResult>
+  /** Runs one sync step on this node, if its config lets `requester` ask for it. */
+  localSync: (step: string, payload: unknown, force: boolean, timeoutMs: number, requester: Requester) => Promise<unknown>
 }
 
 const ACTION_STATES = ['ok', 'failed', 'refused', 'timed_out'] as const
@@ -135,9 +136,12 @@ export class OperationProtocol {
       const request = await pb.read(OperationRequest, { signal: AbortSignal.timeout(REQUEST_READ_TIMEOUT_MS) })
       requestId = request.requestId
       const timeoutMs = Math.max(100, Math.min(request.timeoutMs, 120_000))
+      // Who asks is the allowlisted node of the authenticated connection, with the role this
+      // node's config gives it; nothing in the request can claim another.
+      const from: Requester = { node: requester.name, role: requester.role, self: false, operationId: requestId }
       if (request.kind === OperationKind.COORDINATE) {
         log.info({ event: 'action_requested', operationId: requestId, action: request.action, force: request.force }, 'running an action for a peer')
-        const result = await this.init.localAction(request.action, request.force, timeoutMs)
+        const result = await this.init.localAction(request.action, request.force, timeoutMs, from)
         await pb.write({ requestId, error: '', actionResult: { ...result, exitCode: result.exit_code ?? undefined, durationMs: BigInt(result.duration_ms), outputTail: result.output_tail, healthBefore: result.health_before, healthAfter: result.health_after } }, OperationResponse, { signal: AbortSignal.timeout(timeoutMs) })
         return
       }
@@ -150,7 +154,7 @@ export class OperationProtocol {
         }
         let answer: { payloadJson: string, error: string }
         try {
-          answer = { payloadJson: JSON.stringify(await this.init.localSync(request.syncStep, payload, request.force, timeoutMs)), error: '' }
+          answer = { payloadJson: JSON.stringify(await this.init.localSync(request.syncStep, payload, request.force, timeoutMs, from)), error: '' }
         } catch (err) {
           answer = { payloadJson: '', error: errorMessage(err) }
         }

@@ -15,6 +15,8 @@ import { runSync } from './sync/sync-operation.js'
 import { runSyncStep } from './sync/steps.js'
 import type { Messaging } from '../messaging/messaging.js'
 import { deliveryCounts } from '../messaging/message.js'
+import { RejectionLog } from '../mesh/rejection-log.js'
+import { authorizeAction, authorizeSyncStep, selfRequester, type Refusal, type Requester } from './authority.js'
 
 export type TargetOutcome = 'ok' | 'failed' | 'timed_out' | 'unreachable'
 
@@ -114,8 +116,12 @@ function offlineReport (node: NodeEntry, reason: string): NodeReport {
 /** Runs operations requested at this node: resolves targets, fans out, gathers one result per target. */
 export class OperationRunner {
   private readonly slots = new OperationSlots(MAX_CONCURRENT_OPERATIONS)
+  /** Peers' refused requests, written once per (peer, reason) so a peer cannot flood the journal. */
+  private readonly rejections: RejectionLog
 
-  constructor (private readonly init: OperationRunnerInit) {}
+  constructor (private readonly init: OperationRunnerInit) {
+    this.rejections = new RejectionLog(init.log)
+  }
 
   /**
    * Runs the operation JSON. Throws UsageError for bad input (exit code 2). Input is checked
@@ -165,7 +171,7 @@ export class OperationRunner {
     const runOne = async (node: NodeEntry): Promise<void> => {
       let entry: { node: NodeEntry, outcome: TargetOutcome, result: ActionResult | null, reason: string }
       if (node.name === this.init.config.node.name) {
-        const result = await this.localAction(action, request.force, timeoutMs)
+        const result = await this.localAction(action, request.force, timeoutMs, selfRequester(this.init.config, requestId))
         entry = { node, outcome: result.state === 'ok' ? 'ok' : result.state === 'timed_out' ? 'timed_out' : 'failed', result, reason: result.reason }
       } else {
         const peer = this.init.peers.get(node.name)!
@@ -217,9 +223,14 @@ export class OperationRunner {
       sync_details: null,
       message_delivery: { sent: 0, delivered: 0, failed: 0 },
       issues,
-      recommendations: [...results.values()].some(r => r.result?.state === 'refused' && /destructive/.test(r.reason))
-        ? [`${action} is destructive on some targets; run it again with --force once you accept that.`]
-        : [],
+      recommendations: [
+        ...[...results.values()].some(r => r.result?.state === 'refused' && /is destructive; run it with --force/.test(r.reason))
+          ? [`${action} is destructive on some targets; run it again with --force once you accept that.`]
+          : [],
+        ...[...results.values()].some(r => r.result?.state === 'refused' && /is not run here for/.test(r.reason))
+          ? [`Some targets do not run ${action} for ${this.init.config.node.name}; run it from a node they allow, or add ${this.init.config.node.name} to actions.${action}.allowFrom in their config.`]
+          : []
+      ],
       confidence: Math.round((ok / targets.length) * 100) / 100,
       execution_time: Math.round(performance.now() - started) / 1000,
       validation_status: validation
@@ -232,7 +243,7 @@ export class OperationRunner {
     const outcome = await runSync({
       config: this.init.config,
       step: async (node, step, payload, force) => {
-        if (node.name === this.init.config.node.name) return await this.localSync(step, payload, force, timeoutMs)
+        if (node.name === this.init.config.node.name) return await this.localSync(step, payload, force, timeoutMs, selfRequester(this.init.config, requestId))
         const peer = this.init.peers.get(node.name)!
         const verdict = this.init.peers.liveness(peer)
         if (!peer.connected && verdict.liveness === 'offline') throw new UnreachableError(`${node.name} is offline: ${verdict.reason ?? 'unreachable'}`)
@@ -299,28 +310,47 @@ export class OperationRunner {
     }
   }
 
-  /** Runs one sync step on this node, from its own config (for itself or a peer's request). */
-  async localSync (step: string, payload: unknown, force: boolean, timeoutMs: number): Promise<unknown> {
+  /**
+   * Runs one sync step on this node, from its own config (for itself or a peer's request), if
+   * this node's config lets `requester` ask for it; otherwise answers `{ state: 'refused', reason }`.
+   */
+  async localSync (step: string, payload: unknown, force: boolean, timeoutMs: number, requester: Requester): Promise<unknown> {
+    const refusal = authorizeSyncStep(this.init.config, requester, step, force)
+    if (refusal != null) {
+      this.logRefusal(requester, refusal, { step, force })
+      return { state: 'refused', reason: refusal.reason }
+    }
     const result = await runSyncStep(step, payload, {
       config: this.init.config,
       force,
       timeoutMs,
-      runAction: async (name, f, t) => await this.localAction(name, f, t),
+      runAction: async (name, f, t) => await this.localAction(name, f, t, requester),
       markSynced: () => { this.init.markSynced?.() }
     })
     this.init.log.info({ event: 'sync_step', step, force, state: (result as { state?: string })?.state }, 'sync step finished')
     return result
   }
 
-  /** Runs one of this node's own actions (for a local target or a peer's request). */
-  async localAction (action: string, force: boolean, timeoutMs: number): Promise<ActionResult> {
+  /** Runs one of this node's own actions (for a local target or a peer's request), if its config lets `requester` run it. */
+  async localAction (action: string, force: boolean, timeoutMs: number, requester: Requester): Promise<ActionResult> {
+    const refusal = authorizeAction(this.init.config, requester, action)
+    if (refusal != null) {
+      this.logRefusal(requester, refusal, { action, force })
+      return { action, state: 'refused', exit_code: null, duration_ms: 0, output_tail: '', reason: refusal.reason, destructive: this.init.config.actions[action]?.destructive ?? false, health_before: '', health_after: '' }
+    }
     const result = await runAction(this.init.config.actions, action, {
       force,
       timeoutMs,
       health: async () => (await this.init.probes.reportFor('health')).status
     })
-    this.init.log.info({ event: 'action_run', action, state: result.state, exitCode: result.exit_code, ms: result.duration_ms, reason: result.reason }, 'action finished')
+    this.init.log.info({ event: 'action_run', action, state: result.state, exitCode: result.exit_code, ms: result.duration_ms, reason: result.reason, from: requester.node }, 'action finished')
     return result
+  }
+
+  private logRefusal (requester: Requester, refusal: Refusal, fields: Record<string, unknown>): void {
+    const detail = { ...fields, ...(requester.operationId != null ? { operationId: requester.operationId } : {}), detail: refusal.reason }
+    if (requester.self) this.init.log.warn({ event: 'operation_refused', peer: requester.node, reason: refusal.category, ...detail }, 'refused a request from this node\'s own operator')
+    else this.rejections.reject('operation_refused', requester.node, refusal.category, detail, 'refused an operation request from a peer')
   }
 
   /** Sends the message with a TTL of the operation's timeout and waits for every target's receipt. */

@@ -100,7 +100,7 @@ describe('sync: each target syncs itself and reports', () => {
     expect(mempool.sync_details.mempool_synced).toBe(true) // 10, 11, 12 within 10
   })
 
-  it('configuration: drift is reported per file and node; --force takes the genesis copy with a backup', async () => {
+  it('configuration: drift is reported per file and node (to any node); --force from the genesis node takes the genesis copy with a backup', async () => {
     writeFileSync(envOf('aitbc1'), 'CHAIN_ID=ait-devnet\n')
     const drift = await t.mesh.cli('aitbc2', ['sync', '--type', 'configuration', '--json'])
     expect(drift.code).toBe(1)
@@ -110,7 +110,13 @@ describe('sync: each target syncs itself and reports', () => {
     expect(out.issues).toContainEqual(`aitbc1: configuration: ${envOf('aitbc1')} differs from aitbc (--force takes the genesis copy, keeping a backup)`)
     expect(readFileSync(envOf('aitbc1'), 'utf8')).toBe('CHAIN_ID=ait-devnet\n')
 
-    const forced = await t.mesh.cli('aitbc2', ['sync', '--type', 'configuration', '--force', '--json'])
+    // Configuration contents go to, and are written for, the genesis node only.
+    const byFollower = await t.mesh.cli('aitbc2', ['sync', '--type', 'configuration', '--force', '--json'])
+    expect(byFollower.code).toBe(1)
+    expect(JSON.parse(byFollower.stdout).issues).toContain('aitbc: configuration: cannot read the genesis copies: refused: configuration contents are sent only to the genesis node; aitbc2 (follower) is not it')
+    expect(readFileSync(envOf('aitbc1'), 'utf8')).toBe('CHAIN_ID=ait-devnet\n')
+
+    const forced = await t.mesh.cli('aitbc', ['sync', '--type', 'configuration', '--force', '--json'])
     expect(forced.code, forced.stderr).toBe(0)
     expect(readFileSync(envOf('aitbc1'), 'utf8')).toBe('CHAIN_ID=ait-mainnet\n')
     const backups = readdirSync(join(base, 'etc-aitbc1')).filter(f => f.startsWith('node.env.bak.'))

@@ -62,7 +62,7 @@ export async function runSyncStep (step: string, payload: unknown, ctx: SyncStep
     case 'config.read':
       return { files: readFiles(config.probes.configFiles) }
     case 'config.write': {
-      if (!ctx.force) return { files: [], refused: 'overwriting configuration files needs --force' }
+      if (!ctx.force) return { state: 'refused', reason: 'overwriting configuration files needs --force' }
       const parsed = writePayload.safeParse(payload)
       if (!parsed.success) throw new UsageError(`config.write: ${parsed.error.issues[0]?.message ?? 'invalid payload'}`)
       const files = writeFiles(parsed.data.files, config.probes.configFiles)

@@ -26,6 +26,24 @@ export interface SyncOutcome {
   issues: string[]
 }
 
+/**
+ * The reason of a target's refusal to run a step for this requester (`{ state: 'refused', reason }`
+ * in place of the step's result), or null for a result.
+ */
+function refusalOf (value: unknown): string | null {
+  if (value == null || typeof value !== 'object') return null
+  const { state, reason } = value as { state?: unknown, reason?: unknown }
+  return state === 'refused' && typeof reason === 'string' ? reason : null
+}
+
+/** Runs a step whose result has no `refused` state of its own; a refusal becomes an error. */
+async function expectResult<T> (answer: Promise<unknown>): Promise<T> {
+  const value = await answer
+  const refused = refusalOf(value)
+  if (refused != null) throw new Error(`refused: ${refused}`)
+  return value as T
+}
+
 async function attempt<T> (work: () => Promise<T>): Promise<{ ok: true, value: T } | { ok: false, error: string }> {
   try {
     return { ok: true, value: await work() }
@@ -59,7 +77,7 @@ export async function runSync (deps: SyncDeps, request: OperationRequest, target
     // With --force, first show what a reset would drop on each node, then apply.
     if (request.force) {
       await Promise.all(targets.map(async node => {
-        const plan = await attempt(async () => await deps.step(node, 'git.inspect', null, false) as GitState)
+        const plan = await attempt(async () => await expectResult<GitState>(deps.step(node, 'git.inspect', null, false)))
         if (!plan.ok) return
         const loss = [...plan.value.local_commits.map(c => `commit ${c}`), ...plan.value.dirty_files.map(f => `changes to ${f}`)]
         perNode[node.name]!.git_would_lose = loss
@@ -68,7 +86,9 @@ export async function runSync (deps: SyncDeps, request: OperationRequest, target
     }
     const applied = await Promise.all(targets.map(async node => {
       const result = await attempt(async () => await deps.step(node, 'git.apply', null, request.force) as GitApplyResult)
-      const entry = result.ok ? result.value : { state: 'failed', reason: result.error, head_before: null, head_after: null, lost_commits: [], lost_files: [] }
+      const none = { head_before: null, head_after: null, lost_commits: [], lost_files: [] }
+      // A refusal for this requester carries only a reason; give it the shape of a git result.
+      const entry: GitApplyResult = !result.ok ? { ...none, state: 'failed', reason: result.error } : { ...none, ...result.value }
       perNode[node.name]!.git = entry
       deps.progress(node.name, `git: ${entry.state}`, entry.reason !== '' ? entry.reason : undefined)
       return [node, entry] as const
@@ -78,7 +98,7 @@ export async function runSync (deps: SyncDeps, request: OperationRequest, target
       const fromTargets = applied.find(([node]) => node.name === genesis.name)?.[1].head_after
       if (fromTargets != null) reference = fromTargets
       else {
-        const state = await attempt(async () => await deps.step(genesis, 'git.inspect', null, false) as GitState)
+        const state = await attempt(async () => await expectResult<GitState>(deps.step(genesis, 'git.inspect', null, false)))
         if (state.ok) reference = state.value.head
         else issues.push(`${genesis.name}: git: cannot read the genesis HEAD: ${state.error}`)
       }
@@ -150,7 +170,7 @@ export async function runSync (deps: SyncDeps, request: OperationRequest, target
       return false
     }
     const inspect = async (node: NodeEntry): Promise<FileHash[] | null> => {
-      const r = await attempt(async () => (await deps.step(node, 'config.inspect', null, false) as { files: FileHash[] }).files)
+      const r = await attempt(async () => (await expectResult<{ files: FileHash[] }>(deps.step(node, 'config.inspect', null, false))).files)
       if (!r.ok) issues.push(`${node.name}: configuration: ${r.error}`)
       return r.ok ? r.value : null
     }
@@ -163,18 +183,31 @@ export async function runSync (deps: SyncDeps, request: OperationRequest, target
     const followers = targets.filter(t => t.name !== genesis.name)
     const drift = new Map(await Promise.all(followers.map(async t => [t.name, driftOf(await inspect(t))] as const)))
     if (request.force && [...drift.values()].some(d => d.length > 0)) {
-      const read = await attempt(async () => (await deps.step(genesis, 'config.read', null, false) as { files: Array<{ path: string, content_base64: string | null, error?: string }> }).files)
-      if (!read.ok) issues.push(`${genesis.name}: configuration: cannot read the genesis copies: ${read.error}`)
-      else {
+      const read = await attempt(async () => (await expectResult<{ files: Array<{ path: string, content_base64: string | null, error?: string }> }>(deps.step(genesis, 'config.read', null, false))).files)
+      if (!read.ok) {
+        issues.push(`${genesis.name}: configuration: cannot read the genesis copies: ${read.error}`)
+        deps.progress(genesis.name, read.error.startsWith('refused: ') ? 'configuration: refused' : 'configuration: cannot read', read.error.replace(/^refused: /, ''))
+      } else {
         await Promise.all(followers.map(async node => {
           const files = (drift.get(node.name) ?? []).flatMap(d => {
             const source = read.value.find(f => basename(f.path) === d.name)
             return source?.content_base64 != null ? [{ path: d.path, content_base64: source.content_base64 }] : []
           })
           if (files.length === 0) return
-          const written = await attempt(async () => await deps.step(node, 'config.write', { files }, true) as { files: Array<{ path: string, state: string, backup?: string, reason?: string }> })
-          perNode[node.name]!.configuration_written = written.ok ? written.value.files : { error: written.error }
-          deps.progress(node.name, 'configuration: took the genesis copy', written.ok ? written.value.files.map(f => `${f.path} ${f.state}${f.backup != null ? ` (backup ${f.backup})` : ''}`).join('; ') : written.error)
+          const written = await attempt(async () => await deps.step(node, 'config.write', { files }, true))
+          const refused = written.ok ? refusalOf(written.value) : null
+          if (!written.ok) {
+            perNode[node.name]!.configuration_written = { error: written.error }
+            deps.progress(node.name, 'configuration: not written', written.error)
+          } else if (refused != null) {
+            perNode[node.name]!.configuration_written = { state: 'refused', reason: refused }
+            issues.push(`${node.name}: configuration: refused: ${refused}`)
+            deps.progress(node.name, 'configuration: refused', refused)
+          } else {
+            const done = (written.value as { files: Array<{ path: string, state: string, backup?: string, reason?: string }> }).files
+            perNode[node.name]!.configuration_written = done
+            deps.progress(node.name, 'configuration: took the genesis copy', done.map(f => `${f.path} ${f.state}${f.backup != null ? ` (backup ${f.backup})` : ''}`).join('; '))
+          }
         }))
         for (const node of followers) drift.set(node.name, driftOf(await inspect(node)))
       }
