@@ -20,6 +20,13 @@ export const OFFLINE_AFTER_INTERVALS = 3
  * the node alive if it arrives this long after the close (earlier ones may have been in flight).
  */
 export const RELAYED_HEARTBEAT_GRACE_MS = 250
+/** Largest heartbeat sent or accepted: a heartbeat is a few numbers and a list of names. */
+export const HEARTBEAT_MAX_BYTES = 512
+/**
+ * Names in a heartbeat's `connected` list; the sender leaves out more, the receiver refuses more.
+ * An AITBC mesh is a handful of nodes, and 512 bytes hold about 50 names anyway.
+ */
+export const HEARTBEAT_MAX_CONNECTED = 64
 
 /** Redialling configured peers: exponential backoff with jitter, never giving up. */
 export const REDIAL_INITIAL_DELAY_MS = 200
@@ -34,6 +41,8 @@ export const OPERATION_MAX_TIMEOUT_S = 120
 export const OPERATION_STREAM_MAX_MESSAGE_BYTES = 256 * 1024
 export const OPERATION_MAX_INBOUND_STREAMS = 64
 export const OPERATION_MAX_OUTBOUND_STREAMS = 256
+/** Operation request ids as the requester makes them (a UUID); echoed in the answer and logged. */
+export const OPERATION_REQUEST_ID_PATTERN = /^[\w-]{1,64}$/
 /**
  * Probe results younger than this answer a status request without probing again. The daemon
  * re-probes every heartbeat interval, so a status answer is normally under one interval old;
@@ -121,6 +130,16 @@ export const DEFAULT_REMOVALS_FROM = ['genesis'] as const
  */
 export const DEFAULT_DESTRUCTIVE_FROM = ['genesis', 'self'] as const
 export const DEFAULT_FORCE_FROM = ['genesis', 'self'] as const
+/**
+ * A daemon run longer than this (a heartbeat's started_at, a report's daemon uptime) is a wrong
+ * clock or a forged stamp: hosts are rebooted for kernel updates far more often.
+ */
+export const MAX_PLAUSIBLE_UPTIME_MS = 10 * 365 * 24 * 3600 * 1000
+/**
+ * Peer counts on the wire (heartbeat and report p2p_connections): the gater admits only the
+ * allowlist, which is a handful of nodes; anything above this is not a count of real peers.
+ */
+export const MAX_WIRE_PEER_COUNT = 1024
 /** A peer's rejected inputs are logged once per reason, then summarised at most this often. */
 export const REJECTION_LOG_INTERVAL_MS = 60_000
 /** Distinct (peer, reason) pairs the rejection log remembers; the oldest is forgotten first. */
@@ -130,7 +149,15 @@ export const REJECTION_LOG_MAX_KEYS = 1024
 export const MESSAGE_MAX_BODY_BYTES = 64 * 1024
 export const MESSAGE_DEFAULT_TTL_S = 3600
 export const MESSAGE_MAX_TTL_S = 7 * 24 * 3600
-/** Envelopes sent on one stream before their receipts come back (a window of 512 capped the rate at about 3.6k/s here). */
+/** Message ids and kinds as the sender makes them (a UUID; the kind as `send --kind` accepts it). */
+export const MESSAGE_ID_PATTERN = /^[\w-]{1,64}$/
+export const MESSAGE_KIND_PATTERN = /^[\w.:-]{1,64}$/
+/** A receipt's reason from a target is kept and shown up to this many characters. */
+export const RECEIPT_MAX_REASON_CHARS = 512
+/**
+ * Envelopes sent on one stream before their receipts come back (a window of 512 capped the rate
+ * at about 3.6k/s here). The receiver reads no further ahead of its receipts than this.
+ */
 export const DELIVERY_WINDOW = 4096
 export const DELIVERY_RETRY_INITIAL_MS = 200
 export const DELIVERY_RETRY_MAX_MS = 5000

@@ -149,12 +149,13 @@ export class Daemon {
       lastSync: () => lastSync.get()
     })
     const heartbeat = new HeartbeatService({
-      libp2p, peers, node: config.node, intervalMs: config.heartbeat.intervalMs, log, localHealth: () => probes.latest()
+      libp2p, peers, node: config.node, intervalMs: config.heartbeat.intervalMs, clockSkewMs: config.trust.clockSkewMs, log, localHealth: () => probes.latest()
     })
     const protocol: OperationProtocol = new OperationProtocol({
       libp2p,
       peers,
       log,
+      clockSkewMs: config.trust.clockSkewMs,
       localReport: async kind => await probes.reportFor(kind),
       // The runner is created next; a peer's request can only arrive once everything has started.
       localAction: async (action, force, timeoutMs, requester): Promise<ActionResult> => await runner.localAction(action, force, timeoutMs, requester),
@@ -320,6 +321,7 @@ export class Daemon {
     const others = await Promise.all(this.peers.all().map(async (state): Promise<PeerView> => {
       const verdict = this.peers.liveness(state, now)
       const latency = state.connected ? await this.latencyTo(state.peerId) : null
+      const clock = this.peers.senderClock(state)
       const since = state.connected ? state.connectedSince : state.disconnectedAt
       return {
         name: state.name,
@@ -334,9 +336,7 @@ export class Daemon {
         since: since != null ? new Date(since).toISOString() : null,
         last_heartbeat: state.lastHeartbeatAt != null ? new Date(state.lastHeartbeatAt).toISOString() : null,
         last_heartbeat_age_ms: state.lastHeartbeatAt != null ? now - state.lastHeartbeatAt : null,
-        clock_skew_ms: state.lastHeartbeat != null && state.lastHeartbeatAt != null
-          ? Math.round(state.lastHeartbeat.sentAtMs + (latency ?? 0) / 2 - state.lastHeartbeatAt)
-          : null,
+        clock_skew_ms: clock != null ? Math.round(clock.sentAtMs + (latency ?? 0) / 2 - clock.receivedAt) : null,
         block_height: state.lastHeartbeat?.blockHeight ?? null
       }
     }))

@@ -3,13 +3,15 @@ import type { Message, SubscriptionChangeData } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { Heartbeat, NodeRole } from '../../protocols/heartbeat.js'
-import type { Role } from '../config/schema.js'
+import { nodeName, type Role } from '../config/schema.js'
+import { HEARTBEAT_MAX_BYTES, HEARTBEAT_MAX_CONNECTED, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
 import { errorMessage } from '../errors.js'
 import type { MeshLibp2p } from './libp2p.js'
 import type { PeerTable } from './peer-table.js'
+import { RejectionLog } from './rejection-log.js'
+import { aheadOfClock, behindClock, clipText, MAX_WIRE_INTEGER, wireTime } from './wire-bounds.js'
 
 export const HEARTBEAT_TOPIC = '/aitbc-mesh/heartbeat/1.0.0'
-const MAX_HEARTBEAT_BYTES = 512
 
 export interface LocalHealth {
   healthy: boolean
@@ -21,6 +23,8 @@ export interface HeartbeatServiceInit {
   peers: PeerTable
   node: { name: string, role: Role }
   intervalMs: number
+  /** trust.clockSkewMs: the window for the heartbeat's times. */
+  clockSkewMs: number
   log: Logger
   /** The latest local probe verdict, carried in each heartbeat. */
   localHealth: () => LocalHealth
@@ -29,6 +33,40 @@ export interface HeartbeatServiceInit {
 
 export function roleToWire (role: Role): NodeRole {
   return role === 'genesis' ? NodeRole.GENESIS : NodeRole.FOLLOWER
+}
+
+/** Why a heartbeat's values are out of range: a stable reason, and the detail of this one. */
+export interface HeartbeatOutOfRange {
+  reason: string
+  detail: string
+  /** Refused for a time against our clock (our clock may be the wrong one; relays are not blamed). */
+  clock: boolean
+}
+
+/**
+ * Bounds on what a (decoded, authenticated) heartbeat says: its times against our clock, its
+ * counts against what a mesh can hold. Undefined when every value is in range.
+ */
+export function heartbeatOutOfRange (beat: Heartbeat, now: number, clockSkewMs: number): HeartbeatOutOfRange | undefined {
+  const clock = (reason: string, detail: string | undefined): HeartbeatOutOfRange | undefined => detail != null ? { reason, detail, clock: true } : undefined
+  const outOfRange = clock('sent_at outside the clock window', aheadOfClock('sent_at', beat.sentAtMs, now, clockSkewMs) ?? behindClock('sent_at', beat.sentAtMs, now, clockSkewMs)) ??
+    clock('started_at in the future', aheadOfClock('started_at', beat.startedAtMs, now, clockSkewMs))
+  if (outOfRange != null) return outOfRange
+  if (beat.startedAtMs < BigInt(now - MAX_PLAUSIBLE_UPTIME_MS)) {
+    return { reason: 'started_at too old', detail: `started_at ${wireTime(beat.startedAtMs)} is more than ${MAX_PLAUSIBLE_UPTIME_MS / (365 * 24 * 3600 * 1000)} years ago`, clock: true }
+  }
+  const bad = (reason: string, detail: string): HeartbeatOutOfRange => ({ reason, detail, clock: false })
+  if (beat.seq < 1n || beat.seq > MAX_WIRE_INTEGER) return bad('seq out of range', `seq ${String(beat.seq)} is not between 1 and ${String(MAX_WIRE_INTEGER)}`)
+  if (beat.blockHeight != null && beat.blockHeight > MAX_WIRE_INTEGER) return bad('block_height out of range', `block_height ${String(beat.blockHeight)} is over ${String(MAX_WIRE_INTEGER)}`)
+  if (beat.p2pConnections > MAX_WIRE_PEER_COUNT) return bad('p2p_connections out of range', `p2p_connections ${beat.p2pConnections} is over ${MAX_WIRE_PEER_COUNT}`)
+  if (beat.connected.length > HEARTBEAT_MAX_CONNECTED) return bad('connected list too long', `connected lists ${beat.connected.length} names, over ${HEARTBEAT_MAX_CONNECTED}`)
+  const names = new Set<string>()
+  for (const name of beat.connected) {
+    if (!nodeName.safeParse(name).success) return bad('connected list malformed', `connected holds "${clipText(name, 64)}", not a node name`)
+    if (names.has(name)) return bad('connected list malformed', `connected lists "${name}" twice`)
+    names.add(name)
+  }
+  return undefined
 }
 
 /**
@@ -43,9 +81,11 @@ export class HeartbeatService {
   private lastSentAt = 0
   private promptScheduled = false
   private readonly init: HeartbeatServiceInit
+  private readonly rejections: RejectionLog
 
   constructor (init: HeartbeatServiceInit) {
     this.init = init
+    this.rejections = new RejectionLog(init.log)
     this.onMessage = this.onMessage.bind(this)
     this.onSubscriptionChange = this.onSubscriptionChange.bind(this)
     this.validate = this.validate.bind(this)
@@ -87,11 +127,11 @@ export class HeartbeatService {
       healthy: health.healthy,
       ...(health.blockHeight != null ? { blockHeight: BigInt(health.blockHeight) } : {}),
       p2pConnections: this.init.libp2p.getPeers().length,
-      connected: this.init.peers.all().filter(p => p.connected).map(p => p.name)
+      connected: this.init.peers.all().filter(p => p.connected).map(p => p.name).slice(0, HEARTBEAT_MAX_CONNECTED)
     }
     let data = Heartbeat.encode(beat)
     // Receivers refuse heartbeats over the limit: names that do not fit are left out.
-    while (data.byteLength > MAX_HEARTBEAT_BYTES && beat.connected.length > 0) {
+    while (data.byteLength > HEARTBEAT_MAX_BYTES && beat.connected.length > 0) {
       beat.connected.pop()
       data = Heartbeat.encode(beat)
     }
@@ -102,27 +142,44 @@ export class HeartbeatService {
     }
   }
 
-  /** Decode and authenticate; Reject also lowers the relaying peer's gossipsub score. */
-  private validate (_propagationSource: PeerId, msg: Message): TopicValidatorResult {
-    if (msg.type !== 'signed') return this.reject('unsigned heartbeat', undefined)
+  /**
+   * Decode, authenticate and bound. Reject also lowers the relaying peer's gossipsub score;
+   * a time out of our window is only ignored, since our own clock may be the wrong one.
+   */
+  private validate (propagationSource: PeerId, msg: Message): TopicValidatorResult {
+    // Without an allowlisted signer, the (allowlisted) peer that passed it on answers for it: a
+    // peer signing with fresh keys cannot open a new log key, and a new warn line, per heartbeat.
+    const relayedBy = { relayedBy: propagationSource.toString() }
+    const relayer = this.init.peers.getByPeerId(propagationSource)?.name ?? propagationSource.toString()
+    if (msg.type !== 'signed') return this.reject(relayer, 'unsigned', relayedBy)
     const signer = this.init.peers.getByPeerId(msg.from)
-    if (signer == null) return this.reject('signed by a peer that is not in the allowlist', msg.from)
-    if (msg.data.byteLength > MAX_HEARTBEAT_BYTES) return this.reject(`${msg.data.byteLength} bytes, over the ${MAX_HEARTBEAT_BYTES} byte limit`, msg.from)
+    if (signer == null) return this.reject(relayer, 'signer not in the allowlist', { ...relayedBy, signer: msg.from.toString() })
+    const from = { signer: msg.from.toString() }
+    if (msg.data.byteLength > HEARTBEAT_MAX_BYTES) return this.reject(signer.name, 'too large', { ...from, detail: `${msg.data.byteLength} bytes, over the ${HEARTBEAT_MAX_BYTES} byte limit` })
     let beat: Heartbeat
     try {
       beat = Heartbeat.decode(msg.data)
     } catch (err) {
-      return this.reject(`malformed: ${errorMessage(err)}`, msg.from)
+      return this.reject(signer.name, 'malformed', { ...from, detail: `malformed: ${errorMessage(err)}` })
     }
     if (beat.node !== signer.name) {
-      return this.reject(`signed by ${signer.name} (${msg.from.toString()}) but claims to be from "${beat.node}"`, msg.from)
+      return this.reject(signer.name, 'names another node', { ...from, claimed: clipText(beat.node, 64), detail: `signed by ${signer.name} (${msg.from.toString()}) but claims to be from "${clipText(beat.node, 64)}"` })
     }
-    if (beat.role !== roleToWire(signer.role)) return this.reject(`role does not match the configured role ${signer.role}`, msg.from)
+    if (beat.role !== roleToWire(signer.role)) return this.reject(signer.name, 'role mismatch', { ...from, detail: `role ${beat.role} does not match the configured role ${signer.role}` })
+    const now = Date.now()
+    const outOfRange = heartbeatOutOfRange(beat, now, this.init.clockSkewMs)
+    if (outOfRange != null) {
+      const sentAtMs = Number(beat.sentAtMs)
+      this.init.peers.noteRefusedHeartbeat(msg.from, { at: now, detail: outOfRange.detail, ...(beat.sentAtMs <= BigInt(Number.MAX_SAFE_INTEGER) ? { sentAtMs } : {}) })
+      this.reject(signer.name, outOfRange.reason, { ...from, detail: outOfRange.detail })
+      return outOfRange.clock ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
+    }
     return TopicValidatorResult.Accept
   }
 
-  private reject (reason: string, signer: PeerId | undefined): TopicValidatorResult {
-    this.init.log.warn({ event: 'heartbeat_rejected', signer: signer?.toString(), reason }, 'heartbeat rejected')
+  /** Logged once per (node, reason), then summarised: a peer cannot flood the journal. */
+  private reject (peer: string, reason: string, fields: Record<string, unknown>): TopicValidatorResult {
+    this.rejections.reject('heartbeat_rejected', peer, reason, fields, 'heartbeat rejected')
     return TopicValidatorResult.Reject
   }
 

@@ -26,6 +26,17 @@ export interface PeerState {
   remoteAddr?: string
   lastHeartbeatAt?: number
   lastHeartbeat?: HeartbeatInfo
+  /** The latest heartbeat of this node that was refused (out of range), and why. */
+  refusedHeartbeat?: RefusedHeartbeat
+}
+
+export interface RefusedHeartbeat {
+  /** When it arrived (our clock). */
+  at: number
+  /** What was out of range, for the liveness reason. */
+  detail: string
+  /** Its send time, when it is a usable number: the node's clock is still worth reporting. */
+  sentAtMs?: number
 }
 
 export interface ConfiguredPeer { name: string, role: Role, peerId: PeerId, addr: string }
@@ -130,7 +141,34 @@ export class PeerTable {
     return state
   }
 
+  /** A heartbeat that names this peer and is signed by it, but was refused: it does not count. */
+  noteRefusedHeartbeat (peerId: PeerId, refused: RefusedHeartbeat): void {
+    const state = this.getByPeerId(peerId)
+    if (state != null) state.refusedHeartbeat = refused
+  }
+
+  /**
+   * The node's clock as its latest heartbeat showed it, accepted or refused (a node refused for
+   * its clock is the one whose skew matters most): its send time and when it arrived here.
+   */
+  senderClock (state: PeerState): { sentAtMs: number, receivedAt: number } | undefined {
+    const refused = state.refusedHeartbeat
+    if (refused?.sentAtMs != null && refused.at > (state.lastHeartbeatAt ?? -Infinity)) return { sentAtMs: refused.sentAtMs, receivedAt: refused.at }
+    if (state.lastHeartbeat != null && state.lastHeartbeatAt != null) return { sentAtMs: state.lastHeartbeat.sentAtMs, receivedAt: state.lastHeartbeatAt }
+    return undefined
+  }
+
   liveness (state: PeerState, now = Date.now()): LivenessVerdict {
+    const verdict = this.heartbeatLiveness(state, now)
+    // An offline node whose heartbeats arrive but are refused: say why, not just "no heartbeat".
+    const refused = state.refusedHeartbeat
+    if (verdict.liveness === 'offline' && refused != null && now - refused.at <= this.offlineAfterMs && refused.at > (state.lastHeartbeatAt ?? -Infinity)) {
+      return { liveness: 'offline', reason: `heartbeats refused: ${refused.detail}` }
+    }
+    return verdict
+  }
+
+  private heartbeatLiveness (state: PeerState, now: number): LivenessVerdict {
     if (state.lastHeartbeatAt == null) {
       return { liveness: 'offline', reason: state.connected ? 'connected, no heartbeat received yet' : 'never seen since this daemon started' }
     }

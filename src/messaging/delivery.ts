@@ -4,17 +4,19 @@ import { pbStream, type ProtobufMessageStream } from '@libp2p/utils'
 import { Envelope, Receipt, ReceiptStatus } from '../../protocols/messages.js'
 import {
   DELIVERY_RECEIPT_TIMEOUT_MS, DELIVERY_RETRY_INITIAL_MS, DELIVERY_RETRY_MAX_MS, DELIVERY_STREAM_MAX_MESSAGE_BYTES,
-  DELIVERY_WINDOW, MESSAGE_MAX_BODY_BYTES
+  DELIVERY_WINDOW, RECEIPT_MAX_REASON_CHARS
 } from '../constants.js'
 import { errorMessage, ProtocolError } from '../errors.js'
 import type { MeshLibp2p } from '../mesh/libp2p.js'
 import type { PeerState, PeerTable } from '../mesh/peer-table.js'
+import { RejectionLog } from '../mesh/rejection-log.js'
+import { clipText } from '../mesh/wire-bounds.js'
+import { checkEnvelope } from './envelope.js'
 import type { Inbox, ReceiveResult } from './inbox.js'
 import type { OutgoingMessage } from './message.js'
 import type { Outbox } from './outbox.js'
 
 export const MESSAGES_PROTOCOL = '/aitbc-mesh/messages/1.0.0'
-const textDecoder = new TextDecoder('utf-8', { fatal: true })
 const textEncoder = new TextEncoder()
 
 export interface MessageDeliveryInit {
@@ -23,7 +25,16 @@ export interface MessageDeliveryInit {
   inbox: Inbox
   outbox: Outbox
   node: string
+  /** trust.clockSkewMs: how far ahead of our clock a message's sent_at may be. */
+  clockSkewMs: number
   log: Logger
+}
+
+/** A stream refused on purpose (framing, an envelope no receipt can answer); its reason is a stable category. */
+class StreamRefused extends ProtocolError {
+  constructor (readonly reason: string, detail: string, readonly fields: Record<string, unknown> = {}) {
+    super(detail)
+  }
 }
 
 /**
@@ -155,10 +166,16 @@ class TargetSession {
           clearTimeout(timer)
           timer = undefined
           const expected = order.shift()
-          if (receipt.id !== expected || receipt.node !== this.peer.name) {
-            // Forged or out of order: drop the stream (and everything in flight goes out again).
-            this.init.log.warn({ event: 'receipt_rejected', peer: this.peer.name, receiptFor: receipt.id, receiptNode: receipt.node, expected }, 'receipt does not match the message in flight; resetting the stream')
-            throw new ProtocolError(`receipt for ${receipt.id} from "${receipt.node}" does not match ${expected ?? 'nothing in flight'}`)
+          const mismatch = receipt.id !== expected
+            ? 'receipt for another message'
+            : receipt.node !== this.peer.name
+              ? 'receipt names another node'
+              : receipt.status === ReceiptStatus.RECEIPT_STATUS_UNSPECIFIED ? 'receipt without a status' : undefined
+          if (mismatch != null) {
+            // Forged, out of order or empty: drop the stream (and everything in flight goes out again).
+            const fields = { receiptFor: clipText(receipt.id, 64), receiptNode: clipText(receipt.node, 64), expected, status: receipt.status }
+            this.service.rejections.reject('receipt_rejected', this.peer.name, mismatch, fields, 'receipt does not match the message in flight; resetting the stream')
+            throw new ProtocolError(`${mismatch}: receipt for ${fields.receiptFor} from "${fields.receiptNode}" (${receipt.status}) does not answer ${expected ?? 'nothing in flight'}`)
           }
           this.inFlight.delete(receipt.id)
           this.service.onReceipt(this.peer.name, receipt)
@@ -178,8 +195,11 @@ class TargetSession {
 export class MessageDelivery {
   private readonly sessions = new Map<string, TargetSession>()
   private started = false
+  /** What peers send that is refused: envelopes, streams, receipts; once per (peer, reason). */
+  readonly rejections: RejectionLog
 
   constructor (private readonly init: MessageDeliveryInit) {
+    this.rejections = new RejectionLog(init.log)
     this.handle = this.handle.bind(this)
     this.onPeerConnect = this.onPeerConnect.bind(this)
   }
@@ -237,7 +257,7 @@ export class MessageDelivery {
     if (receipt.status === ReceiptStatus.STORED || receipt.status === ReceiptStatus.DUPLICATE) {
       outbox.settle(receipt.id, node, 'delivered', { receiptAt: Date.now() })
     } else if (receipt.status === ReceiptStatus.REJECTED) {
-      outbox.settle(receipt.id, node, 'failed', { reason: `rejected: ${receipt.reason}` })
+      outbox.settle(receipt.id, node, 'failed', { reason: `rejected: ${clipText(receipt.reason, RECEIPT_MAX_REASON_CHARS)}` })
     }
   }
 
@@ -256,10 +276,16 @@ export class MessageDelivery {
     }
   }
 
-  /** Receiving side: store each envelope (once) and receipt it, in order. */
+  /**
+   * Receiving side: store each envelope (once) and receipt it, in order. An envelope that is
+   * refused is receipted REJECTED with the reason; the stream is reset only for framing-level
+   * garbage (an unreadable frame, an envelope without a usable id). Reading stays at most
+   * DELIVERY_WINDOW envelopes ahead of the receipts written, so a peer that does not read its
+   * receipts cannot pile up work here.
+   */
   private async handle (stream: Stream, connection: Connection): Promise<void> {
     const sender = this.init.peers.getByPeerId(connection.remotePeer)
-    const log = this.init.log.child({ peer: connection.remotePeer.toString(), node: sender?.name })
+    const peerId = connection.remotePeer.toString()
     const pb = pbStream(stream, { maxDataLength: DELIVERY_STREAM_MAX_MESSAGE_BYTES })
     const envelopes = pb.pb(Envelope)
     const receipts = pb.pb(Receipt)
@@ -269,6 +295,15 @@ export class MessageDelivery {
     let writing: Promise<void> = Promise.resolve()
     let flushScheduled = false
     let failed: unknown
+    /** Envelopes read whose receipt is not yet written. */
+    let unanswered = 0
+    let progressed: (() => void) | undefined
+    const progress = (): void => { progressed?.(); progressed = undefined }
+    const fail = (err: unknown): void => {
+      failed ??= err
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      progress()
+    }
     const flushReceipts = (): void => {
       flushScheduled = false
       const ready: Receipt[] = []
@@ -277,35 +312,53 @@ export class MessageDelivery {
         ready.push(this.receiptOf(head.id, head.result!))
       }
       if (ready.length === 0) return
-      writing = writing.then(async () => { await receipts.writeV(ready) }).catch(err => {
-        failed ??= err
-        stream.abort(err instanceof Error ? err : new Error(String(err)))
-      })
+      writing = writing.then(async () => {
+        if (failed != null) return
+        await receipts.writeV(ready, { signal: AbortSignal.timeout(DELIVERY_RECEIPT_TIMEOUT_MS) })
+        unanswered -= ready.length
+        progress()
+      }).catch(err => { fail(new StreamRefused('receipts not read', `receipts not written: ${errorMessage(err)}`)) })
     }
     try {
-      if (sender == null) throw new ProtocolError('sender is not in the allowlist')
+      if (sender == null) throw new StreamRefused('not in the allowlist', 'sender is not in the allowlist')
       const pendingStores = new Set<Promise<void>>()
       for (;;) {
+        while (unanswered >= DELIVERY_WINDOW && failed == null) await new Promise<void>(resolve => { progressed = resolve })
+        if (failed != null) throw failed
         let envelope: Envelope
         try {
           envelope = await envelopes.read()
         } catch (err) {
           if (stream.readStatus !== 'readable' || /end of|closed|ended/i.test(errorMessage(err))) break
-          throw err
+          const tooLarge = /length|too long|too large/i.test(`${(err as Error).name} ${errorMessage(err)}`)
+          throw new StreamRefused(tooLarge ? 'frame too large' : 'malformed frame', `unreadable envelope: ${errorMessage(err)}`)
         }
         if (failed != null) throw failed
+        const checked = checkEnvelope(envelope, sender.name, Date.now(), this.init.clockSkewMs)
+        const fields = { peerId, messageId: clipText(envelope.id, 64), from: clipText(envelope.from, 64) }
+        if (!checked.ok && checked.answer === 'reset') throw new StreamRefused(checked.reason, checked.detail, fields)
         const slot: { id: string, result?: ReceiveResult } = { id: envelope.id }
         queue.push(slot)
-        const stored = this.receive(envelope, sender.name, log).then(result => {
-          slot.result = result
+        unanswered++
+        let result: Promise<ReceiveResult>
+        if (checked.ok) {
+          // Called without waiting on earlier envelopes: the inbox gives positions in call order,
+          // and messages arriving together share one write.
+          result = this.init.inbox.receive(checked.message)
+        } else {
+          this.rejections.reject('message_rejected', sender.name, checked.reason, { ...fields, detail: checked.detail }, 'message rejected')
+          result = Promise.resolve({ status: 'rejected', reason: checked.detail })
+        }
+        const stored = result.then(received => {
+          if (checked.ok && received.status === 'rejected') this.rejections.reject('message_rejected', sender.name, 'expired', { ...fields, detail: received.reason }, 'message rejected')
+          slot.result = received
           if (!flushScheduled) {
             flushScheduled = true
             setImmediate(flushReceipts)
           }
         }, err => {
           // Not stored (store unavailable): no receipt; the sender resends after a backoff.
-          failed ??= err
-          stream.abort(err instanceof Error ? err : new Error(String(err)))
+          fail(new StreamRefused('store unavailable', `message not stored: ${errorMessage(err)}`))
         })
         pendingStores.add(stored)
         void stored.finally(() => pendingStores.delete(stored))
@@ -316,7 +369,10 @@ export class MessageDelivery {
       if (failed != null) throw failed
       await stream.close({ signal: AbortSignal.timeout(DELIVERY_RECEIPT_TIMEOUT_MS) }).catch(err => { stream.abort(err) })
     } catch (err) {
-      log.warn({ event: 'message_stream_failed', err: errorMessage(err) }, 'message stream failed')
+      // Every stream failure a peer can cause is logged once per reason, then summarised.
+      const reason = err instanceof StreamRefused ? err.reason : 'stream error'
+      const fields = err instanceof StreamRefused ? err.fields : {}
+      this.rejections.reject('message_stream_failed', sender?.name ?? peerId, reason, { peerId, ...fields, err: errorMessage(err) }, 'message stream failed')
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     }
   }
@@ -324,28 +380,5 @@ export class MessageDelivery {
   private receiptOf (id: string, result: ReceiveResult): Receipt {
     if (result.status === 'rejected') return { id, node: this.init.node, status: ReceiptStatus.REJECTED, storedAtMs: 0n, reason: result.reason }
     return { id, node: this.init.node, status: result.status === 'stored' ? ReceiptStatus.STORED : ReceiptStatus.DUPLICATE, storedAtMs: BigInt(result.storedAt), reason: '' }
-  }
-
-  /** Validates an envelope; malformed or forged ones are refused for good and never stored. */
-  private async receive (envelope: Envelope, senderName: string, log: Logger): Promise<ReceiveResult> {
-    const reject = (reason: string): ReceiveResult => {
-      log.warn({ event: 'message_rejected', messageId: envelope.id, from: envelope.from, reason }, 'message rejected')
-      return { status: 'rejected', reason }
-    }
-    if (envelope.from !== senderName) return reject(`origin "${envelope.from}" is not the sending node ${senderName}`)
-    if (!/^[\w-]{1,64}$/.test(envelope.id)) return reject('invalid message id')
-    if (!/^[\w.:-]{1,64}$/.test(envelope.kind)) return reject('invalid kind')
-    if (envelope.body.byteLength > MESSAGE_MAX_BODY_BYTES) return reject(`body of ${envelope.body.byteLength} bytes is over the ${MESSAGE_MAX_BODY_BYTES} byte limit`)
-    let body: string
-    try {
-      body = textDecoder.decode(envelope.body)
-    } catch {
-      return reject('body is not UTF-8 text')
-    }
-    // Called without waiting on earlier envelopes: the inbox gives positions in call order, and
-    // messages arriving together share one write.
-    return await this.init.inbox.receive({
-      id: envelope.id, from: envelope.from, kind: envelope.kind, body, sentAt: Number(envelope.sentAtMs), expiresAt: Number(envelope.expiresAtMs)
-    })
   }
 }

@@ -34,7 +34,7 @@ export class Messaging {
   constructor (private readonly init: MessagingInit) {
     this.inbox = new Inbox(init.store, init.log)
     this.outbox = new Outbox(init.config.node.name, init.store, init.log, init.metrics)
-    this.delivery = new MessageDelivery({ libp2p: init.libp2p, peers: init.peers, inbox: this.inbox, outbox: this.outbox, node: init.config.node.name, log: init.log })
+    this.delivery = new MessageDelivery({ libp2p: init.libp2p, peers: init.peers, inbox: this.inbox, outbox: this.outbox, node: init.config.node.name, clockSkewMs: init.config.trust.clockSkewMs, log: init.log })
   }
 
   private unwatchOutcomes?: () => void

@@ -6,11 +6,14 @@ import {
 } from '../../protocols/operation.js'
 import { ROLES, type Role } from '../config/schema.js'
 import {
-  OPERATION_MAX_INBOUND_STREAMS, OPERATION_MAX_OUTBOUND_STREAMS, OPERATION_STREAM_MAX_MESSAGE_BYTES
+  DEFAULT_TRUST_CLOCK_SKEW_MS, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT, OPERATION_MAX_INBOUND_STREAMS,
+  OPERATION_MAX_OUTBOUND_STREAMS, OPERATION_REQUEST_ID_PATTERN, OPERATION_STREAM_MAX_MESSAGE_BYTES
 } from '../constants.js'
 import { errorMessage, ProtocolError, TimeoutError, UnreachableError } from '../errors.js'
 import type { MeshLibp2p } from '../mesh/libp2p.js'
 import type { PeerTable } from '../mesh/peer-table.js'
+import { RejectionLog } from '../mesh/rejection-log.js'
+import { aheadOfClock, clipText, MAX_WIRE_INTEGER } from '../mesh/wire-bounds.js'
 import type { HealthCheck, NodeReport } from './report.js'
 import type { ActionResult } from './actions.js'
 import type { Requester } from './authority.js'
@@ -22,6 +25,10 @@ const STREAM_CLOSE_TIMEOUT_MS = 5000
 const MAX_ISSUES = 64
 const MAX_CHECKS = 64
 const MAX_TEXT = 2048
+/** service_uptime is short ("5d 12h 34m"); the SSH fallback holds it to the same length. */
+const MAX_SERVICE_UPTIME_CHARS = 64
+/** An action's reported duration may exceed our own measure of the exchange by this much (rounding). */
+const DURATION_TOLERANCE_MS = 1000
 
 export type ReportKind = 'status' | 'health'
 
@@ -35,13 +42,19 @@ export interface OperationProtocolInit {
   localAction: (action: string, force: boolean, timeoutMs: number, requester: Requester) => Promise<ActionResult>
   /** Runs one sync step on this node, if its config lets `requester` ask for it. */
   localSync: (step: string, payload: unknown, force: boolean, timeoutMs: number, requester: Requester) => Promise<unknown>
+  /** trust.clockSkewMs: the window for times in a peer's answers. */
+  clockSkewMs?: number
 }
 
 const ACTION_STATES = ['ok', 'failed', 'refused', 'timed_out'] as const
 
-function actionFromWire (wire: WireActionResult, expected: string): ActionResult {
-  if (wire.action !== expected) throw new ProtocolError(`answer is for action "${wire.action}", expected "${expected}"`)
-  if (!(ACTION_STATES as readonly string[]).includes(wire.state)) throw new ProtocolError(`unknown action state "${wire.state}"`)
+/** `elapsedMs`: how long the exchange took here; the action ran within it. */
+export function actionFromWire (wire: WireActionResult, expected: string, elapsedMs: number): ActionResult {
+  if (wire.action !== expected) throw new ProtocolError(`answer is for action "${clipText(wire.action, 64)}", expected "${expected}"`)
+  if (!(ACTION_STATES as readonly string[]).includes(wire.state)) throw new ProtocolError(`unknown action state "${clipText(wire.state, 64)}"`)
+  if (wire.durationMs > BigInt(Math.ceil(elapsedMs) + DURATION_TOLERANCE_MS)) {
+    throw new ProtocolError(`action took ${String(wire.durationMs)} ms by its report, longer than the ${Math.ceil(elapsedMs)} ms the request lasted`)
+  }
   return {
     action: wire.action,
     state: wire.state as ActionResult['state'],
@@ -74,15 +87,27 @@ function toWire (report: NodeReport): WireReport {
   }
 }
 
-function clip (text: string): string {
-  return text.length > MAX_TEXT ? `${text.slice(0, MAX_TEXT)}…` : text
+function clip (text: string, max = MAX_TEXT): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text
 }
 
-/** Checks a peer's report before it reaches an operator; a peer cannot report for another node. */
-function fromWire (wire: WireReport, expected: { name: string, role: Role }): NodeReport {
-  if (wire.node !== expected.name) throw new ProtocolError(`report names node "${wire.node}", expected "${expected.name}"`)
-  if (!(ROLES as readonly string[]).includes(wire.role)) throw new ProtocolError(`report has unknown role "${wire.role}"`)
-  if (wire.status !== 'online' && wire.status !== 'degraded') throw new ProtocolError(`report has unknown status "${wire.status}"`)
+/**
+ * Checks a peer's report before it reaches an operator; a peer cannot report for another node,
+ * and its counts and times must be ones a node could report (a last_sync far in the future
+ * would not even print as a date).
+ */
+export function fromWire (wire: WireReport, expected: { name: string, role: Role }, now = Date.now(), clockSkewMs = DEFAULT_TRUST_CLOCK_SKEW_MS): NodeReport {
+  if (wire.node !== expected.name) throw new ProtocolError(`report names node "${clipText(wire.node, 64)}", expected "${expected.name}"`)
+  if (!(ROLES as readonly string[]).includes(wire.role)) throw new ProtocolError(`report has unknown role "${clipText(wire.role, 64)}"`)
+  if (wire.status !== 'online' && wire.status !== 'degraded') throw new ProtocolError(`report has unknown status "${clipText(wire.status, 64)}"`)
+  for (const [field, value] of [['block_height', wire.blockHeight], ['mempool_size', wire.mempoolSize]] as const) {
+    if (value != null && value > MAX_WIRE_INTEGER) throw new ProtocolError(`report has ${field} ${String(value)}, over ${String(MAX_WIRE_INTEGER)}`)
+  }
+  if (wire.p2pConnections > MAX_WIRE_PEER_COUNT) throw new ProtocolError(`report has p2p_connections ${wire.p2pConnections}, over ${MAX_WIRE_PEER_COUNT}`)
+  if (wire.daemonUptimeMs > BigInt(MAX_PLAUSIBLE_UPTIME_MS)) throw new ProtocolError(`report has daemon_uptime_ms ${String(wire.daemonUptimeMs)}, over ${MAX_PLAUSIBLE_UPTIME_MS} (10 years)`)
+  const future = (wire.lastSync != null ? aheadOfClock('last_sync', wire.lastSync * 1000n, now, clockSkewMs) : undefined) ??
+    (wire.probedAtMs != null ? aheadOfClock('probed_at', wire.probedAtMs, now, clockSkewMs) : undefined)
+  if (future != null) throw new ProtocolError(`report has ${future}`)
   const checks: HealthCheck[] = wire.checks.slice(0, MAX_CHECKS).map(c => ({ name: clip(c.name), ok: c.ok, detail: clip(c.detail) }))
   return {
     node: wire.node,
@@ -91,7 +116,7 @@ function fromWire (wire: WireReport, expected: { name: string, role: Role }): No
     block_height: wire.blockHeight != null ? Number(wire.blockHeight) : null,
     mempool_size: wire.mempoolSize != null ? Number(wire.mempoolSize) : null,
     p2p_connections: wire.p2pConnections,
-    service_uptime: wire.serviceUptime ?? null,
+    service_uptime: wire.serviceUptime != null ? clip(wire.serviceUptime, MAX_SERVICE_UPTIME_CHARS) : null,
     last_sync: wire.lastSync != null ? Number(wire.lastSync) : null,
     issues: wire.issues.slice(0, MAX_ISSUES).map(clip),
     checks,
@@ -107,9 +132,11 @@ function fromWire (wire: WireReport, expected: { name: string, role: Role }): No
  */
 export class OperationProtocol {
   private started = false
+  private readonly rejections: RejectionLog
 
   constructor (private readonly init: OperationProtocolInit) {
     this.handle = this.handle.bind(this)
+    this.rejections = new RejectionLog(init.log)
   }
 
   async start (): Promise<void> {
@@ -128,13 +155,20 @@ export class OperationProtocol {
 
   private async handle (stream: Stream, connection: Connection): Promise<void> {
     const requester = this.init.peers.getByPeerId(connection.remotePeer)
-    const log = this.init.log.child({ peerId: connection.remotePeer.toString(), from: requester?.name })
+    const peerId = connection.remotePeer.toString()
+    const log = this.init.log.child({ peerId, from: requester?.name })
     const pb = pbStream(stream, { maxDataLength: OPERATION_STREAM_MAX_MESSAGE_BYTES })
     let requestId = ''
+    // What went wrong, as a stable category for the rejection log.
+    let stage = 'not in the allowlist'
     try {
       if (requester == null) throw new ProtocolError('requester is not in the allowlist')
+      stage = 'request unreadable'
       const request = await pb.read(OperationRequest, { signal: AbortSignal.timeout(REQUEST_READ_TIMEOUT_MS) })
+      stage = 'invalid request id'
+      if (!OPERATION_REQUEST_ID_PATTERN.test(request.requestId)) throw new ProtocolError(`request id "${clipText(request.requestId, 64)}" is not 1 to 64 letters, digits, "_" or "-"`)
       requestId = request.requestId
+      stage = 'request failed'
       const timeoutMs = Math.max(100, Math.min(request.timeoutMs, 120_000))
       // Who asks is the allowlisted node of the authenticated connection, with the role this
       // node's config gives it; nothing in the request can claim another.
@@ -170,7 +204,8 @@ export class OperationProtocol {
       await pb.write({ requestId, error: '', report: toWire(report) }, OperationResponse, { signal: AbortSignal.timeout(timeoutMs) })
       log.info({ event: 'operation_served', operationId: requestId, kind }, 'answered an operation request')
     } catch (err) {
-      log.warn({ event: 'operation_request_failed', operationId: requestId, err: errorMessage(err) }, 'operation request failed')
+      // Once per (peer, stage), then summarised: a peer sending junk cannot flood the journal.
+      this.rejections.reject('operation_request_failed', requester?.name ?? peerId, stage, { peerId, operationId: requestId, err: errorMessage(err) }, 'operation request failed')
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
       if (stream.status === 'open') await stream.close({ signal: AbortSignal.timeout(STREAM_CLOSE_TIMEOUT_MS) }).catch(err => { stream.abort(err) })
@@ -181,15 +216,24 @@ export class OperationProtocol {
   async request (peerId: PeerId, expected: { name: string, role: Role }, kind: ReportKind, requestId: string, timeoutMs: number): Promise<NodeReport> {
     const response = await this.exchange(peerId, expected.name, { requestId, kind: KIND_TO_WIRE[kind], timeoutMs, action: '', force: false, syncStep: '', payloadJson: '' }, timeoutMs)
     if (response.report == null) throw new ProtocolError(`${expected.name} sent no report`)
-    return fromWire(response.report, expected)
+    try {
+      return fromWire(response.report, expected, Date.now(), this.init.clockSkewMs)
+    } catch (err) {
+      throw new ProtocolError(`${expected.name}: ${errorMessage(err)}`)
+    }
   }
 
   /** Asks `peerId` to run one of its configured actions; the answer comes when it has finished. */
   async requestAction (peerId: PeerId, expected: string, action: string, force: boolean, requestId: string, timeoutMs: number): Promise<ActionResult> {
     // The target stops the action at timeoutMs; leave room for its answer to travel back.
+    const started = performance.now()
     const response = await this.exchange(peerId, expected, { requestId, kind: OperationKind.COORDINATE, timeoutMs, action, force, syncStep: '', payloadJson: '' }, timeoutMs + 5000)
     if (response.actionResult == null) throw new ProtocolError(`${expected} sent no action result`)
-    return actionFromWire(response.actionResult, action)
+    try {
+      return actionFromWire(response.actionResult, action, performance.now() - started)
+    } catch (err) {
+      throw new ProtocolError(`${expected}: ${errorMessage(err)}`)
+    }
   }
 
   /** Asks `peerId` to run one sync step on itself; returns the step's JSON result. */
@@ -225,8 +269,8 @@ export class OperationProtocol {
         if (signal.aborted) throw new TimeoutError(`${name} did not answer within ${timeoutMs} ms`)
         throw new ProtocolError(`bad answer from ${name}: ${errorMessage(err)}`)
       }
-      if (response.requestId !== request.requestId) throw new ProtocolError(`${name} answered request ${response.requestId}, expected ${request.requestId}`)
-      if (response.error !== '') throw new ProtocolError(`${name} refused: ${response.error}`)
+      if (response.requestId !== request.requestId) throw new ProtocolError(`${name} answered request ${clipText(response.requestId, 64)}, expected ${request.requestId}`)
+      if (response.error !== '') throw new ProtocolError(`${name} refused: ${clip(response.error)}`)
       return response
     } catch (err) {
       stream?.abort(err instanceof Error ? err : new Error(String(err)))
