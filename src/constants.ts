@@ -83,6 +83,15 @@ export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2']
 
 /** Store. */
 export const EMBEDDED_STORE_FILE_NAME = 'store.sqlite'
+/**
+ * Written next to the embedded store once it exists: from then on a missing, empty or damaged
+ * store.sqlite is refused at start instead of silently replaced by an empty one.
+ */
+export const EMBEDDED_STORE_MARKER_FILE_NAME = 'store.id'
+/** Rows of `PRAGMA quick_check` read at start: the first few name the damage well enough. */
+export const EMBEDDED_STORE_CHECK_MAX_ERRORS = 3
+/** Databases 0-15: Redis's default `databases 16`; a typo such as /22 for /2 is caught at load, not at every SELECT. */
+export const REDIS_MAX_DB_INDEX = 15
 export const REDIS_CONNECT_TIMEOUT_MS = 2000
 export const REDIS_COMMAND_TIMEOUT_MS = 2000
 export const REDIS_MAX_RETRY_DELAY_MS = 2000

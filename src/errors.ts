@@ -2,8 +2,20 @@
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
-  constructor (readonly file: string, readonly field: string, detail: string) {
-    super(`${file}: ${field === '' ? '' : `${field}: `}${detail}`)
+  /** `fix`: what the operator does about it, when that is more than correcting the field. */
+  constructor (readonly file: string, readonly field: string, readonly detail: string, readonly fix?: string) {
+    super(`${file}: ${field === '' ? '' : `${field}: `}${detail}${fix != null ? `; fix: ${fix}` : ''}`)
+  }
+}
+
+/**
+ * The embedded store is missing, empty or damaged where data was expected: the daemon refuses to
+ * start rather than run on an empty store as if nothing had been lost. CLI exit code 2.
+ */
+export class StoreIntegrityError extends Error {
+  override name = 'StoreIntegrityError'
+  constructor (readonly file: string, readonly reason: string, readonly fix: string) {
+    super(`${file}: ${reason}; fix: ${fix}`)
   }
 }
 

@@ -115,9 +115,10 @@ export function buildProgram (): Command {
   program.command('daemon')
     .description('run the daemon in the foreground (SIGTERM or SIGINT stops it cleanly)')
     .addOption(new Option('--create', 'if the config file does not exist, create it with an identity (local single-node default)'))
-    .action(async (opts: { create?: boolean }, cmd: Command) => {
+    .addOption(new Option('--fresh-store', 'if the embedded store is missing, empty or damaged, move it aside (store.sqlite.damaged.<time>) and start with an empty one; an intact store is kept'))
+    .action(async (opts: { create?: boolean, freshStore?: boolean }, cmd: Command) => {
       const { runDaemon } = await import('../daemon/main.js')
-      await runDaemon({ ...(globals(cmd).config != null ? { config: globals(cmd).config } : {}), create: opts.create === true })
+      await runDaemon({ ...(globals(cmd).config != null ? { config: globals(cmd).config } : {}), create: opts.create === true, freshStore: opts.freshStore === true })
     })
 
   program.command('doctor')
@@ -446,7 +447,8 @@ export async function main (argv: string[]): Promise<number> {
       return err.isUsageError ? EXIT_USAGE : EXIT_FAILED
     }
     const name = err instanceof Error ? err.name : ''
-    if (err instanceof CliUsageError || name === 'UsageError' || name === 'ConfigError') {
+    // A refused daemon start (config, identity key, store) needs the operator, like bad input.
+    if (err instanceof CliUsageError || name === 'UsageError' || name === 'ConfigError' || name === 'StoreIntegrityError') {
       process.stderr.write(`aitbc-mesh: ${message}\n`)
       return EXIT_USAGE
     }

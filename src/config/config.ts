@@ -5,7 +5,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import { ConfigError } from '../errors.js'
 import { CONTROL_SOCKET_FILE_NAME, DEFAULT_CONFIG_PATH, IDENTITY_FILE_NAME, OFFLINE_AFTER_INTERVALS } from '../constants.js'
-import { configSchema, parseHttpAddress, type ActionConfig, type RawConfig, type Role, type SshConfig } from './schema.js'
+import { configSchema, parseHttpAddress, redisUrlProblem, type ActionConfig, type RawConfig, type Role, type SshConfig } from './schema.js'
 
 export interface NodeEntry {
   name: string
@@ -124,6 +124,10 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     throw new ConfigError(file, 'heartbeat.offlineAfterMs', `${raw.heartbeat.offlineAfterMs} is shorter than two heartbeat intervals (${2 * intervalMs}); peers would flap offline between heartbeats`)
   }
   const redisUrl = env.REDIS_URL != null && env.REDIS_URL !== '' ? env.REDIS_URL : raw.redis
+  if (redisUrl != null && redisUrl === env.REDIS_URL) {
+    const problem = redisUrlProblem(redisUrl)
+    if (problem != null) throw new ConfigError(file, 'REDIS_URL (environment)', problem, 'correct REDIS_URL where it is set (under systemd: /etc/aitbc/mesh.env), or unset it to use redis: from this file')
+  }
   return {
     file,
     node: raw.node,

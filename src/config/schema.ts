@@ -1,7 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
-import { DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, RESERVED_TARGET_NAMES } from '../constants.js'
+import { DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, REDIS_MAX_DB_INDEX, RESERVED_TARGET_NAMES } from '../constants.js'
 
 export const ROLES = ['genesis', 'follower'] as const
 export type Role = typeof ROLES[number]
@@ -42,8 +42,50 @@ const peerAddr = multiaddrString.superRefine((value, ctx) => {
 const httpUrl = z.string().url({ message: 'expected an http(s) URL such as http://127.0.0.1:8006' })
   .refine(value => /^https?:\/\//.test(value), { message: 'expected an http:// or https:// URL' })
 
-const redisUrl = z.string().refine(value => /^rediss?:\/\//.test(value),
-  { message: 'expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2' })
+const REDIS_URL_EXPECTED = 'expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2'
+
+/** Why a URL that does not parse was refused, naming the part at fault but never the password. */
+function unparseableRedisUrl (value: string): string {
+  const authority = value.replace(/^rediss?:\/\//, '').split(/[/?#]/)[0] ?? ''
+  const hostPort = authority.slice(authority.lastIndexOf('@') + 1)
+  let host = hostPort
+  if (hostPort.startsWith('[')) {
+    const close = hostPort.indexOf(']')
+    if (close < 0) return `IPv6 address "${hostPort}" has no closing "]"`
+    host = hostPort.slice(0, close + 1)
+  } else if (hostPort.includes(':')) {
+    host = hostPort.slice(0, hostPort.lastIndexOf(':'))
+  }
+  const rest = hostPort.slice(host.length)
+  const port = rest.startsWith(':') ? rest.slice(1) : undefined
+  if (port != null && !/^\d+$/.test(port)) return `port "${port}" is not a number from 1 to 65535`
+  if (port != null && Number(port) > 65535) return `port ${port} is out of range 1-65535`
+  return `host "${host}" is not a valid host name or address`
+}
+
+/** The reason a Redis URL is refused (it would fail at every connect), or undefined. */
+export function redisUrlProblem (value: string): string | undefined {
+  if (!/^rediss?:\/\//.test(value)) return REDIS_URL_EXPECTED
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return `${unparseableRedisUrl(value)}; ${REDIS_URL_EXPECTED}`
+  }
+  if (url.port === '0') return `port 0 is out of range 1-65535; ${REDIS_URL_EXPECTED}`
+  const databases = [...(url.pathname !== '' && url.pathname !== '/' ? [url.pathname.slice(1)] : []), ...url.searchParams.getAll('db')]
+  for (const db of databases) {
+    if (!/^\d{1,9}$/.test(db) || Number(db) > REDIS_MAX_DB_INDEX) {
+      return `database "${db}" is not a number from 0 to ${REDIS_MAX_DB_INDEX} (Redis's default databases 16); ${REDIS_URL_EXPECTED}`
+    }
+  }
+  return undefined
+}
+
+const redisUrl = z.string().superRefine((value, ctx) => {
+  const problem = redisUrlProblem(value)
+  if (problem != null) ctx.addIssue({ code: 'custom', message: problem })
+})
 
 /**
  * `http:` as "host:port" (IPv6 in brackets), or the reason it is refused. Only loopback hosts

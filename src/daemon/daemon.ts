@@ -18,7 +18,7 @@ import type { ActionResult } from '../operations/actions.js'
 import { ChangeAuthority } from '../registry/authorship.js'
 import { AgentRegistry } from '../registry/registry.js'
 import { AgentReplication } from '../registry/replication.js'
-import { openStore, type StoreBackend } from '../store/index.js'
+import { openStore, type OpenStoreOptions, type StoreBackend } from '../store/index.js'
 import { Messaging, messageView } from '../messaging/messaging.js'
 import { observedStore } from '../store/observed.js'
 import type { HttpService, HttpSource } from '../http/index.js'
@@ -113,10 +113,12 @@ export class Daemon {
     this.control = new ControlServer(parts.config.controlSocket, this.controlMethods(), parts.log)
   }
 
-  static async start (config: MeshConfig, log: Logger): Promise<Daemon> {
+  static async start (config: MeshConfig, log: Logger, opts: OpenStoreOptions = {}): Promise<Daemon> {
     const startedAt = Date.now()
+    // The files first: a damaged identity or store refuses the start before anything listens.
     const identity = loadIdentity(config.identityFile)
     const swarmKey = config.swarmKeyFile != null ? loadSwarmKey(config.swarmKeyFile) : undefined
+    const opened = await openStore(config, log, opts)
     const peers = new PeerTable(config.peers, config.heartbeat.offlineAfterMs)
     const gater = new AllowlistGater(config.peers.map(p => p.peerId))
     gater.onRefused = (peerId, direction) => {
@@ -126,9 +128,9 @@ export class Daemon {
     const http = config.http != null ? new (await import('../http/index.js')).HttpService({ address: config.http, node: config.node, log }) : undefined
     const metrics = http?.metrics
     const libp2p = await createMeshLibp2p({ privateKey: identity.privateKey, listen: config.listen, gater, ...(swarmKey != null ? { swarmKey } : {}), ...(http != null ? { metrics: http.libp2pMetrics() } : {}) })
+      .catch(async (err: unknown) => { await opened.close(); throw err })
 
     const connector = new PeerConnector(libp2p, peers, log)
-    const opened = await openStore(config, log)
     const store = metrics != null ? observedStore(opened, metrics) : opened
     const lastSync = new LastSync(store, log)
     const authority = new ChangeAuthority({

@@ -14,7 +14,7 @@ function defaultNodeName (): string {
   return name === '' || ['all', 'genesis', 'follower'].includes(name) ? 'aitbc' : name.slice(0, 63)
 }
 
-export async function runDaemon (opts: { config?: string, create: boolean }): Promise<void> {
+export async function runDaemon (opts: { config?: string, create: boolean, freshStore?: boolean }): Promise<void> {
   const file = configPathFrom(opts.config)
   if (opts.create && !existsSync(file)) {
     // The embedded default: a lone genesis node on loopback, everything under the config's folder.
@@ -26,7 +26,7 @@ export async function runDaemon (opts: { config?: string, create: boolean }): Pr
 
   let daemon: Daemon
   try {
-    daemon = await Daemon.start(config, log)
+    daemon = await Daemon.start(config, log, { freshStore: opts.freshStore === true })
   } catch (err) {
     log.fatal({ event: 'start_failed', err: errorMessage(err) }, 'daemon failed to start')
     log.flush()

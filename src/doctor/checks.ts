@@ -3,8 +3,9 @@ import { createServer } from 'node:net'
 import { dirname } from 'node:path'
 import { loadConfig, type MeshConfig } from '../config/config.js'
 import { DOCTOR_MAX_CLOCK_SKEW_MS } from '../constants.js'
-import { errorMessage } from '../errors.js'
+import { ConfigError, errorMessage } from '../errors.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
+import { embeddedStoreFix, embeddedStorePaths, inspectEmbeddedStore } from '../store/embedded-check.js'
 
 /** One line of `aitbc-mesh doctor`: what was checked, the verdict, and for a failure how to fix it. */
 export interface CheckResult {
@@ -74,6 +75,8 @@ function checkSecretFile (name: string, file: string, load: (file: string) => st
     if (code === 'EACCES' && !isRoot()) {
       return pass(name, `${file}, mode ${octal(mode)}, owner uid ${uid}; not readable by this user, so its content was not checked (run doctor as root for that)`)
     }
+    // A damaged file says its own fix (restore from backup), which creating a new one is not.
+    if (err instanceof ConfigError && err.fix != null) return fail(name, `${err.file}: ${err.detail}`, err.fix)
     return fail(name, errorMessage(err), code === 'EACCES'
       ? `give the file to the daemon's user: chown aitbc: ${file} && chmod 600 ${file}`
       : createFix)
@@ -90,6 +93,22 @@ export function checkSwarmKey (config: MeshConfig): CheckResult {
   if (config.swarmKeyFile == null) return pass(name, 'swarmKey not configured: public network, peers admitted by the allowlist only')
   return checkSecretFile(name, config.swarmKeyFile, file => { loadSwarmKey(file); return '' },
     `copy the swarm key from another node of the mesh to ${config.swarmKeyFile} (owner aitbc, mode 0600), or remove swarmKey: from ${config.file}`)
+}
+
+/** The embedded store (when Redis is not configured): what the daemon checks at start, with the same fix. */
+export function checkEmbeddedStore (config: MeshConfig): CheckResult {
+  const name = 'embedded store'
+  const paths = embeddedStorePaths(config.dataDir)
+  try {
+    const found = inspectEmbeddedStore(paths)
+    if (found.state === 'new') return pass(name, `${paths.file} not created yet: the daemon creates it at its first start`)
+    if (found.state === 'ok') return pass(name, `${paths.file}: quick_check ok`)
+    return fail(name, `${paths.file}: ${found.reason}`, embeddedStoreFix(paths.file, config.file))
+  } catch (err) {
+    // Run by an operator in the daemon's group the folder may not be writable, which SQLite needs even to read a store in WAL mode.
+    if (!isRoot()) return pass(name, `${paths.file}: ${errorMessage(err).replace(`${paths.file}: `, '')}; not checked as this user (run doctor as root for that)`)
+    return fail(name, errorMessage(err), `make ${paths.file} readable and writable by the daemon's user: chown aitbc: ${paths.file}`)
+  }
 }
 
 /** What the local daemon reports about itself, if it is running. */

@@ -2,7 +2,7 @@ import { DOCTOR_CHECK_TIMEOUT_MS } from '../constants.js'
 import { ControlClient } from '../control/client.js'
 import { errorMessage } from '../errors.js'
 import {
-  checkClockSkew, checkConfig, checkDaemon, checkIdentity, checkListen, checkPeerMesh, checkPeerSsh, checkRedis, checkRpc, checkSwarmKey,
+  checkClockSkew, checkConfig, checkDaemon, checkEmbeddedStore, checkIdentity, checkListen, checkPeerMesh, checkPeerSsh, checkRedis, checkRpc, checkSwarmKey,
   type CheckResult, type DaemonIdentity, type PeerViewLike
 } from './checks.js'
 
@@ -59,6 +59,7 @@ export async function runDoctor (file: string, opts: { socket?: string, timeoutM
     checkSwarmKey(config),
     ...listen,
     redis,
+    ...(config.redisUrl == null ? [checkEmbeddedStore(config)] : []),
     rpc,
     checkDaemon(socket, daemon.id, daemon.error)
   ]

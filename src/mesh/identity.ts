@@ -1,7 +1,8 @@
+import { createPrivateKey, createPublicKey } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf, publicKeyFromRaw } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey, peerIdFromPublicKey } from '@libp2p/peer-id'
 import { generateKey } from '@libp2p/pnet'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { ConfigError } from '../errors.js'
@@ -22,6 +23,32 @@ function assertPrivateFile (file: string, field: string): void {
   }
 }
 
+/** PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows (RFC 8410). */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+
+/** The public key an Ed25519 seed (the private half of a libp2p key) derives. */
+export function ed25519PublicKeyOf (seed: Uint8Array): Uint8Array {
+  const key = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' })
+  return new Uint8Array(Buffer.from(createPublicKey(key).export({ format: 'jwk' }).x as string, 'base64url'))
+}
+
+/**
+ * A libp2p Ed25519 key file stores the private seed and the public key side by side, and the peer
+ * id is taken from the stored public half. A damaged byte in either half would start the daemon
+ * under a peer id no other node knows (or one it cannot prove), cut off from the mesh: refuse it.
+ */
+function assertKeyHalvesMatch (file: string, privateKey: PrivateKey): void {
+  const seed = privateKey.raw.subarray(0, 32)
+  const derived = ed25519PublicKeyOf(seed)
+  const stored = privateKey.publicKey.raw
+  if (Buffer.from(derived).equals(Buffer.from(stored))) return
+  const storedId = peerIdFromPrivateKey(privateKey).toString()
+  const derivedId = peerIdFromPublicKey(publicKeyFromRaw(derived)).toString()
+  throw new ConfigError(file, 'identity',
+    `the key file is damaged: its public half (peer id ${storedId}) does not match its private key (peer id ${derivedId}); starting would run under a peer id the other nodes do not know`,
+    `restore ${file} from a backup of this node; a new key (move this one aside, then \`aitbc-mesh init\`) gives a new peer id, and every other node's config must then be updated (\`aitbc-mesh config add-peer\` there)`)
+}
+
 export function loadIdentity (file: string): Identity {
   let bytes: Uint8Array
   try {
@@ -38,6 +65,7 @@ export function loadIdentity (file: string): Identity {
     throw new ConfigError(file, 'identity', `not a libp2p private key: ${(err as Error).message}`)
   }
   if (privateKey.type !== 'Ed25519') throw new ConfigError(file, 'identity', `expected an Ed25519 key, found ${privateKey.type}`)
+  assertKeyHalvesMatch(file, privateKey)
   return { privateKey, peerId: peerIdFromPrivateKey(privateKey) }
 }
 

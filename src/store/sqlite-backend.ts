@@ -1,7 +1,27 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { errorMessage } from '../errors.js'
 import type { BackendHealth, StoreBackend, WriteOp } from './backend.js'
+
+/** An error of the embedded store, naming its database file. */
+export class EmbeddedStoreError extends Error {
+  override name = 'EmbeddedStoreError'
+  constructor (readonly file: string, detail: string, options?: ErrorOptions) {
+    super(`${file}: ${detail}`, options)
+  }
+}
+
+/** SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), extended codes included. */
+export function isSqliteDamage (err: unknown): boolean {
+  const code = (err as { errcode?: unknown }).errcode
+  return typeof code === 'number' && [11, 26].includes(code & 0xff)
+}
+
+/** SQLite's own words ("database disk image is malformed"), without Node's generic error code. */
+export function sqliteReason (err: unknown): string {
+  return (err as { code?: unknown }).code === 'ERR_SQLITE_ERROR' ? (err as Error).message : errorMessage(err)
+}
 
 /**
  * The embedded store: SQLite (Node's built-in `node:sqlite`) in WAL mode with synchronous=FULL,
@@ -11,10 +31,25 @@ export class SqliteBackend implements StoreBackend {
   readonly kind = 'embedded' as const
   private readonly db: DatabaseSync
   private readonly stmts: Record<'get' | 'scan' | 'set' | 'del' | 'sadd' | 'srem' | 'smembers' | 'rpush' | 'lrange' | 'llen', StatementSync>
+  /** Set once SQLite reported the file damaged while running: the store check fails from then on. */
+  private damage?: string
 
   constructor (readonly location: string, private readonly prefix = '') {
-    mkdirSync(dirname(location), { recursive: true, mode: 0o750 })
-    this.db = new DatabaseSync(location)
+    try {
+      mkdirSync(dirname(location), { recursive: true, mode: 0o750 })
+      this.db = new DatabaseSync(location)
+    } catch (err) {
+      throw new EmbeddedStoreError(location, `cannot open the embedded store: ${sqliteReason(err)}`, { cause: err })
+    }
+    try {
+      this.stmts = this.guard(() => this.prepare())
+    } catch (err) {
+      this.db.close()
+      throw err
+    }
+  }
+
+  private prepare (): SqliteBackend['stmts'] {
     this.db.exec(`
       PRAGMA journal_mode = WAL;
       PRAGMA synchronous = FULL;
@@ -23,7 +58,7 @@ export class SqliteBackend implements StoreBackend {
       CREATE TABLE IF NOT EXISTS sets (name TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY (name, member)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS lists (name TEXT NOT NULL, position INTEGER NOT NULL, value TEXT NOT NULL, PRIMARY KEY (name, position)) WITHOUT ROWID;
     `)
-    this.stmts = {
+    return {
       get: this.db.prepare('SELECT value FROM kv WHERE key = ?'),
       scan: this.db.prepare("SELECT key, value FROM kv WHERE key >= ? AND key < ? || char(1114111)"),
       set: this.db.prepare('INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
@@ -37,55 +72,69 @@ export class SqliteBackend implements StoreBackend {
     }
   }
 
+  /** Runs `work`; an SQLite error comes out naming the file, and a damaged file fails the store check. */
+  private guard<T> (work: () => T): T {
+    try {
+      return work()
+    } catch (err) {
+      const reason = sqliteReason(err)
+      if (isSqliteDamage(err)) this.damage ??= `${this.location}: ${reason}`
+      throw new EmbeddedStoreError(this.location, reason, { cause: err })
+    }
+  }
+
   async get (key: string): Promise<string | null> {
-    const row = this.stmts.get.get(this.prefix + key) as { value: string } | undefined
+    const row = this.guard(() => this.stmts.get.get(this.prefix + key)) as { value: string } | undefined
     return row?.value ?? null
   }
 
   async scan (prefix: string): Promise<Map<string, string>> {
     const full = this.prefix + prefix
-    const rows = this.stmts.scan.all(full, full) as Array<{ key: string, value: string }>
+    const rows = this.guard(() => this.stmts.scan.all(full, full)) as Array<{ key: string, value: string }>
     return new Map(rows.map(r => [r.key.slice(this.prefix.length), r.value]))
   }
 
   async smembers (set: string): Promise<string[]> {
-    return (this.stmts.smembers.all(this.prefix + set) as Array<{ member: string }>).map(r => r.member)
+    return (this.guard(() => this.stmts.smembers.all(this.prefix + set)) as Array<{ member: string }>).map(r => r.member)
   }
 
   /** Redis LRANGE semantics: negative positions count from the end (-1 is the last). */
   async lrange (list: string, start: number, stop: number): Promise<string[]> {
     if (start < 0 || stop < 0) {
-      const length = (this.stmts.llen.get(this.prefix + list) as { n: number }).n
+      const length = (this.guard(() => this.stmts.llen.get(this.prefix + list)) as { n: number }).n
       if (start < 0) start = Math.max(0, length + start)
       if (stop < 0) stop = length + stop
     }
-    return (this.stmts.lrange.all(this.prefix + list, start, stop) as Array<{ value: string }>).map(r => r.value)
+    return (this.guard(() => this.stmts.lrange.all(this.prefix + list, start, stop)) as Array<{ value: string }>).map(r => r.value)
   }
 
   async mget (keys: string[]): Promise<Array<string | null>> {
-    return keys.map(key => (this.stmts.get.get(this.prefix + key) as { value: string } | undefined)?.value ?? null)
+    return this.guard(() => keys.map(key => (this.stmts.get.get(this.prefix + key) as { value: string } | undefined)?.value ?? null))
   }
 
   async write (ops: WriteOp[]): Promise<void> {
     if (ops.length === 0) return
-    this.db.exec('BEGIN IMMEDIATE')
-    try {
-      for (const op of ops) {
-        if (op.op === 'set') this.stmts.set.run(this.prefix + op.key, op.value)
-        else if (op.op === 'del') this.stmts.del.run(this.prefix + op.key)
-        else if (op.op === 'sadd') this.stmts.sadd.run(this.prefix + op.set, op.member)
-        else if (op.op === 'srem') this.stmts.srem.run(this.prefix + op.set, op.member)
-        else this.stmts.rpush.run(this.prefix + op.list, op.value)
+    this.guard(() => {
+      this.db.exec('BEGIN IMMEDIATE')
+      try {
+        for (const op of ops) {
+          if (op.op === 'set') this.stmts.set.run(this.prefix + op.key, op.value)
+          else if (op.op === 'del') this.stmts.del.run(this.prefix + op.key)
+          else if (op.op === 'sadd') this.stmts.sadd.run(this.prefix + op.set, op.member)
+          else if (op.op === 'srem') this.stmts.srem.run(this.prefix + op.set, op.member)
+          else this.stmts.rpush.run(this.prefix + op.list, op.value)
+        }
+        this.db.exec('COMMIT')
+      } catch (err) {
+        // SQLite may have rolled back already (a damaged page, a full disk); the first error is the one to report.
+        if (this.db.isTransaction) this.db.exec('ROLLBACK')
+        throw err
       }
-      this.db.exec('COMMIT')
-    } catch (err) {
-      this.db.exec('ROLLBACK')
-      throw err
-    }
+    })
   }
 
   health (): BackendHealth {
-    return { ok: true }
+    return this.damage != null ? { ok: false, reason: this.damage } : { ok: true }
   }
 
   async whenReady (): Promise<boolean> {

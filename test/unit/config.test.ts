@@ -163,6 +163,46 @@ describe('parseConfig refuses bad configs with a ConfigError naming file, field 
     expect(err.message).toBe(`${FILE}: redis: expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2`)
   })
 
+  it('a redis URL that would fail at every connect: bad port, unclosed IPv6 bracket, database out of range; never echoing the password', () => {
+    const expected = '; expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2'
+    const cases: Array<[string, string]> = [
+      ['redis://:pw-secret@127.0.0.1:notaport/2', 'port "notaport" is not a number from 1 to 65535'],
+      ['redis://user:pw-secret@[bad', 'IPv6 address "[bad" has no closing "]"'],
+      ['redis://[::1:6379/2', 'IPv6 address "[::1:6379" has no closing "]"'],
+      ['redis://127.0.0.1:70000/2', 'port 70000 is out of range 1-65535'],
+      ['redis://127.0.0.1:0/2', 'port 0 is out of range 1-65535'],
+      ['redis://bad host:6379/2', 'host "bad host" is not a valid host name or address'],
+      ['redis://127.0.0.1:6379/16', 'database "16" is not a number from 0 to 15 (Redis\'s default databases 16)'],
+      ['redis://127.0.0.1:6379/-1', 'database "-1" is not a number from 0 to 15 (Redis\'s default databases 16)'],
+      ['redis://127.0.0.1:6379/two', 'database "two" is not a number from 0 to 15 (Redis\'s default databases 16)'],
+      ['redis://127.0.0.1:6379/2/3', 'database "2/3" is not a number from 0 to 15 (Redis\'s default databases 16)'],
+      ['redis://127.0.0.1:6379?db=99', 'database "99" is not a number from 0 to 15 (Redis\'s default databases 16)']
+    ]
+    for (const [url, reason] of cases) {
+      const err = configError(`${base}redis: ${JSON.stringify(url)}\n`)
+      expect(err.field, url).toBe('redis')
+      expect(err.message, url).toBe(`${FILE}: redis: ${reason}${expected}`)
+      expect(err.message).not.toContain('pw-secret')
+    }
+    for (const url of ['redis://127.0.0.1:6379/2', 'rediss://default:p%40ss@cache.example:6380/15', 'redis://[::1]:6379/0', 'redis://localhost', 'redis://127.0.0.1:6379/?db=3']) {
+      expect(parseConfig(`${base}redis: ${JSON.stringify(url)}\n`, FILE, {}).redisUrl, url).toBe(url)
+    }
+  })
+
+  it('an invalid REDIS_URL from the environment, naming it as the field', () => {
+    let err: unknown
+    try {
+      parseConfig(`${base}redis: redis://10.0.0.1:6379/2\n`, FILE, { REDIS_URL: 'redis://:pw-secret@10.0.0.1:port/2' })
+    } catch (caught) {
+      err = caught
+    }
+    expect(err).toBeInstanceOf(ConfigError)
+    expect((err as ConfigError).field).toBe('REDIS_URL (environment)')
+    expect((err as ConfigError).message).toBe(`${FILE}: REDIS_URL (environment): port "port" is not a number from 1 to 65535; expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2; ` +
+      'fix: correct REDIS_URL where it is set (under systemd: /etc/aitbc/mesh.env), or unset it to use redis: from this file')
+    expect((err as ConfigError).message).not.toContain('pw-secret')
+  })
+
   it('a probes.rpc that is not an http URL', () => {
     expect(configError(`${base}probes: { rpc: ftp://host/x }\n`).message).toBe(`${FILE}: probes.rpc: expected an http:// or https:// URL`)
     expect(configError(`${base}probes: { rpc: not a url }\n`).message).toContain('probes.rpc: expected an http(s) URL')
