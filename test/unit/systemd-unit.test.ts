@@ -44,6 +44,7 @@ describe('config/aitbc-mesh.service', () => {
     expect(value('ExecStart')).toBe(`${INSTALL_DIR}/node_modules/.bin/node --max-semi-space-size=2 ${INSTALL_DIR}/dist/src/cli/main.js daemon --config /etc/aitbc/mesh.yaml`)
     expect(value('ExecReload')).toBe('/bin/kill -HUP $MAINPID')
     expect(value('Restart')).toBe('on-failure')
+    expect(value('RestartPreventExitStatus')).toBe('2')
     expect(value('EnvironmentFile')).toBe('-/etc/aitbc/mesh.env')
     expect(service.get('Environment')).toContain('NODE_COMPILE_CACHE=/var/cache/aitbc-mesh')
     expect(value('CacheDirectory')).toBe('aitbc-mesh')
