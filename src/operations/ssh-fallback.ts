@@ -3,6 +3,7 @@ import ssh2 from 'ssh2'
 import { z } from 'zod'
 import type { SshConfig } from '../config/schema.js'
 import type { Role } from '../config/schema.js'
+import { DEFAULT_TRUST_CLOCK_SKEW_MS, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
 import { ProtocolError, TimeoutError, UnreachableError } from '../errors.js'
 import type { NodeReport } from './report.js'
 
@@ -14,15 +15,16 @@ const reportSchema = z.object({
   node: z.string(),
   role: z.enum(['genesis', 'follower']),
   status: z.enum(['online', 'degraded']),
-  block_height: z.number().int().nonnegative().nullable(),
-  mempool_size: z.number().int().nonnegative().nullable(),
-  p2p_connections: z.number().int().nonnegative(),
+  block_height: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).nullable(),
+  mempool_size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).nullable(),
+  p2p_connections: z.number().int().nonnegative().max(MAX_WIRE_PEER_COUNT),
   service_uptime: z.string().max(64).nullable(),
-  last_sync: z.number().int().nullable(),
+  // Seconds; a date the status table can print, not ahead of this node's clock.
+  last_sync: z.number().int().min(0).refine(v => v * 1000 <= Date.now() + DEFAULT_TRUST_CLOCK_SKEW_MS, 'last_sync is in the future').nullable(),
   issues: z.array(z.string().max(2048)).max(64),
   checks: z.array(z.object({ name: z.string().max(64), ok: z.boolean(), detail: z.string().max(2048) })).max(64),
-  daemon_uptime_ms: z.number().nonnegative(),
-  probed_at_ms: z.number().nullable()
+  daemon_uptime_ms: z.number().nonnegative().max(MAX_PLAUSIBLE_UPTIME_MS),
+  probed_at_ms: z.number().min(0).max(8.64e15).nullable()
 })
 
 /** The pinned key as the base64 blob of "ssh-ed25519 AAAA... comment". */
