@@ -186,6 +186,17 @@ export const OPS_LIST_DEFAULT = 20
 
 /** Sync. */
 export const CONFIG_SYNC_MAX_FILE_BYTES = 1024 * 1024
+/** probes.configFiles per node, and files in one config.write: a node's own config files, a handful. */
+export const SYNC_MAX_CONFIG_FILES = 64
+/**
+ * Bounds on a sync step's answer, which the requester checks before use. Reasons, commit lines
+ * and git refs are for the operator to read; paths are at most PATH_MAX on Linux; listed
+ * dirty files and commits are a sample for the operator (the target also sends the exact
+ * counts), enough to recognise a real checkout's state without letting a target swell a result.
+ */
+export const SYNC_ANSWER_MAX_TEXT_CHARS = 4096
+export const SYNC_ANSWER_MAX_PATH_CHARS = 4096
+export const SYNC_ANSWER_MAX_LISTED = 1000
 export const DEFAULT_SYNC_LAG_THRESHOLD = 100
 export const DEFAULT_MEMPOOL_TOLERANCE = 10
 /** How often heights are re-read while verifying a blockchain catch-up. */

@@ -63,7 +63,9 @@ export function printOperation (result: Json): string {
       const chain = sync.blockchain as Json | undefined
       if (chain != null) lines.push(`blockchain: height ${String(chain.height)}, lag ${String(chain.lag)} (threshold ${String(chain.threshold)})${chain.synced === true ? '' : ' NOT IN SYNC'}`)
       const config = sync.configuration as Json | undefined
-      if (config != null) lines.push(`configuration: ${(config.drift as string[]).length === 0 ? 'same as genesis' : `differs: ${(config.drift as string[]).join(', ')}`}`)
+      const drift = Array.isArray(config?.drift) ? config.drift as string[] : []
+      if (config?.error != null) lines.push(`configuration: not compared (${String(config.error)})`)
+      else if (config != null) lines.push(`configuration: ${drift.length === 0 ? 'same as genesis' : `differs: ${drift.join(', ')}`}`)
       if (lines.length > 0) parts.push(`\n${name}:\n` + lines.map(l => `  ${l}`).join('\n'))
     }
   }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { chmodSync, copyFileSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { CONFIG_SYNC_MAX_FILE_BYTES } from '../../constants.js'
+import { fitText } from './answers.js'
 
 export interface FileHash {
   path: string
@@ -8,24 +9,37 @@ export interface FileHash {
   error?: string
 }
 
+export interface FileContent {
+  path: string
+  content_base64: string | null
+  error?: string
+}
+
+export interface FileWritten {
+  path: string
+  state: 'written' | 'refused' | 'failed'
+  backup?: string
+  reason?: string
+}
+
 export function hashFiles (paths: string[]): FileHash[] {
   return paths.map(path => {
     try {
       return { path, sha256: createHash('sha256').update(readFileSync(path)).digest('hex') }
     } catch (err) {
-      return { path, sha256: null, error: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (err as Error).message }
+      return { path, sha256: null, error: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : fitText((err as Error).message) }
     }
   })
 }
 
-export function readFiles (paths: string[]): Array<{ path: string, content_base64: string | null, error?: string }> {
+export function readFiles (paths: string[]): FileContent[] {
   return paths.map(path => {
     try {
       const size = statSync(path).size
       if (size > CONFIG_SYNC_MAX_FILE_BYTES) return { path, content_base64: null, error: `${size} bytes, over the ${CONFIG_SYNC_MAX_FILE_BYTES} byte limit` }
       return { path, content_base64: readFileSync(path).toString('base64') }
     } catch (err) {
-      return { path, content_base64: null, error: (err as Error).message }
+      return { path, content_base64: null, error: fitText((err as Error).message) }
     }
   })
 }
@@ -36,7 +50,7 @@ export function readFiles (paths: string[]): Array<{ path: string, content_base6
  * over it, keeping the old mode. Only files in `allowed` (this node's probes.configFiles) are
  * written, whatever the request says.
  */
-export function writeFiles (files: Array<{ path: string, content_base64: string }>, allowed: string[], now = new Date()): Array<{ path: string, state: 'written' | 'refused' | 'failed', backup?: string, reason?: string }> {
+export function writeFiles (files: Array<{ path: string, content_base64: string }>, allowed: string[], now = new Date()): FileWritten[] {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
   return files.map(file => {
     if (!allowed.includes(file.path)) return { path: file.path, state: 'refused' as const, reason: 'not one of this node\'s probes.configFiles' }
@@ -56,7 +70,7 @@ export function writeFiles (files: Array<{ path: string, content_base64: string 
       renameSync(temp, file.path)
       return { path: file.path, state: 'written' as const, ...(backup != null ? { backup } : {}) }
     } catch (err) {
-      return { path: file.path, state: 'failed' as const, reason: (err as Error).message }
+      return { path: file.path, state: 'failed' as const, reason: fitText((err as Error).message) }
     }
   })
 }

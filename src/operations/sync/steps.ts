@@ -1,8 +1,9 @@
 import { z } from 'zod'
 import type { MeshConfig } from '../../config/config.js'
-import { PROBE_HTTP_TIMEOUT_MS } from '../../constants.js'
+import { PROBE_HTTP_TIMEOUT_MS, SYNC_MAX_CONFIG_FILES } from '../../constants.js'
 import { errorMessage, UsageError } from '../../errors.js'
 import type { ActionResult } from '../actions.js'
+import { fitText } from './answers.js'
 import { hashFiles, readFiles, writeFiles } from './config-files.js'
 import { applyRepo, inspectRepo } from './git.js'
 
@@ -10,7 +11,7 @@ export const SYNC_STEPS = ['git.inspect', 'git.apply', 'blockchain.catch_up', 'c
 export type SyncStep = typeof SYNC_STEPS[number]
 
 const writePayload = z.object({
-  files: z.array(z.object({ path: z.string().min(1), content_base64: z.string() }).strict()).max(64)
+  files: z.array(z.object({ path: z.string().min(1), content_base64: z.string() }).strict()).max(SYNC_MAX_CONFIG_FILES)
 }).strict()
 
 export interface SyncStepContext {
@@ -45,16 +46,17 @@ export async function runSyncStep (step: string, payload: unknown, ctx: SyncStep
       if (catchUp == null) return { state: 'refused', reason: 'no sync.catchUp is configured on this node' }
       if ('action' in catchUp) {
         const result = await ctx.runAction(catchUp.action, ctx.force, ctx.timeoutMs)
-        return { state: result.state === 'ok' ? 'ok' : result.state, reason: result.reason, action: result }
+        const reason = fitText(result.reason)
+        return { state: result.state, reason, action: { ...result, reason } }
       }
       if (config.probes.rpc == null) return { state: 'refused', reason: 'sync.catchUp.post needs probes.rpc' }
       const url = config.probes.rpc + catchUp.post
       try {
         const res = await fetch(url, { method: 'POST', signal: AbortSignal.timeout(Math.min(ctx.timeoutMs, PROBE_HTTP_TIMEOUT_MS * 5)) })
         await res.text().catch(() => '')
-        return res.ok ? { state: 'ok', reason: `POST ${url}: ${res.status}` } : { state: 'failed', reason: `POST ${url} returned HTTP ${res.status}` }
+        return { state: res.ok ? 'ok' : 'failed', reason: fitText(res.ok ? `POST ${url}: ${res.status}` : `POST ${url} returned HTTP ${res.status}`) }
       } catch (err) {
-        return { state: 'failed', reason: `POST ${url} failed: ${errorMessage(err)}` }
+        return { state: 'failed', reason: fitText(`POST ${url} failed: ${errorMessage(err)}`) }
       }
     }
     case 'config.inspect':
