@@ -97,6 +97,9 @@ export const REDIS_COMMAND_TIMEOUT_MS = 2000
 export const REDIS_MAX_RETRY_DELAY_MS = 2000
 
 /** Agent registry (AITBC coordinator rules). */
+/** The coordinator's default chain: agents registered without one are filed under it. */
+export const DEFAULT_AGENT_CHAIN_ID = 'ait-hub'
+export const DEFAULT_AGENT_ISLAND_ID = 'default'
 export const AGENT_INACTIVE_AFTER_S = 120
 export const AGENT_REMOVE_AFTER_INACTIVE_S = 3600
 export const MAX_AGENT_RECORD_BYTES = 64 * 1024

@@ -34,6 +34,8 @@ export interface MeshConfig {
   sync: RawConfig['sync']
   heartbeat: { intervalMs: number, offlineAfterMs: number }
   trust: { clockSkewMs: number, removalsFrom: string[] }
+  agents: { chainId?: string, islandId: string }
+  coordinator: { url?: string, recordFields: 15 | 13, envFile?: string }
   logLevel?: string
 }
 
@@ -150,6 +152,12 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     sync: raw.sync,
     heartbeat: { intervalMs, offlineAfterMs: raw.heartbeat.offlineAfterMs ?? intervalMs * OFFLINE_AFTER_INTERVALS },
     trust: raw.trust,
+    agents: raw.agents,
+    coordinator: {
+      recordFields: raw.coordinator.recordFields,
+      ...(raw.coordinator.url != null ? { url: raw.coordinator.url.replace(/\/+$/, '') } : {}),
+      ...(raw.coordinator.envFile != null ? { envFile: abs(raw.coordinator.envFile) } : {})
+    },
     ...(raw.logLevel != null ? { logLevel: raw.logLevel } : {})
   }
 }

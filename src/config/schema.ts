@@ -1,7 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
-import { DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, REDIS_MAX_DB_INDEX, RESERVED_TARGET_NAMES } from '../constants.js'
+import { DEFAULT_AGENT_ISLAND_ID, DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, REDIS_MAX_DB_INDEX, RESERVED_TARGET_NAMES } from '../constants.js'
 
 export const ROLES = ['genesis', 'follower'] as const
 export type Role = typeof ROLES[number]
@@ -179,6 +179,21 @@ export const configSchema = z.object({
     intervalMs: z.number().int().min(100).max(60000).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
     offlineAfterMs: z.number().int().min(200).max(600000).optional()
   }).strict().default({ intervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS }),
+  /** Agents registered on this node: the chain and island the AITBC coordinator files them under. */
+  agents: z.object({
+    /** Default chain_id of an agent registered here (the coordinator's default chain when unset). */
+    chainId: z.string().min(1).max(64).regex(/^[\w.:-]+$/, 'expected a chain id such as ait-hub').optional(),
+    islandId: z.string().min(1).max(64).regex(/^[\w.:-]+$/, 'expected an island id of letters, digits, ".", ":", "_" or "-"').default(DEFAULT_AGENT_ISLAND_ID)
+  }).strict().default({ islandId: DEFAULT_AGENT_ISLAND_ID }),
+  /** The AITBC agent coordinator running beside this node (the hub), if any. */
+  coordinator: z.object({
+    /** Its HTTP API (every route under /v1): remote agents are exported into it live. */
+    url: httpUrl.optional(),
+    /** Record layout it loads from Redis: 15 fields (newest release) or 13 (older release). */
+    recordFields: z.union([z.literal(15), z.literal(13)]).default(15),
+    /** The coordinator's environment file, where `doctor` reads its REDIS_URL. */
+    envFile: z.string().min(1).optional()
+  }).strict().default({ recordFields: 15 }),
   /** What this node accepts from its peers beyond the allowlist. */
   trust: z.object({
     /** Timestamps and clock stamps from the wire further than this from our clock are refused. */
