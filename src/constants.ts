@@ -106,6 +106,12 @@ export const MAX_AGENT_RECORD_BYTES = 64 * 1024
 /** Removals are remembered this long, so a node that was away cannot bring a removed agent back. */
 export const AGENT_TOMBSTONE_RETENTION_MS = 7 * 24 * 3600 * 1000
 export const AGENT_SWEEP_INTERVAL_MS = 5000
+/** The Redis channel the AITBC coordinator publishes agent_registered/status_updated/unregistered on. */
+export const COORDINATOR_EVENTS_CHANNEL = 'agent_events'
+/** Coordinator events waiting to be imported; beyond this they are dropped and the next store sync finds the records. */
+export const COORDINATOR_IMPORT_MAX_QUEUE = 10_000
+/** The coordinator's SETEX time for `agent:{id}`; the mesh writes its records with the same TTL. */
+export const COORDINATOR_RECORD_TTL_S = 24 * 3600
 export const ANTI_ENTROPY_INTERVAL_MS = 15000
 export const ANTI_ENTROPY_TIMEOUT_MS = 10000
 /** One anti-entropy message: digest, response or push (a 64 KiB record fits many times over). */

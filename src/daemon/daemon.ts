@@ -1,7 +1,7 @@
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { loadConfig, type MeshConfig } from '../config/config.js'
-import { HANG_UP_TIMEOUT_MS, OPS_LIST_DEFAULT, PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
+import { DEFAULT_AGENT_CHAIN_ID, HANG_UP_TIMEOUT_MS, OPS_LIST_DEFAULT, PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
 import { ControlServer, type ControlMethod, type MethodContext } from '../control/server.js'
 import { ConfigError, errorMessage, UsageError, withTimeout } from '../errors.js'
 import { AllowlistGater } from '../mesh/gater.js'
@@ -15,6 +15,7 @@ import { OperationProtocol } from '../operations/operation-protocol.js'
 import { OperationRunner } from '../operations/runner.js'
 import { LastSync, OperationLog } from '../operations/op-log.js'
 import type { ActionResult } from '../operations/actions.js'
+import { CoordinatorImport } from '../coordinator/import.js'
 import { ChangeAuthority } from '../registry/authorship.js'
 import { AgentRegistry } from '../registry/registry.js'
 import { AgentReplication } from '../registry/replication.js'
@@ -36,6 +37,8 @@ interface DaemonParts {
   store: StoreBackend
   registry: AgentRegistry
   replication: AgentReplication
+  /** Agents of the local AITBC coordinator, when the store is Redis (the one it uses). */
+  coordinatorImport?: CoordinatorImport
   messaging: Messaging
   opLog: OperationLog
 }
@@ -88,6 +91,7 @@ export class Daemon {
   private readonly store: StoreBackend
   private readonly registry: AgentRegistry
   private readonly replication: AgentReplication
+  private readonly coordinatorImport?: CoordinatorImport
   private readonly messaging: Messaging
   private readonly opLog: OperationLog
   private readonly control: ControlServer
@@ -108,6 +112,7 @@ export class Daemon {
     this.store = parts.store
     this.registry = parts.registry
     this.replication = parts.replication
+    if (parts.coordinatorImport != null) this.coordinatorImport = parts.coordinatorImport
     this.messaging = parts.messaging
     this.opLog = parts.opLog
     this.control = new ControlServer(parts.config.controlSocket, this.controlMethods(), parts.log)
@@ -140,8 +145,17 @@ export class Daemon {
       roleOf: name => name === config.node.name ? config.node.role : peers.get(name)?.role,
       removalsFrom: () => config.trust.removalsFrom
     })
-    const registry = new AgentRegistry({ node: config.node.name, store, log, authority, clockSkewMs: config.trust.clockSkewMs })
+    const registry = new AgentRegistry({
+      node: config.node.name,
+      store,
+      log,
+      authority,
+      clockSkewMs: config.trust.clockSkewMs,
+      recordFields: config.coordinator.recordFields,
+      agentDefaults: { chainId: config.agents.chainId ?? DEFAULT_AGENT_CHAIN_ID, islandId: config.agents.islandId }
+    })
     const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log })
+    const coordinatorImport = config.redisUrl != null ? new CoordinatorImport({ redisUrl: config.redisUrl, registry, recordFields: config.coordinator.recordFields, log }) : undefined
     const probes = new LocalProbes({
       config,
       peers,
@@ -181,7 +195,7 @@ export class Daemon {
       if (state != null) log.info({ event: 'peer_disconnected', peer: state.name, peerId: peerId.toString() }, 'peer disconnected')
     })
 
-    const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog })
+    const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog, ...(coordinatorImport != null ? { coordinatorImport } : {}) })
 
     // Give Redis a moment to connect so the first requests find it; without it the daemon still
     // starts (degraded) and writes once it is back.
@@ -191,6 +205,7 @@ export class Daemon {
     await libp2p.start()
     try {
       await lastSync.load()
+      await coordinatorImport?.start()
       await registry.start()
       await replication.start()
       await messaging.start()
@@ -463,6 +478,7 @@ export class Daemon {
       ['http', async () => { await this.http?.stop() }],
       ['peer connector', () => { this.connector.stop() }],
       ['heartbeat', () => { this.heartbeat.stop() }],
+      ['coordinator import', async () => { await this.coordinatorImport?.stop() }],
       ['agent replication', async () => { await this.replication.stop() }],
       ['messaging', async () => { await this.messaging.stop() }],
       ['operation protocol', async () => { await this.protocol.stop() }],
