@@ -56,7 +56,43 @@ export const MEMPOOL_PROBE_LIMIT = 100000
 
 /** Control socket. */
 export const CONTROL_MAX_REQUEST_BYTES = 1024 * 1024
+/**
+ * Connections open at once. One more is answered with an error line saying so and closed; past
+ * twice this many (refused ones linger briefly) the kernel's connection is dropped unanswered.
+ */
 export const CONTROL_MAX_CONNECTIONS = 64
+/**
+ * Answers and events waiting to be sent on one connection before the daemon stops reading its
+ * requests (it resumes once they are sent): a client that writes and never reads cannot make
+ * the daemon hold its answers.
+ */
+export const CONTROL_MAX_UNSENT_BYTES = 1024 * 1024
+/**
+ * Requests of one connection running at once (streams and operations waiting in line included);
+ * further lines wait, read up to CONTROL_MAX_REQUEST_BYTES so a disconnect is still seen. Above
+ * the 2000 sends a pipelining client keeps outstanding in the messages benchmark.
+ */
+export const CONTROL_MAX_REQUESTS_IN_FLIGHT = 4096
+/**
+ * A request counts against CONTROL_MAX_UNSENT_BYTES from its dispatch, at the size its method's
+ * answers have had (the largest, decaying slowly); a method not answered yet counts this much.
+ * Without it, one read of small requests asking for large answers could queue them all.
+ */
+export const CONTROL_UNKNOWN_ANSWER_BYTES = 64 * 1024
+/**
+ * A connection this far behind reading is closed: streams (watch, follow) produce events whether
+ * or not the client reads, and stopping reading does not stop them.
+ */
+export const CONTROL_MAX_UNREAD_BYTES = 64 * 1024 * 1024
+/**
+ * A connection with nothing read or sent for this long is closed, unless a request is running
+ * and everything has been sent (a quiet stream): 64 forgotten connections would lock out the CLI.
+ */
+export const CONTROL_IDLE_TIMEOUT_MS = 60_000
+/** A request line must be complete this long after its first byte arrived (a program writes it at once). */
+export const CONTROL_PARTIAL_LINE_TIMEOUT_MS = 10_000
+/** A connection closed with an error line gets this long to read it before the daemon cuts it. */
+export const CONTROL_CLOSE_LINGER_MS = 1000
 export const CONTROL_SOCKET_MODE = 0o660
 
 /** Closing the connections of a peer removed by a config reload. */
