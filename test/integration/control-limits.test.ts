@@ -131,7 +131,7 @@ describe('control socket under abuse (default limits)', () => {
       '{"jsonrpc":"2.0","method":"no.such.method"}',
       '{"jsonrpc":"2.0","method":"ops.list","params":{"limit":"ten"}}',
       '{"jsonrpc":"2.0","method":"status","params":{"timeout":5}}',
-      '{"jsonrpc":"2.0","method":"agents.register","params":{"agent_id":"notified-1","agent_type":"test"}}',
+      '{"jsonrpc":"2.0","method":"agents.register","params":{"agent_id":"notified-1","agent_type":"worker"}}',
       ''
     ].join('\n'))
     c.request('first', 'id')
@@ -168,7 +168,7 @@ describe('control socket under abuse (default limits)', () => {
       ['ops.list', { limit: '10' }, /^ops\.list: "limit": expected a whole number from 1 to 1000$/],
       ['ops.list', { limit: 2.5 }, /^ops\.list: "limit": expected a whole number from 1 to 1000$/],
       ['ops.get', { id: ['a'] }, /^ops\.get: "id": expected an operation id \(a string\)$/],
-      ['agents.register', { agent_id: 5, agent_type: 't' }, /^agents register: "agent_id": .*expected string/],
+      ['agents.register', { agent_id: 5, agent_type: 'worker' }, /^agents register: "agent_id": .*expected string/],
       ['agents.heartbeat', { agent_id: 'a', load_metrics: 'high' }, /^agents heartbeat: "load_metrics": .*expected record/],
       ['agents.remove', {}, /^agents remove: "agent_id" is required$/],
       ['agents.list', { limit: 'all' }, /^agents list: "limit": .*expected number/],
@@ -334,7 +334,7 @@ describe(`control socket idle timeout (shortened to ${IDLE_MS} ms for the test)`
 
     // The stream was quiet all along and is still open: it gets the next change.
     expect(watcher.closed).toBe(false)
-    expect((await t.mesh.cli('aitbc', ['agents', 'register', '--id', 'after-idle', '--type', 'test'])).code).toBe(0)
+    expect((await t.mesh.cli('aitbc', ['agents', 'register', '--id', 'after-idle', '--type', 'worker'])).code).toBe(0)
     await waitFor('the watcher to see the registration', () => watcher.lines.some(l => l.method === 'event' && l.params?.event?.agent_id === 'after-idle'))
     watcher.close()
   })

@@ -5,6 +5,7 @@ import { AgentUpdate } from '../../protocols/agents.js'
 import { AllowlistGater } from '../../src/mesh/gater.js'
 import { loadIdentity } from '../../src/mesh/identity.js'
 import { createMeshLibp2p } from '../../src/mesh/libp2p.js'
+import { COORDINATOR_FIELDS_15 } from '../../src/coordinator/record.js'
 import { AGENTS_TOPIC } from '../../src/registry/replication.js'
 import type { LocalMesh } from '../../src/devmesh/local-mesh.js'
 import { onCleanup, startTestMesh, waitAllOnline, waitFor, type TestMesh } from '../helpers.js'
@@ -53,8 +54,12 @@ describe('agent registry across three daemons, each with its own Redis', () => {
       try {
         await waitFor(`agent:agent-1 in ${node}'s Redis`, async () => await client.get('agent:agent-1') != null)
         const stored = JSON.parse((await client.get('agent:agent-1'))!)
-        expect(stored).toMatchObject({ agent_id: 'agent-1', agent_type: 'worker', status: 'active', capabilities: ['gpu'], services: ['inference'], tags: ['eu'], endpoints: { api: 'http://10.0.0.1:9000' }, metadata: { gpu: 'a100' }, owner_node: 'aitbc' })
-        expect(Object.keys(stored)).toEqual(expect.arrayContaining(['last_heartbeat', 'registration_time', 'load_metrics', 'health_score', 'version']))
+        expect(stored).toMatchObject({ agent_id: 'agent-1', agent_type: 'worker', status: 'active', capabilities: ['gpu'], services: ['inference'], tags: ['eu'], endpoints: { api: 'http://10.0.0.1:9000' }, metadata: { gpu: 'a100' }, chain_id: 'ait-hub', island_id: 'default' })
+        // Exactly the AITBC coordinator's fields: the owner, clock and signature live under mesh:agent-change:.
+        expect(Object.keys(stored).sort()).toEqual([...COORDINATOR_FIELDS_15].sort())
+        expect(stored.last_heartbeat).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/)
+        expect(await client.ttl('agent:agent-1')).toBeGreaterThan(24 * 3600 - 60)
+        expect(JSON.parse((await client.get('mesh:agent-change:agent-1'))!)).toMatchObject({ owner: 'aitbc', removed: false })
         expect(await client.smembers('agents:active')).toContain('agent-1')
       } finally {
         client.disconnect()
