@@ -235,6 +235,20 @@ export const DEFAULT_SYNC_LAG_THRESHOLD = 100
 export const DEFAULT_MEMPOOL_TOLERANCE = 10
 /** How often heights are re-read while verifying a blockchain catch-up. */
 export const SYNC_VERIFY_POLL_MS = 500
+/**
+ * Keys of an env-style config file (`probes.configFiles` with `keys: env`) that configuration
+ * sync never compares, sends or overwrites: AITBC's per-node identity and profile (its setup
+ * script writes NODE_ID, p2p_node_id and proposer_id unique to each node; BLOCKCHAIN_MODE,
+ * MARKET_ROLE and HARDWARE_PROFILE choose which services a node runs) and anything that looks
+ * like a secret. Matched case-insensitively; `*` matches any run of characters. A file's own
+ * `keepLocal` adds to this list.
+ */
+export const DEFAULT_KEEP_LOCAL_KEYS = [
+  'NODE_ID', 'p2p_node_id', 'proposer_id', 'blockchain_mode', 'default_peer_rpc_url', 'market_role', 'hardware_profile',
+  '*SECRET*', '*KEY*', '*PASSWORD*', '*TOKEN*'
+] as const
+/** Keys of one env-style file sent in one config write (a 1 MiB file of short lines has fewer). */
+export const CONFIG_SYNC_MAX_KEYS = 8192
 
 /** HTTP (metrics, /health, status page): served only when `http:` is configured, loopback only. */
 export const DEFAULT_HTTP_ADDRESS = '127.0.0.1:7071'

@@ -142,6 +142,23 @@ export const actionSchema = z.object({
   allowFrom: z.array(z.string().min(1)).optional()
 }).strict()
 
+/** A key name in a KEY=VALUE file (what systemd's EnvironmentFile and AITBC's settings read). */
+export const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/**
+ * A configuration file kept in sync: a path (the whole file is compared and copied), or
+ * `{ path, keys: env, keepLocal }` for a KEY=VALUE file compared and merged key by key, where
+ * DEFAULT_KEEP_LOCAL_KEYS and `keepLocal` (names or `*` globs) are never compared, sent or written.
+ */
+const configFileEntry = z.union([
+  z.string().min(1),
+  z.object({
+    path: z.string().min(1),
+    keys: z.literal('env', { message: 'expected keys: env (a file of KEY=VALUE lines, synced key by key)' }),
+    keepLocal: z.array(z.string().regex(/^[A-Za-z0-9_*]+$/, 'expected a key name, or a pattern with * such as *SECRET*')).default([])
+  }).strict()
+], { message: 'expected a path, or { path, keys: env, keepLocal: [...] }' })
+
 export const configSchema = z.object({
   node: z.object({ name: nodeName, role }).strict(),
   listen: z.array(listenAddr).min(1, 'expected at least one listen address').default([DEFAULT_LISTEN]),
@@ -159,17 +176,22 @@ export const configSchema = z.object({
     rpc: httpUrl.optional(),
     service: z.string().regex(/^[\w@.:-]+$/, 'expected a systemd unit name such as aitbc-blockchain-node.service').optional(),
     repo: z.string().min(1).optional(),
-    configFiles: z.array(z.string().min(1)).default([])
+    configFiles: z.array(configFileEntry).default([])
   }).strict().default({ configFiles: [] }),
   actions: z.record(z.string().regex(/^[\w.-]+$/, 'expected an action name of letters, digits, ".", "_" or "-"'), actionSchema).default({}),
   sync: z.object({
     /** A node more than this many blocks behind the highest one runs its catch-up. */
     lagThreshold: z.number().int().min(0).default(DEFAULT_SYNC_LAG_THRESHOLD),
-    /** How this node catches up: an HTTP POST to a path of its own RPC, or one of its actions. */
+    /**
+     * How this node catches up: one of its actions (for AITBC, starting aitbc-blockchain-sync.service),
+     * or an HTTP POST with no body to a path of its own RPC. Unset: catch-up is refused, saying so.
+     */
     catchUp: z.union([
-      z.object({ post: z.string().regex(/^\//, 'expected a path of the RPC such as /rpc/force-sync') }).strict(),
+      z.object({ post: z.string().regex(/^\//, 'expected a path of the RPC such as /rpc/sync') }).strict(),
       z.object({ action: z.string().min(1) }).strict()
     ]).optional(),
+    /** An action run after a git sync moved this node's HEAD (for AITBC, the repository's update script). */
+    afterGit: z.object({ action: z.string().min(1) }).strict().optional(),
     /** Mempool sizes that differ by at most this many transactions count as in sync. */
     mempoolTolerance: z.number().int().min(0).default(DEFAULT_MEMPOOL_TOLERANCE),
     /** Who may ask this node for a forced step (git reset, config overwrite): names, roles or self. */
