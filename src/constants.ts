@@ -56,7 +56,43 @@ export const MEMPOOL_PROBE_LIMIT = 100000
 
 /** Control socket. */
 export const CONTROL_MAX_REQUEST_BYTES = 1024 * 1024
+/**
+ * Connections open at once. One more is answered with an error line saying so and closed; past
+ * twice this many (refused ones linger briefly) the kernel's connection is dropped unanswered.
+ */
 export const CONTROL_MAX_CONNECTIONS = 64
+/**
+ * Answers and events waiting to be sent on one connection before the daemon stops reading its
+ * requests (it resumes once they are sent): a client that writes and never reads cannot make
+ * the daemon hold its answers.
+ */
+export const CONTROL_MAX_UNSENT_BYTES = 1024 * 1024
+/**
+ * Requests of one connection running at once (streams and operations waiting in line included);
+ * further lines wait, read up to CONTROL_MAX_REQUEST_BYTES so a disconnect is still seen. Above
+ * the 2000 sends a pipelining client keeps outstanding in the messages benchmark.
+ */
+export const CONTROL_MAX_REQUESTS_IN_FLIGHT = 4096
+/**
+ * A request counts against CONTROL_MAX_UNSENT_BYTES from its dispatch, at the size its method's
+ * answers have had (the largest, decaying slowly); a method not answered yet counts this much.
+ * Without it, one read of small requests asking for large answers could queue them all.
+ */
+export const CONTROL_UNKNOWN_ANSWER_BYTES = 64 * 1024
+/**
+ * A connection this far behind reading is closed: streams (watch, follow) produce events whether
+ * or not the client reads, and stopping reading does not stop them.
+ */
+export const CONTROL_MAX_UNREAD_BYTES = 64 * 1024 * 1024
+/**
+ * A connection with nothing read or sent for this long is closed, unless a request is running
+ * and everything has been sent (a quiet stream): 64 forgotten connections would lock out the CLI.
+ */
+export const CONTROL_IDLE_TIMEOUT_MS = 60_000
+/** A request line must be complete this long after its first byte arrived (a program writes it at once). */
+export const CONTROL_PARTIAL_LINE_TIMEOUT_MS = 10_000
+/** A connection closed with an error line gets this long to read it before the daemon cuts it. */
+export const CONTROL_CLOSE_LINGER_MS = 1000
 export const CONTROL_SOCKET_MODE = 0o660
 
 /** Closing the connections of a peer removed by a config reload. */
@@ -97,12 +133,21 @@ export const REDIS_COMMAND_TIMEOUT_MS = 2000
 export const REDIS_MAX_RETRY_DELAY_MS = 2000
 
 /** Agent registry (AITBC coordinator rules). */
+/** The coordinator's default chain: agents registered without one are filed under it. */
+export const DEFAULT_AGENT_CHAIN_ID = 'ait-hub'
+export const DEFAULT_AGENT_ISLAND_ID = 'default'
 export const AGENT_INACTIVE_AFTER_S = 120
 export const AGENT_REMOVE_AFTER_INACTIVE_S = 3600
 export const MAX_AGENT_RECORD_BYTES = 64 * 1024
 /** Removals are remembered this long, so a node that was away cannot bring a removed agent back. */
 export const AGENT_TOMBSTONE_RETENTION_MS = 7 * 24 * 3600 * 1000
 export const AGENT_SWEEP_INTERVAL_MS = 5000
+/** The Redis channel the AITBC coordinator publishes agent_registered/status_updated/unregistered on. */
+export const COORDINATOR_EVENTS_CHANNEL = 'agent_events'
+/** Coordinator events waiting to be imported; beyond this they are dropped and the next store sync finds the records. */
+export const COORDINATOR_IMPORT_MAX_QUEUE = 10_000
+/** The coordinator's SETEX time for `agent:{id}`; the mesh writes its records with the same TTL. */
+export const COORDINATOR_RECORD_TTL_S = 24 * 3600
 export const ANTI_ENTROPY_INTERVAL_MS = 15000
 export const ANTI_ENTROPY_TIMEOUT_MS = 10000
 /** One anti-entropy message: digest, response or push (a 64 KiB record fits many times over). */
@@ -201,6 +246,27 @@ export const DEFAULT_SYNC_LAG_THRESHOLD = 100
 export const DEFAULT_MEMPOOL_TOLERANCE = 10
 /** How often heights are re-read while verifying a blockchain catch-up. */
 export const SYNC_VERIFY_POLL_MS = 500
+/**
+ * Keys of an env-style config file (`probes.configFiles` with `keys: env`) that configuration
+ * sync never compares, sends or overwrites: AITBC's per-node identity and profile (its setup
+ * script writes NODE_ID, p2p_node_id and proposer_id unique to each node; BLOCKCHAIN_MODE,
+ * MARKET_ROLE and HARDWARE_PROFILE choose which services a node runs) and anything that looks
+ * like a secret. Matched case-insensitively; `*` matches any run of characters. A file's own
+ * `keepLocal` adds to this list.
+ */
+export const DEFAULT_KEEP_LOCAL_KEYS = [
+  'NODE_ID', 'p2p_node_id', 'proposer_id', 'blockchain_mode', 'default_peer_rpc_url', 'market_role', 'hardware_profile',
+  '*SECRET*', '*KEY*', '*PASSWORD*', '*TOKEN*'
+] as const
+/** Keys of one env-style file, sent in one config write or named in a sync answer (AITBC's have tens); a file with more is answered as unreadable. */
+export const CONFIG_SYNC_MAX_KEYS = 8192
+/**
+ * A key name or keep-local pattern of an env-style file, in sync answers and config: AITBC's
+ * names are under 40 characters; a file with a longer one is answered as unreadable.
+ */
+export const CONFIG_SYNC_MAX_KEY_CHARS = 256
+/** `keepLocal` patterns of one file in the config (DEFAULT_KEEP_LOCAL_KEYS come on top). */
+export const CONFIG_SYNC_MAX_KEEP_LOCAL = 256
 
 /** HTTP (metrics, /health, status page): served only when `http:` is configured, loopback only. */
 export const DEFAULT_HTTP_ADDRESS = '127.0.0.1:7071'

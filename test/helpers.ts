@@ -39,7 +39,7 @@ export interface TestMesh {
  * with a stand-in blockchain RPC per node. Node 0 is the genesis node `aitbc`, the others
  * followers `aitbc1`, `aitbc2`, ...
  */
-export async function startTestMesh (count: number, opts: { swarmKey?: boolean, heights?: number[], start?: boolean, extra?: (i: number, host: string) => Record<string, unknown> } = {}): Promise<TestMesh> {
+export async function startTestMesh (count: number, opts: { swarmKey?: boolean, heights?: number[], start?: boolean, extra?: (i: number, host: string) => Record<string, unknown>, env?: NodeJS.ProcessEnv } = {}): Promise<TestMesh> {
   const hosts = await freeLoopbackBlock(count)
   const rpcs = new Map<string, StandInRpc>()
   const specs: LocalNodeSpec[] = []
@@ -52,7 +52,7 @@ export async function startTestMesh (count: number, opts: { swarmKey?: boolean, 
     const extra = opts.extra?.(i, hosts[i]!) ?? {}
     specs.push({ name, role: i === 0 ? 'genesis' : 'follower', host: hosts[i]!, config: { ...extra, probes: { rpc: url, ...(extra.probes as object | undefined) } } })
   }
-  const mesh = await LocalMesh.create(tempDir(), specs, { ...(opts.swarmKey != null ? { swarmKey: opts.swarmKey } : {}) })
+  const mesh = await LocalMesh.create(tempDir(), specs, { ...(opts.swarmKey != null ? { swarmKey: opts.swarmKey } : {}), ...(opts.env != null ? { env: opts.env } : {}) })
   onCleanup(async () => {
     for (const node of mesh.nodes.values()) {
       if (node.process != null && node.process.exitCode == null && node.process.signalCode == null) node.process.kill('SIGKILL')

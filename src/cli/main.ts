@@ -232,7 +232,7 @@ export function buildProgram (): Command {
   agents.command('register')
     .description('register (or re-register) an agent on this node; every node learns of it')
     .requiredOption('--id <id>', 'agent id')
-    .requiredOption('--type <type>', 'agent type')
+    .requiredOption('--type <type>', 'agent type: coordinator, worker, specialist, monitor, gateway or orchestrator (the AITBC coordinator\'s)')
     .option('--status <status>', 'active, inactive, busy, maintenance or error', 'active')
     .option('--capability <c>', 'a capability (repeatable)', collect)
     .option('--service <s>', 'a service (repeatable)', collect)
@@ -240,7 +240,9 @@ export function buildProgram (): Command {
     .option('--meta <k=v>', 'a metadata entry (repeatable)', collect)
     .option('--tag <t>', 'a tag (repeatable)', collect)
     .option('--version <v>', 'agent version')
-    .action(async (o: { id: string, type: string, status: string, capability?: string[], service?: string[], endpoint?: string[], meta?: string[], tag?: string[], version?: string }, cmd: Command) => {
+    .option('--chain <id>', 'chain id (default: agents.chainId of the config, else ait-hub)')
+    .option('--island <id>', 'island id (default: agents.islandId of the config)')
+    .action(async (o: { id: string, type: string, status: string, capability?: string[], service?: string[], endpoint?: string[], meta?: string[], tag?: string[], version?: string, chain?: string, island?: string }, cmd: Command) => {
       const record = await withClient(cmd, async client => await client.call<Record<string, unknown>>('agents.register', {
         agent_id: o.id,
         agent_type: o.type,
@@ -250,7 +252,9 @@ export function buildProgram (): Command {
         endpoints: pairs('--endpoint', o.endpoint, false),
         metadata: pairs('--meta', o.meta, false),
         tags: o.tag ?? [],
-        ...(o.version != null ? { version: o.version } : {})
+        ...(o.version != null ? { version: o.version } : {}),
+        ...(o.chain != null ? { chain_id: o.chain } : {}),
+        ...(o.island != null ? { island_id: o.island } : {})
       }))
       printAgents(cmd, [record])
     })

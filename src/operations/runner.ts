@@ -280,7 +280,10 @@ export class OperationRunner {
       } as unknown as Record<string, boolean>,
       message_delivery: { sent: 0, delivered: 0, failed: 0 },
       issues: [...offline.flatMap(t => outcome.reports.get(t.name)?.issues ?? []), ...outcome.issues],
-      recommendations: outcome.issues.some(i => /--force/.test(i)) ? ['Run the sync again with --force to take the upstream / genesis state; the output lists what that drops.'] : [],
+      recommendations: [
+        ...outcome.issues.some(i => /--force/.test(i)) ? ['Run the sync again with --force to take the upstream / genesis state; the output lists what that drops.'] : [],
+        ...outcome.recommendations
+      ],
       confidence: Math.round(((targets.length - offline.length) / targets.length) * 100) / 100,
       execution_time: Math.round(performance.now() - started) / 1000,
       validation_status: syncResult

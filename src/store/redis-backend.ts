@@ -106,7 +106,10 @@ export class RedisBackend implements StoreBackend {
     this.check()
     const multi = this.redis.multi()
     for (const op of ops) {
-      if (op.op === 'set') multi.set(this.prefix + op.key, op.value)
+      if (op.op === 'set') {
+        if (op.ttlS != null) multi.set(this.prefix + op.key, op.value, 'EX', op.ttlS)
+        else multi.set(this.prefix + op.key, op.value)
+      }
       else if (op.op === 'del') multi.del(this.prefix + op.key)
       else if (op.op === 'sadd') multi.sadd(this.prefix + op.set, op.member)
       else if (op.op === 'srem') multi.srem(this.prefix + op.set, op.member)

@@ -40,7 +40,27 @@ describe('sync step answers from a hostile allowlisted peer are checked before u
   const upstream = join(base, 'upstream.git')
   const seed = join(base, 'seed')
   const repoOf = (node: string): string => join(base, `repo-${node}`)
-  const envOf = (node: string): string => join(base, `etc-${node}`, 'node.env')
+  // A file synced whole, and one synced by key.
+  const envOf = (node: string): string => join(base, `etc-${node}`, 'chain.env')
+  const keyedOf = (node: string): string => join(base, `etc-${node}`, 'blockchain.env')
+  // A key long enough that matching it against `*A*A…*B` as a regular expression would hang the requester.
+  const LONG_KEY = 'A'.repeat(200)
+  const KEYED = `CHAIN_ID=ait-mainnet\ngossip_backend=broadcast\n${LONG_KEY}=1\n`
+  const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
+  /** The hashes an honest node with the genesis copies answers, with `extra` over its by-key entry. */
+  const honestInspect = (node: string, whole: string, extra: Record<string, unknown> = {}): string => JSON.stringify({
+    files: [
+      { path: envOf(node), sha256: sha256(whole) },
+      {
+        path: keyedOf(node),
+        keys: 'env',
+        key_hashes: [{ key: 'CHAIN_ID', sha256: sha256('ait-mainnet') }, { key: 'gossip_backend', sha256: sha256('broadcast') }, { key: LONG_KEY, sha256: sha256('1') }],
+        kept_local: [],
+        keep_local: ['NODE_ID'],
+        ...extra
+      }
+    ]
+  })
   let logStart = 0
   /** The hostile peer's answers, by step; a step without one is answered with an error. */
   let answers: Record<string, Answer> = {}
@@ -70,12 +90,13 @@ describe('sync step answers from a hostile allowlisted peer are checked before u
       execFileSync('git', ['clone', '-q', upstream, repoOf(node)], { env: GIT_ENV })
       mkdirSync(join(base, `etc-${node}`))
       writeFileSync(envOf(node), 'CHAIN_ID=ait-mainnet\n')
+      writeFileSync(keyedOf(node), KEYED)
     }
     ;({ mesh } = await startTestMesh(3, {
       start: false,
       heights: [1000, 1000, 1000],
       extra: i => ({
-        probes: { repo: repoOf(['aitbc', 'aitbc1', 'aitbc2'][i]!), configFiles: [envOf(['aitbc', 'aitbc1', 'aitbc2'][i]!)] },
+        probes: { repo: repoOf(['aitbc', 'aitbc1', 'aitbc2'][i]!), configFiles: [envOf(['aitbc', 'aitbc1', 'aitbc2'][i]!), { path: keyedOf(['aitbc', 'aitbc1', 'aitbc2'][i]!), keys: 'env' }] },
         sync: { lagThreshold: 100, catchUp: { post: '/rpc/force-sync' } }
       })
     }))
@@ -133,7 +154,9 @@ describe('sync step answers from a hostile allowlisted peer are checked before u
       // Over the frame limit: never read, let alone parsed.
       [() => validApply({ reason: 'r'.repeat(TEN_MB) }), /^bad answer from aitbc2 to git\.apply: .+/],
       // The same wrong hash again: refused again, but not logged again.
-      [() => validApply({ head_after: 'Z'.repeat(40) }), /head_after: not a commit hash/]
+      [() => validApply({ head_after: 'Z'.repeat(40) }), /head_after: not a commit hash/],
+      // The after-git action's result, with an exit code that is not a number.
+      [() => validApply({ state: 'fast_forwarded', after_git: { action: 'after-git', state: 'ok', exit_code: 'three', duration_ms: 5, output_tail: '', reason: '', destructive: false, health_before: '', health_after: '' } }), /^invalid answer from aitbc2 to git\.apply: after_git\.exit_code: expected number, got "three"$/]
     ]
     for (const [answer, reason] of cases) {
       answers = { 'git.apply': answer }
@@ -160,13 +183,16 @@ describe('sync step answers from a hostile allowlisted peer are checked before u
     honestGitSynced(JSON.parse((await mesh.cli('aitbc', ['sync', '--type', 'git', '--json', '--target', 'aitbc,aitbc1'])).stdout), head)
   })
 
-  it('configuration: junk hashes fail that node with the reason and write nothing to it; a write answer for a path not asked for is refused', async () => {
+  it('configuration: junk hashes fail that node with the reason and write nothing to it; a write answer for a path or key not sent is refused', async () => {
     const hostilePath = envOf(HOSTILE)
     const cases: Array<[Answer, RegExp]> = [
       [() => JSON.stringify({ files: [{ path: hostilePath, sha256: 'g'.repeat(64) }] }), /^invalid answer from aitbc2 to config\.inspect: files\[0\]\.sha256: not a SHA-256 digest \(64 lowercase hex digits\), got "g{64}"$/],
       [() => JSON.stringify({ files: { path: hostilePath } }), /^invalid answer from aitbc2 to config\.inspect: files: expected array, got an object$/],
       [() => JSON.stringify({ files: [{ path: 'p'.repeat(TEN_MB), sha256: null }] }), /^bad answer from aitbc2 to config\.inspect: .+/],
-      [() => '{"files": [', /^aitbc2 answered config\.inspect with something that is not JSON$/]
+      [() => '{"files": [', /^aitbc2 answered config\.inspect with something that is not JSON$/],
+      // By key: a value where its hash belongs, a regular expression where a keep-local pattern belongs.
+      [() => honestInspect(HOSTILE, 'CHAIN_ID=ait-mainnet\n', { key_hashes: [{ key: 'CHAIN_ID', sha256: 'ait-mainnet' }] }), /^invalid answer from aitbc2 to config\.inspect: files\[1\]\.key_hashes\[0\]\.sha256: not a SHA-256 digest \(64 lowercase hex digits\), got "ait-mainnet"$/],
+      [() => honestInspect(HOSTILE, 'CHAIN_ID=ait-mainnet\n', { keep_local: ['^(A+)+$'] }), /^invalid answer from aitbc2 to config\.inspect: files\[1\]\.keep_local\[0\]: not a key name or \* pattern, got "\^\(A\+\)\+\$"$/]
     ]
     for (const [answer, reason] of cases) {
       answers = { 'config.inspect': answer }
@@ -183,25 +209,58 @@ describe('sync step answers from a hostile allowlisted peer are checked before u
       expect(out.nodes_status.aitbc.sync.configuration).toEqual({ drift: [], synced: true })
     }
 
-    // Drift on both followers; the hostile one answers its write for a file it was not sent.
+    // A glob that is a pattern, and would take forever as a backtracking regular expression
+    // against the genesis node's long key: matched at once, and the node is in sync.
+    answers = { 'config.inspect': () => honestInspect(HOSTILE, 'CHAIN_ID=ait-mainnet\n', { keep_local: [`${'*A'.repeat(60)}*B`] }) }
+    const glob = await sync(['--type', 'configuration'])
+    expect(glob.code, JSON.stringify(glob.out.issues)).toBe(0)
+    expect(glob.out.nodes_status[HOSTILE].sync.configuration).toEqual({ drift: [], synced: true })
+
+    // Drift on both followers; the hostile one answers its write for a file it was not sent, then for a key it was not sent.
     writeFileSync(envOf('aitbc1'), 'CHAIN_ID=ait-devnet\n')
-    const drifted = createHash('sha256').update('CHAIN_ID=ait-devnet\n').digest('hex')
-    answers = {
-      'config.inspect': () => JSON.stringify({ files: [{ path: hostilePath, sha256: drifted }] }),
-      'config.write': () => JSON.stringify({ files: [{ path: hostilePath, state: 'written' }, { path: '/etc/shadow', state: 'written' }] })
+    writeFileSync(keyedOf('aitbc1'), KEYED.replace('broadcast', 'memory'))
+    const hostileKeyed = keyedOf(HOSTILE)
+    const writes: Array<[Answer, string]> = [
+      [
+        () => JSON.stringify({ files: [{ path: hostilePath, state: 'written' }, { path: '/etc/shadow', state: 'written' }, { path: hostileKeyed, state: 'written', keys: ['gossip_backend'] }] }),
+        'invalid answer from aitbc2 to config.write: files[1].path: not a path that was asked for: "/etc/shadow"'
+      ],
+      [
+        () => JSON.stringify({ files: [{ path: hostilePath, state: 'written' }, { path: hostileKeyed, state: 'written', keys: ['gossip_backend', 'NODE_ID'] }] }),
+        'invalid answer from aitbc2 to config.write: files[1].keys[1]: not a key that was sent for this file: "NODE_ID"'
+      ]
+    ]
+    for (const [write, notAsked] of writes) {
+      answers = {
+        'config.inspect': () => honestInspect(HOSTILE, 'CHAIN_ID=ait-devnet\n', { key_hashes: [{ key: 'CHAIN_ID', sha256: sha256('ait-mainnet') }, { key: 'gossip_backend', sha256: sha256('memory') }, { key: LONG_KEY, sha256: sha256('1') }] }),
+        'config.write': write
+      }
+      asked.length = 0
+      const { code, out } = await sync(['--type', 'configuration', '--force'])
+      expect(code).toBe(1)
+      // It was sent the genesis copy of its own whole file, and the one shared key that differs.
+      expect(asked.find(a => a.step === 'config.write')?.payload).toEqual({
+        files: [
+          { path: hostilePath, content_base64: Buffer.from('CHAIN_ID=ait-mainnet\n').toString('base64') },
+          { path: hostileKeyed, keys: 'env', set: [{ key: 'gossip_backend', value: 'broadcast' }] }
+        ]
+      })
+      expect(out.nodes_status[HOSTILE].sync.configuration_written).toEqual({ error: notAsked })
+      expect(out.issues).toContain(`${HOSTILE}: configuration: not written: ${notAsked}`)
+      expect(out.nodes_status[HOSTILE].sync.configuration).toEqual({
+        drift: [hostilePath, hostileKeyed],
+        synced: false,
+        drift_keys: { [hostileKeyed]: { differ: ['gossip_backend'], missing: [] } }
+      })
+      // The honest follower took the genesis copy, and the genesis value of the shared key.
+      expect(out.nodes_status.aitbc1.sync.configuration).toEqual({ drift: [], synced: true })
+      expect(readFileSync(envOf('aitbc1'), 'utf8')).toBe('CHAIN_ID=ait-mainnet\n')
+      expect(readFileSync(keyedOf('aitbc1'), 'utf8')).toBe(KEYED)
+      writeFileSync(envOf('aitbc1'), 'CHAIN_ID=ait-devnet\n')
+      writeFileSync(keyedOf('aitbc1'), KEYED.replace('broadcast', 'memory'))
     }
-    asked.length = 0
-    const { code, out } = await sync(['--type', 'configuration', '--force'])
-    expect(code).toBe(1)
-    // It was sent the genesis copy of its own file only.
-    expect(asked.find(a => a.step === 'config.write')?.payload).toEqual({ files: [{ path: hostilePath, content_base64: Buffer.from('CHAIN_ID=ait-mainnet\n').toString('base64') }] })
-    const notAsked = 'invalid answer from aitbc2 to config.write: files[1].path: not a path that was asked for: "/etc/shadow"'
-    expect(out.nodes_status[HOSTILE].sync.configuration_written).toEqual({ error: notAsked })
-    expect(out.issues).toContain(`${HOSTILE}: configuration: not written: ${notAsked}`)
-    expect(out.nodes_status[HOSTILE].sync.configuration).toEqual({ drift: [hostilePath], synced: false })
-    // The honest follower took the genesis copy.
-    expect(out.nodes_status.aitbc1.sync.configuration).toEqual({ drift: [], synced: true })
-    expect(readFileSync(envOf('aitbc1'), 'utf8')).toBe('CHAIN_ID=ait-mainnet\n')
+    writeFileSync(envOf('aitbc1'), 'CHAIN_ID=ait-mainnet\n')
+    writeFileSync(keyedOf('aitbc1'), KEYED)
   })
 
   it('blockchain: a catch-up answer of the wrong type fails that node with the reason', async () => {
@@ -228,9 +287,13 @@ describe('sync step answers from a hostile allowlisted peer are checked before u
       'blockchain.catch_up reason: expected string',
       'config.inspect (answer): unreadable',
       'config.inspect files: expected array',
+      'config.inspect files[].keep_local[]: not a key name or * pattern',
+      'config.inspect files[].key_hashes[].sha256: not a SHA-256 digest (64 lowercase hex digits)',
       'config.inspect files[].sha256: not a SHA-256 digest (64 lowercase hex digits)',
+      'config.write files[].keys[]: not a key that was sent',
       'config.write files[].path: not a path that was asked for',
       'git.apply (answer): unreadable',
+      'git.apply after_git.exit_code: expected number',
       'git.apply head_after: not a commit hash (40 or 64 lowercase hex digits)',
       'git.apply lost_commits: expected array',
       'git.apply lost_files[]: expected string',
