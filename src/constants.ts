@@ -131,6 +131,12 @@ export const REDIS_MAX_DB_INDEX = 15
 export const REDIS_CONNECT_TIMEOUT_MS = 2000
 export const REDIS_COMMAND_TIMEOUT_MS = 2000
 export const REDIS_MAX_RETRY_DELAY_MS = 2000
+/**
+ * Closing the Redis connection: how long ioredis waits for it to close before destroying it. It
+ * starts this timer even when the connection is already down (between retries) and nothing clears
+ * it then, so it also delays the exit of a daemon whose start failed; a local Redis closes in ms.
+ */
+export const REDIS_DISCONNECT_TIMEOUT_MS = 200
 
 /** Agent registry (AITBC coordinator rules). */
 /** The coordinator's default chain: agents registered without one are filed under it. */
@@ -281,3 +287,19 @@ export const DOCTOR_CHECK_TIMEOUT_MS = 3000
  * a second; NTP keeps hosts within milliseconds.
  */
 export const DOCTOR_MAX_CLOCK_SKEW_MS = 1000
+
+// Naming the process that holds a listen port (daemon start, doctor, init).
+/** Holders named in one message; more (a forking server's workers) are counted, not listed. */
+export const PORT_OWNER_MAX_LISTED = 3
+/** A holder's command line is cut here: enough to recognise it, one line in the journal. */
+export const PORT_OWNER_CMDLINE_MAX_CHARS = 200
+/**
+ * Exit code of a daemon whose listen address another process holds: EX_TEMPFAIL (sysexits.h).
+ * Unlike a refused start (2) it can clear, so systemd's Restart=on-failure retries it.
+ */
+export const EXIT_LISTEN_ADDRESS_IN_USE = 75
+/**
+ * A failed start closes what it opened; should anything still keep the process alive after this
+ * long, it exits anyway so systemd sees the failure rather than a hang.
+ */
+export const START_FAILED_EXIT_MS = 3000

@@ -9,6 +9,7 @@ import { HeartbeatService } from '../mesh/heartbeat.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
 import { createMeshLibp2p, type MeshLibp2p } from '../mesh/libp2p.js'
 import { PeerConnector } from '../mesh/peer-connector.js'
+import { explainListenFailure } from '../mesh/port-owner.js'
 import { PeerTable } from '../mesh/peer-table.js'
 import { LocalProbes } from '../operations/local-probes.js'
 import { OperationProtocol } from '../operations/operation-protocol.js'
@@ -206,7 +207,15 @@ export class Daemon {
     if (!await store.whenReady(REDIS_CONNECT_TIMEOUT_MS)) {
       log.warn({ event: 'store_unavailable_at_start', store: store.location, reason: store.health().reason }, 'starting without the store; serving from memory until it is back')
     }
-    await libp2p.start()
+    try {
+      await libp2p.start()
+    } catch (err) {
+      // libp2p stops what it started; the store is ours to close: a Redis connection, open or
+      // retrying forever, would keep the failed process alive instead of letting it exit.
+      await withTimeout('closing the store', store.close(), SHUTDOWN_STEP_TIMEOUT_MS)
+        .catch((closeErr: unknown) => { log.warn({ event: 'shutdown_step_failed', step: 'store', err: errorMessage(closeErr) }, 'closing the store after a failed start failed') })
+      throw explainListenFailure(err, config.listen, config.file)
+    }
     try {
       await lastSync.load()
       await coordinatorImport?.start()
