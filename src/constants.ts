@@ -185,6 +185,7 @@ export const COORDINATOR_RATE_LIMITS_PER_MIN = { register: 50, status: 50, heart
 export const COORDINATOR_AGENT_TYPES = ['coordinator', 'worker', 'specialist', 'monitor', 'gateway', 'orchestrator'] as const
 /** It marks an agent inactive once its last heartbeat is older than this (its monitor wakes every 30 s). */
 export const COORDINATOR_INACTIVE_AFTER_MS = AGENT_INACTIVE_AFTER_S * 1000
+export const DEFAULT_COORDINATOR_INACTIVE_AFTER_S = AGENT_INACTIVE_AFTER_S
 
 /** Export of other nodes' agents into the coordinator through its API (`coordinator.url`). */
 /**
@@ -194,10 +195,12 @@ export const COORDINATOR_INACTIVE_AFTER_MS = AGENT_INACTIVE_AFTER_S * 1000
  */
 export const EXPORT_RATE_SHARE = 0.8
 /**
- * Each live remote agent is touched (heartbeat, or status update) at least this often: 30 s
- * inside the coordinator's 120 s, room for a Retry-After or a failed attempt and a retry.
+ * Each live remote agent is touched (heartbeat, or status update) at least this often: at this
+ * share of the coordinator's inactivity window (coordinator.inactiveAfterS), 90 s of its 120 s,
+ * room for a Retry-After or a failed attempt and a retry.
  */
-export const EXPORT_KEEPALIVE_INTERVAL_MS = 90_000
+export const EXPORT_KEEPALIVE_SHARE = 0.75
+export const EXPORT_KEEPALIVE_INTERVAL_MS = COORDINATOR_INACTIVE_AFTER_MS * EXPORT_KEEPALIVE_SHARE
 /**
  * Live remote agents the export can keep live: one heartbeat each per keepalive interval at its
  * share of the heartbeat limit, 100 x 0.8 per minute x 1.5 min = 120. Beyond it the most recently
