@@ -131,6 +131,12 @@ export const REDIS_MAX_DB_INDEX = 15
 export const REDIS_CONNECT_TIMEOUT_MS = 2000
 export const REDIS_COMMAND_TIMEOUT_MS = 2000
 export const REDIS_MAX_RETRY_DELAY_MS = 2000
+/**
+ * Closing the Redis connection: how long ioredis waits for it to close before destroying it. It
+ * starts this timer even when the connection is already down (between retries) and nothing clears
+ * it then, so it also delays the exit of a daemon whose start failed; a local Redis closes in ms.
+ */
+export const REDIS_DISCONNECT_TIMEOUT_MS = 200
 
 /** Agent registry (AITBC coordinator rules). */
 /** The coordinator's default chain: agents registered without one are filed under it. */
@@ -167,6 +173,61 @@ export const ANTI_ENTROPY_MAX_UPDATE_BYTES = 6 * 1024 * 1024
 export const AGENT_CLOCK_MAX_COUNTER = 1_000_000_000
 /** Agent ids in one gossip update and digest entry. */
 export const AGENT_ID_MAX_LENGTH = 128
+
+/**
+ * The AITBC agent coordinator (apps/agent-coordinator, `src/agent_app/`), as its source has it.
+ * Requests per minute and client address each `/v1` route allows (`@rate_limit(rate=N, per=60)`);
+ * more are answered 429. It has no unregister route: `unregister` is what the export assumes for
+ * `DELETE /v1/agents/{id}` should one appear (it falls back when answered 405).
+ */
+export const COORDINATOR_RATE_LIMITS_PER_MIN = { register: 50, status: 50, heartbeat: 100, lookup: 200, unregister: 50 } as const
+/** The coordinator's agent types (`AgentType`); it refuses a registration of any other (422). */
+export const COORDINATOR_AGENT_TYPES = ['coordinator', 'worker', 'specialist', 'monitor', 'gateway', 'orchestrator'] as const
+/** It marks an agent inactive once its last heartbeat is older than this (its monitor wakes every 30 s). */
+export const COORDINATOR_INACTIVE_AFTER_MS = AGENT_INACTIVE_AFTER_S * 1000
+export const DEFAULT_COORDINATOR_INACTIVE_AFTER_S = AGENT_INACTIVE_AFTER_S
+
+/** Export of other nodes' agents into the coordinator through its API (`coordinator.url`). */
+/**
+ * Share of each of the coordinator's limits the export uses, paced evenly with a burst of the
+ * rest, so no 60 s window ever exceeds the limit. The limits are per client address: the hub's
+ * own agents, calling from the same host, share them, so a fifth is left to them.
+ */
+export const EXPORT_RATE_SHARE = 0.8
+/**
+ * Each live remote agent is touched (heartbeat, or status update) at least this often: at this
+ * share of the coordinator's inactivity window (coordinator.inactiveAfterS), 90 s of its 120 s,
+ * room for a Retry-After or a failed attempt and a retry.
+ */
+export const EXPORT_KEEPALIVE_SHARE = 0.75
+export const EXPORT_KEEPALIVE_INTERVAL_MS = COORDINATOR_INACTIVE_AFTER_MS * EXPORT_KEEPALIVE_SHARE
+/**
+ * Live remote agents the export can keep live: one heartbeat each per keepalive interval at its
+ * share of the heartbeat limit, 100 x 0.8 per minute x 1.5 min = 120. Beyond it the most recently
+ * active are kept live and the rest show inactive in the coordinator (a warning says so, once).
+ */
+export const EXPORT_MAX_LIVE_AGENTS = Math.floor(COORDINATOR_RATE_LIMITS_PER_MIN.heartbeat * EXPORT_RATE_SHARE * EXPORT_KEEPALIVE_INTERVAL_MS / 60_000)
+/**
+ * Besides those, live remote agents that are busy, in maintenance or in error: their keepalive is
+ * a status update (the coordinator's heartbeat sets an agent active), which may use half the
+ * export's share of the status limit, the other half left for changes: 50 x 0.8 / 2 a minute x
+ * 1.5 min = 30.
+ */
+export const EXPORT_MAX_LIVE_NON_ACTIVE_AGENTS = Math.floor(COORDINATOR_RATE_LIMITS_PER_MIN.status * EXPORT_RATE_SHARE / 2 * EXPORT_KEEPALIVE_INTERVAL_MS / 60_000)
+/** How often the export compares the registry with what it pushed (derived status, expiry, keepalives due). */
+export const EXPORT_RECONCILE_INTERVAL_MS = 1000
+/** One request to the coordinator, connect to last byte. */
+export const EXPORT_REQUEST_TIMEOUT_MS = 5000
+/** Requests in flight at once (one per agent at most). */
+export const EXPORT_MAX_IN_FLIGHT = 4
+/** Retries after a 5xx (per agent) or an unreachable coordinator (all agents): exponential, jittered. */
+export const EXPORT_RETRY_INITIAL_MS = 500
+export const EXPORT_RETRY_MAX_MS = 30_000
+/** A 429 without Retry-After pauses that route this long; a Retry-After above the maximum is cut to it. */
+export const EXPORT_RETRY_AFTER_DEFAULT_MS = 10_000
+export const EXPORT_RETRY_AFTER_MAX_MS = 120_000
+/** Largest coordinator answer read (an agent record is at most 64 KiB). */
+export const EXPORT_MAX_RESPONSE_BYTES = 1024 * 1024
 
 /** Trust: bounds on what peers send. */
 /**
@@ -299,3 +360,19 @@ export const DOCTOR_CHECK_TIMEOUT_MS = 3000
  * a second; NTP keeps hosts within milliseconds.
  */
 export const DOCTOR_MAX_CLOCK_SKEW_MS = 1000
+
+// Naming the process that holds a listen port (daemon start, doctor, init).
+/** Holders named in one message; more (a forking server's workers) are counted, not listed. */
+export const PORT_OWNER_MAX_LISTED = 3
+/** A holder's command line is cut here: enough to recognise it, one line in the journal. */
+export const PORT_OWNER_CMDLINE_MAX_CHARS = 200
+/**
+ * Exit code of a daemon whose listen address another process holds: EX_TEMPFAIL (sysexits.h).
+ * Unlike a refused start (2) it can clear, so systemd's Restart=on-failure retries it.
+ */
+export const EXIT_LISTEN_ADDRESS_IN_USE = 75
+/**
+ * A failed start closes what it opened; should anything still keep the process alive after this
+ * long, it exits anyway so systemd sees the failure rather than a hang.
+ */
+export const START_FAILED_EXIT_MS = 3000

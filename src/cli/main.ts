@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { enableCompileCache } from 'node:module'
 import { Command, CommanderError, Option } from 'commander'
+import { EXIT_LISTEN_ADDRESS_IN_USE } from '../constants.js'
 import { ControlCallError, ControlClient, DaemonUnreachableError } from '../control/client.js'
 import { resolveSocketPath } from './socket-path.js'
 import { printReload, printOpList, printOpRecord, printProgress, printAgentTable, printInboxHeader, printInboxLine, printMessage, printOperation, printPeers, printId } from './output.js'
@@ -94,8 +95,10 @@ export function buildProgram (): Command {
       const g = globals(cmd)
       const { controlSocket, ...rest } = opts
       const result = await initNode({ ...rest, ...(g.config != null ? { config: g.config } : {}), ...(controlSocket != null ? { controlSocket: resolve(controlSocket) } : {}) })
+      // A held listen port is a warning, not a failure: it may be freed before the daemon starts.
+      for (const warning of result.warnings) process.stderr.write(`aitbc-mesh: warning: ${warning}\n`)
       if (g.json === true) {
-        process.stdout.write(JSON.stringify({ name: result.name, role: result.role, peerId: result.peerId, addrs: result.addrs, config: result.config, identity: result.identity, ...(result.swarmKey != null ? { swarmKey: result.swarmKey } : {}), addPeer: result.addPeerCommand }, null, 2) + '\n')
+        process.stdout.write(JSON.stringify({ name: result.name, role: result.role, peerId: result.peerId, addrs: result.addrs, config: result.config, identity: result.identity, ...(result.swarmKey != null ? { swarmKey: result.swarmKey } : {}), addPeer: result.addPeerCommand, ...(result.warnings.length > 0 ? { warnings: result.warnings } : {}) }, null, 2) + '\n')
       } else {
         process.stdout.write([
           `name:      ${result.name}`,
@@ -451,6 +454,11 @@ export async function main (argv: string[]): Promise<number> {
       return err.isUsageError ? EXIT_USAGE : EXIT_FAILED
     }
     const name = err instanceof Error ? err.name : ''
+    // Another process holds the daemon's listen address: that can clear, so systemd retries.
+    if (name === 'ListenAddressInUseError') {
+      process.stderr.write(`aitbc-mesh: ${message}\n`)
+      return EXIT_LISTEN_ADDRESS_IN_USE
+    }
     // A refused daemon start (config, identity key, store) needs the operator, like bad input.
     if (err instanceof CliUsageError || name === 'UsageError' || name === 'ConfigError' || name === 'StoreIntegrityError') {
       process.stderr.write(`aitbc-mesh: ${message}\n`)

@@ -46,7 +46,7 @@ export interface MeshConfig {
   heartbeat: { intervalMs: number, offlineAfterMs: number }
   trust: { clockSkewMs: number, removalsFrom: string[] }
   agents: { chainId?: string, islandId: string }
-  coordinator: { url?: string, recordFields: 15 | 13, envFile?: string }
+  coordinator: { url?: string, recordFields: 15 | 13, envFile?: string, inactiveAfterS: number }
   logLevel?: string
 }
 
@@ -183,6 +183,7 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     agents: raw.agents,
     coordinator: {
       recordFields: raw.coordinator.recordFields,
+      inactiveAfterS: raw.coordinator.inactiveAfterS,
       ...(raw.coordinator.url != null ? { url: raw.coordinator.url.replace(/\/+$/, '') } : {}),
       ...(raw.coordinator.envFile != null ? { envFile: abs(raw.coordinator.envFile) } : {})
     },

@@ -1,7 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
-import { CONFIG_SYNC_MAX_KEY_CHARS, DEFAULT_AGENT_ISLAND_ID, DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, REDIS_MAX_DB_INDEX, RESERVED_TARGET_NAMES, SYNC_MAX_CONFIG_FILES } from '../constants.js'
+import { CONFIG_SYNC_MAX_KEY_CHARS, DEFAULT_AGENT_ISLAND_ID, DEFAULT_COORDINATOR_INACTIVE_AFTER_S, DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, REDIS_MAX_DB_INDEX, RESERVED_TARGET_NAMES, SYNC_MAX_CONFIG_FILES } from '../constants.js'
 
 export const ROLES = ['genesis', 'follower'] as const
 export type Role = typeof ROLES[number]
@@ -214,8 +214,10 @@ export const configSchema = z.object({
     /** Record layout it loads from Redis: 15 fields (newest release) or 13 (older release). */
     recordFields: z.union([z.literal(15), z.literal(13)]).default(15),
     /** The coordinator's environment file, where `doctor` reads its REDIS_URL. */
-    envFile: z.string().min(1).optional()
-  }).strict().default({ recordFields: 15 }),
+    envFile: z.string().min(1).optional(),
+    /** After how long without a heartbeat it marks an agent inactive (its heartbeat monitor: 120 s). */
+    inactiveAfterS: z.number().int().min(2).max(3600).default(DEFAULT_COORDINATOR_INACTIVE_AFTER_S)
+  }).strict().default({ recordFields: 15, inactiveAfterS: DEFAULT_COORDINATOR_INACTIVE_AFTER_S }),
   /** What this node accepts from its peers beyond the allowlist. */
   trust: z.object({
     /** Timestamps and clock stamps from the wire further than this from our clock are refused. */

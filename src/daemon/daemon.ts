@@ -9,12 +9,14 @@ import { HeartbeatService } from '../mesh/heartbeat.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
 import { createMeshLibp2p, type MeshLibp2p } from '../mesh/libp2p.js'
 import { PeerConnector } from '../mesh/peer-connector.js'
+import { explainListenFailure } from '../mesh/port-owner.js'
 import { PeerTable } from '../mesh/peer-table.js'
 import { LocalProbes } from '../operations/local-probes.js'
 import { OperationProtocol } from '../operations/operation-protocol.js'
 import { OperationRunner } from '../operations/runner.js'
 import { LastSync, OperationLog } from '../operations/op-log.js'
 import type { ActionResult } from '../operations/actions.js'
+import { CoordinatorExport } from '../coordinator/export.js'
 import { CoordinatorImport } from '../coordinator/import.js'
 import { ChangeAuthority } from '../registry/authorship.js'
 import { AgentRegistry } from '../registry/registry.js'
@@ -43,6 +45,8 @@ interface DaemonParts {
   replication: AgentReplication
   /** Agents of the local AITBC coordinator, when the store is Redis (the one it uses). */
   coordinatorImport?: CoordinatorImport
+  /** Other nodes' agents pushed into the local coordinator, when `coordinator.url` is set. */
+  coordinatorExport?: CoordinatorExport
   messaging: Messaging
   opLog: OperationLog
 }
@@ -96,6 +100,7 @@ export class Daemon {
   private readonly registry: AgentRegistry
   private readonly replication: AgentReplication
   private readonly coordinatorImport?: CoordinatorImport
+  private readonly coordinatorExport?: CoordinatorExport
   private readonly messaging: Messaging
   private readonly opLog: OperationLog
   private readonly control: ControlServer
@@ -117,6 +122,7 @@ export class Daemon {
     this.registry = parts.registry
     this.replication = parts.replication
     if (parts.coordinatorImport != null) this.coordinatorImport = parts.coordinatorImport
+    if (parts.coordinatorExport != null) this.coordinatorExport = parts.coordinatorExport
     this.messaging = parts.messaging
     this.opLog = parts.opLog
     this.control = new ControlServer(parts.config.controlSocket, this.controlMethods(), parts.log)
@@ -160,6 +166,7 @@ export class Daemon {
     })
     const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log })
     const coordinatorImport = config.redisUrl != null ? new CoordinatorImport({ redisUrl: config.redisUrl, registry, recordFields: config.coordinator.recordFields, log }) : undefined
+    const coordinatorExport = CoordinatorExport.fromConfig(config, registry, log)
     const probes = new LocalProbes({
       config,
       peers,
@@ -199,19 +206,28 @@ export class Daemon {
       if (state != null) log.info({ event: 'peer_disconnected', peer: state.name, peerId: peerId.toString() }, 'peer disconnected')
     })
 
-    const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog, ...(coordinatorImport != null ? { coordinatorImport } : {}) })
+    const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog, ...(coordinatorImport != null ? { coordinatorImport } : {}), ...(coordinatorExport != null ? { coordinatorExport } : {}) })
 
     // Give Redis a moment to connect so the first requests find it; without it the daemon still
     // starts (degraded) and writes once it is back.
     if (!await store.whenReady(REDIS_CONNECT_TIMEOUT_MS)) {
       log.warn({ event: 'store_unavailable_at_start', store: store.location, reason: store.health().reason }, 'starting without the store; serving from memory until it is back')
     }
-    await libp2p.start()
+    try {
+      await libp2p.start()
+    } catch (err) {
+      // libp2p stops what it started; the store is ours to close: a Redis connection, open or
+      // retrying forever, would keep the failed process alive instead of letting it exit.
+      await withTimeout('closing the store', store.close(), SHUTDOWN_STEP_TIMEOUT_MS)
+        .catch((closeErr: unknown) => { log.warn({ event: 'shutdown_step_failed', step: 'store', err: errorMessage(closeErr) }, 'closing the store after a failed start failed') })
+      throw explainListenFailure(err, config.listen, config.file)
+    }
     try {
       await lastSync.load()
       await coordinatorImport?.start()
       await registry.start()
       await replication.start()
+      coordinatorExport?.start()
       await messaging.start()
       await protocol.start()
       await probes.refresh(0)
@@ -471,6 +487,7 @@ export class Daemon {
       ['http', async () => { await this.http?.stop() }],
       ['peer connector', () => { this.connector.stop() }],
       ['heartbeat', () => { this.heartbeat.stop() }],
+      ['coordinator export', async () => { await this.coordinatorExport?.stop() }],
       ['coordinator import', async () => { await this.coordinatorImport?.stop() }],
       ['agent replication', async () => { await this.replication.stop() }],
       ['messaging', async () => { await this.messaging.stop() }],

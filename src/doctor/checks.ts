@@ -1,10 +1,10 @@
 import { readFileSync, statSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { dirname } from 'node:path'
 import { loadConfig, type MeshConfig } from '../config/config.js'
 import { DOCTOR_MAX_CLOCK_SKEW_MS } from '../constants.js'
 import { ConfigError, errorMessage } from '../errors.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
+import { describePortOwners, findPortOwners, portInUseFix, tcpListenAddress, tryBind } from '../mesh/port-owner.js'
 import { embeddedStoreFix, embeddedStorePaths, inspectEmbeddedStore } from '../store/embedded-check.js'
 
 /** One line of `aitbc-mesh doctor`: what was checked, the verdict, and for a failure how to fix it. */
@@ -117,27 +117,26 @@ export interface DaemonIdentity {
   listen: string[]
 }
 
-/** Binds the listen address briefly: free, held by this node's daemon, or held by something else. */
+/**
+ * Binds the listen address briefly: free, held by this node's daemon, or held by something else,
+ * named (pid, command line, systemd unit) when /proc tells.
+ */
 export async function checkListen (config: MeshConfig, addr: string, daemon: DaemonIdentity | undefined): Promise<CheckResult> {
   const name = `listen ${addr}`
-  const match = /^\/(?:ip4|ip6|dns4|dns6)\/([^/]+)\/tcp\/(\d+)$/.exec(addr)
-  if (match == null) return fail(name, 'not a TCP listen address', `correct listen: in ${config.file}`)
-  const host = match[1] as string
-  const port = Number(match[2])
+  const at = tcpListenAddress(addr)
+  if (at == null || !/\/tcp\/\d+$/.test(addr)) return fail(name, 'not a TCP listen address', `correct listen: in ${config.file}`)
+  const { host, port } = at
   const heldByDaemon = daemon?.listen.includes(addr) === true
-  const error = await new Promise<NodeJS.ErrnoException | undefined>(resolve => {
-    const server = createServer()
-    server.once('error', err => { resolve(err) })
-    server.listen({ host, port, exclusive: true }, () => { server.close(() => { resolve(undefined) }) })
-  })
+  const error = await tryBind(host, port)
   if (error == null) {
     if (daemon != null && heldByDaemon) return fail(name, `port ${port} is free, but the running daemon says it listens there`, 'restart the daemon: systemctl restart aitbc-mesh')
     return pass(name, `port ${port} is free${daemon == null ? '; the daemon is not running' : ''}`)
   }
   if (error.code === 'EADDRINUSE') {
     if (heldByDaemon) return pass(name, `held by this node's daemon, peer id ${daemon!.peerId}`)
-    return fail(name, `port ${port} on ${host} is in use by another process${daemon != null ? ` (the running daemon listens on ${daemon.listen.join(', ')})` : ''}`,
-      `find it with \`ss -ltnp 'sport = :${port}'\` and stop it, or change listen: in ${config.file}${daemon != null ? ', then restart the daemon' : ''}`)
+    const owners = findPortOwners(host, port)
+    return fail(name, `port ${port} on ${host} is in use by ${describePortOwners(owners)}${daemon != null ? ` (the running daemon listens on ${daemon.listen.join(', ')})` : ''}`,
+      portInUseFix(owners, `give the mesh another listen address in listen: of ${config.file}${daemon != null ? ', then restart the daemon' : ''}`))
   }
   if (error.code === 'EADDRNOTAVAIL') return fail(name, `${host} is not an address of this host`, `correct listen: in ${config.file} (0.0.0.0 listens on every address)`)
   if (error.code === 'EACCES') return fail(name, `binding port ${port} needs privileges the daemon does not have`, `use a port above 1023 in listen: in ${config.file}`)

@@ -123,7 +123,7 @@ export function fromWire (wire: WireReport, expected: { name: string, role: Role
     p2p_connections: wire.p2pConnections,
     service_uptime: wire.serviceUptime != null ? clip(wire.serviceUptime, MAX_SERVICE_UPTIME_CHARS) : null,
     last_sync: wire.lastSync != null ? Number(wire.lastSync) : null,
-    issues: wire.issues.slice(0, MAX_ISSUES).map(clip),
+    issues: wire.issues.slice(0, MAX_ISSUES).map(issue => clip(issue)),
     checks,
     daemon_uptime_ms: Number(wire.daemonUptimeMs),
     probed_at_ms: wire.probedAtMs != null ? Number(wire.probedAtMs) : null

@@ -1,12 +1,12 @@
 import { z } from 'zod'
-import { AGENT_INACTIVE_AFTER_S, AGENT_REMOVE_AFTER_INACTIVE_S, MAX_AGENT_RECORD_BYTES } from '../constants.js'
+import { AGENT_INACTIVE_AFTER_S, COORDINATOR_AGENT_TYPES, AGENT_REMOVE_AFTER_INACTIVE_S, MAX_AGENT_RECORD_BYTES } from '../constants.js'
 import { UsageError } from '../errors.js'
 
 /** The AITBC agent coordinator's statuses. */
 export const AGENT_STATUSES = ['active', 'inactive', 'busy', 'maintenance', 'error'] as const
 export type AgentStatus = typeof AGENT_STATUSES[number]
 /** The AITBC agent coordinator's agent types: a record of any other type ends its load. */
-export const AGENT_TYPES = ['coordinator', 'worker', 'specialist', 'monitor', 'gateway', 'orchestrator'] as const
+export const AGENT_TYPES = COORDINATOR_AGENT_TYPES
 
 const id = z.string().min(1).max(128).regex(/^[\w.:@-]+$/, 'expected letters, digits, ".", ":", "@", "_" or "-" (at most 128)')
 const label = z.string().min(1).max(128)

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { errorMessage } from '../errors.js'
-import { REDIS_COMMAND_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, REDIS_MAX_RETRY_DELAY_MS } from '../constants.js'
+import { REDIS_COMMAND_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, REDIS_DISCONNECT_TIMEOUT_MS, REDIS_MAX_RETRY_DELAY_MS } from '../constants.js'
 import { StoreUnavailableError, type BackendHealth, type StoreBackend, type WriteOp } from './backend.js'
 
 /** The URL without its password, for logs. */
@@ -36,6 +36,7 @@ export class RedisBackend implements StoreBackend {
       maxRetriesPerRequest: 0,
       connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
       commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+      disconnectTimeout: REDIS_DISCONNECT_TIMEOUT_MS,
       retryStrategy: times => Math.min(REDIS_MAX_RETRY_DELAY_MS, 100 * 2 ** Math.min(times, 10))
     })
     this.redis.on('ready', () => {
