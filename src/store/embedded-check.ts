@@ -68,7 +68,8 @@ export function inspectEmbeddedStore ({ file, marker }: EmbeddedStorePaths): Sto
   }
   try {
     const problems = (db.prepare(`PRAGMA quick_check(${EMBEDDED_STORE_CHECK_MAX_ERRORS})`).all() as Array<{ quick_check: string }>)
-      .map(row => row.quick_check).filter(result => result !== 'ok')
+      // A row may span lines ("*** in database main ***\nPage 5: ..."): the refusal is one line.
+      .map(row => row.quick_check.replace(/\s*\n\s*/g, ' ')).filter(result => result !== 'ok')
     if (problems.length > 0) return { state: 'damaged', reason: `damaged: SQLite's quick_check found: ${problems.join('; ')}` }
     const tables = new Set((db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as Array<{ name: string }>).map(row => row.name))
     const absent = STORE_TABLES.filter(table => !tables.has(table))
