@@ -51,9 +51,11 @@ async function run (size: number): Promise<void> {
         }
       }).catch(() => {})
     }
-    await new Promise(r => setTimeout(r, 200)) // let the watch requests reach the daemons
-
+    // Every watch is in place, and gossip reaches every node, once a first agent is seen everywhere.
     const others = size - 1
+    await origin.call('agents.register', { agent_id: `warmup-${size}`, agent_type: 'worker' })
+    await waitFor('the warm-up agent on every node', () => (seen.get(`warmup-${size}`)?.size ?? 0) === others, 60000, 5)
+
     const latencies: number[] = []
     for (let i = 0; i < REGISTRATIONS; i++) {
       const id = `bench-${size}-${i}`
