@@ -4,7 +4,7 @@ import { parseDocument } from 'yaml'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import { ConfigError } from '../errors.js'
-import { CONTROL_SOCKET_FILE_NAME, DEFAULT_CONFIG_PATH, IDENTITY_FILE_NAME, OFFLINE_AFTER_INTERVALS } from '../constants.js'
+import { AITBC_RPC_RATE_LIMIT_PER_MINUTE, PROBE_RPC_BUDGET_PER_MINUTE, CONTROL_SOCKET_FILE_NAME, DEFAULT_CONFIG_PATH, IDENTITY_FILE_NAME, OFFLINE_AFTER_INTERVALS } from '../constants.js'
 import { configSchema, parseHttpAddress, redisUrlProblem, type ActionConfig, type RawConfig, type Role, type SshConfig } from './schema.js'
 
 export interface NodeEntry {
@@ -29,7 +29,16 @@ export interface MeshConfig {
   keyPrefix: string
   /** Every other node of the mesh; their peer ids form the allowlist. */
   peers: Array<Required<NodeEntry> & { ssh?: SshConfig }>
-  probes: { rpc?: string, service?: string, repo?: string, configFiles: string[] }
+  probes: {
+    rpc?: string
+    /** probes.chainId as a list; empty: the first of the RPC's supported_chains. */
+    chainIds: string[]
+    intervalMs: number
+    /** probes.service then probes.services, without repeats. */
+    services: string[]
+    repo?: string
+    configFiles: string[]
+  }
   actions: Record<string, ActionConfig>
   sync: RawConfig['sync']
   heartbeat: { intervalMs: number, offlineAfterMs: number }
@@ -102,6 +111,15 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
   const configNames = raw.probes.configFiles.map(f => f.split('/').pop())
   const clash = configNames.find((n, i) => configNames.indexOf(n) !== i)
   if (clash != null) throw new ConfigError(file, 'probes.configFiles', `two files are named "${clash}"; configuration sync matches files by name, so names must be unique`)
+  const chainIds = raw.probes.chainId ?? []
+  const repeatedChain = chainIds.find((c, i) => chainIds.indexOf(c) !== i)
+  if (repeatedChain != null) throw new ConfigError(file, 'probes.chainId', `"${repeatedChain}" is listed twice`)
+  // Calls a minute to each RPC handler: one per chain per probe (GET /health: one per probe).
+  const callsPerMinute = Math.max(1, chainIds.length) * 60_000 / raw.probes.intervalMs
+  if (callsPerMinute > PROBE_RPC_BUDGET_PER_MINUTE) {
+    const minimum = Math.ceil(Math.max(1, chainIds.length) * 60_000 / PROBE_RPC_BUDGET_PER_MINUTE)
+    throw new ConfigError(file, 'probes.intervalMs', `${raw.probes.intervalMs} with ${Math.max(1, chainIds.length)} chain(s) makes ${Math.round(callsPerMinute)} calls a minute to each RPC handler, more than the ${PROBE_RPC_BUDGET_PER_MINUTE} aitbc-mesh may use of the RPC's ${AITBC_RPC_RATE_LIMIT_PER_MINUTE} per client address; use at least ${minimum}`)
+  }
   raw.trust.removalsFrom.forEach((who, i) => {
     if (who !== 'genesis' && who !== 'follower' && !names.has(who)) {
       throw new ConfigError(file, `trust.removalsFrom[${i}]`, `"${who}" is neither a role (genesis, follower) nor a node of this config (${[...names].join(', ')})`)
@@ -142,7 +160,9 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     peers,
     probes: {
       ...(raw.probes.rpc != null ? { rpc: raw.probes.rpc.replace(/\/+$/, '') } : {}),
-      ...(raw.probes.service != null ? { service: raw.probes.service } : {}),
+      chainIds,
+      intervalMs: raw.probes.intervalMs,
+      services: [...new Set([...(raw.probes.service != null ? [raw.probes.service] : []), ...(raw.probes.services ?? [])])],
       ...(raw.probes.repo != null ? { repo: abs(raw.probes.repo) } : {}),
       configFiles: raw.probes.configFiles.map(abs)
     },

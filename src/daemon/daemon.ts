@@ -91,7 +91,7 @@ export class Daemon {
   private readonly messaging: Messaging
   private readonly opLog: OperationLog
   private readonly control: ControlServer
-  private probeTimer?: NodeJS.Timeout
+  private stopProbes?: () => void
   /** Metrics, /health and the status page, when `http:` is configured. */
   private http?: HttpService
 
@@ -148,7 +148,8 @@ export class Daemon {
       connectedPeers: () => libp2p.getPeers().filter(p => gater.isAllowed(p)).length,
       startedAt,
       storeHealth: () => registry.health(),
-      lastSync: () => lastSync.get()
+      lastSync: () => lastSync.get(),
+      log
     })
     const heartbeat = new HeartbeatService({
       libp2p, peers, node: config.node, intervalMs: config.heartbeat.intervalMs, clockSkewMs: config.trust.clockSkewMs, log, localHealth: () => probes.latest()
@@ -195,7 +196,7 @@ export class Daemon {
       await replication.start()
       await messaging.start()
       await protocol.start()
-      await probes.refresh(0)
+      await probes.probeNow()
       heartbeat.start()
       connector.start()
       await daemon.control.start()
@@ -207,10 +208,9 @@ export class Daemon {
       await daemon.stop()
       throw err
     }
-    // Probe on the heartbeat interval so heartbeats carry a current health verdict.
-    const probeTimer = setInterval(() => { void probes.refresh(config.heartbeat.intervalMs / 2).catch(() => {}) }, config.heartbeat.intervalMs)
-    probeTimer.unref()
-    daemon.probeTimer = probeTimer
+    // Probe every probes.intervalMs: heartbeats carry the latest verdict, status answers from it.
+    probes.start()
+    daemon.stopProbes = () => { probes.stop() }
     log.info({
       event: 'ready',
       peerId: libp2p.peerId.toString(),
@@ -457,7 +457,7 @@ export class Daemon {
   }
 
   private async doStop (): Promise<void> {
-    clearInterval(this.probeTimer)
+    this.stopProbes?.()
     const steps: Array<[string, () => Promise<void> | void]> = [
       ['control socket', async () => { await this.control.stop() }],
       ['http', async () => { await this.http?.stop() }],

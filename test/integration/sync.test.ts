@@ -38,9 +38,12 @@ describe('sync: each target syncs itself and reports', () => {
     }
     t = await startTestMesh(3, {
       heights: [1000, 1000, 1000],
-      extra: i => ({
+      extra: (i, _host, rpcUrl) => ({
         probes: { repo: repoOf(NODES[i]!), configFiles: [envOf(NODES[i]!)] },
-        sync: { lagThreshold: 100, catchUp: { post: '/rpc/force-sync' } }
+        // Today's RPC refuses an unsigned POST /rpc/force-sync (422); catch-up is the oneshot
+        // aitbc-blockchain-sync.service, which the stand-in's /stand-in/catch-up plays here.
+        sync: { lagThreshold: 100, catchUp: { action: 'chain-sync' } },
+        actions: { 'chain-sync': { run: [process.execPath, '-e', 'fetch(process.argv[1], { method: "POST" }).then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))', `${rpcUrl}/stand-in/catch-up`] } }
       })
     })
     await waitAllOnline(t.mesh)
@@ -85,7 +88,7 @@ describe('sync: each target syncs itself and reports', () => {
   })
 
   it('blockchain: a follower lagging past the threshold runs its catch-up and is verified', async () => {
-    // aitbc2 falls 300 blocks behind; its catch-up (POST /rpc/force-sync on its own RPC) brings it back.
+    // aitbc2 falls 300 blocks behind; its catch-up (its chain-sync action) brings it back.
     t.rpcs.get('aitbc2')!.state.height = 700
     t.rpcs.get('aitbc2')!.catchUpTo = 1000
     const res = await t.mesh.cli('aitbc', ['sync', '--type', 'blockchain', '--json', '--timeout', '20'])
