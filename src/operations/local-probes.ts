@@ -350,6 +350,9 @@ export class LocalProbes {
       this.enterRateLimit(limited)
       // Values read in this round still count; the others are carried over.
       for (const r of readings) this.keep(r.key, r.chain, r.head, r.mempool)
+      // /health answered, but the rpc check is the rate limit now.
+      const answered = checks.findIndex(c => c.name === 'rpc' && c.state === 'ok')
+      if (answered >= 0) checks.splice(answered, 1)
       return this.rateLimitedReadings(notes, checks)
     }
     if (this.rateLimit != null) {

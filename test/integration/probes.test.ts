@@ -128,7 +128,7 @@ describe('HTTP 429 from the RPC: rate-limited, not degraded; the wait is honoure
     t = await startTestMesh(2, {
       heights: [2000, 2000],
       // The RPC's limit as AITBC applies it, with a window short enough for a test.
-      rpc: i => i === 0 ? { rateLimit: { limit: 20, windowMs: 4000 } } : {},
+      rpc: i => i === 0 ? { rateLimit: { limit: 20, windowMs: 6000 } } : {},
       extra: () => ({ probes: { intervalMs: 1000 } })
     })
     rpc = t.rpcs.get('aitbc')!
@@ -153,6 +153,9 @@ describe('HTTP 429 from the RPC: rate-limited, not degraded; the wait is honoure
     expect(out.recommendations).toContainEqual(expect.stringMatching(/^The blockchain RPC on aitbc answers HTTP 429/))
     // Heartbeats carry a healthy verdict: the peer sees it online, not degraded.
     expect(await statusOfPeer(t.mesh, 'aitbc1', 'aitbc')).toBe('online')
+    const health = await op(t, 'aitbc1', ['health', '--target', 'aitbc'])
+    expect(health.out.nodes_status.aitbc.status).toBe('online')
+    expect(health.out.nodes_status.aitbc.checks!.filter(c => c.name === 'rpc').map(c => c.state)).toEqual(['rate-limited'])
 
     await waitFor('aitbc to recover', async () => {
       const res = await op(t, 'aitbc1', ['status', '--target', 'aitbc'])
