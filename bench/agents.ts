@@ -58,7 +58,7 @@ async function run (size: number): Promise<void> {
     for (let i = 0; i < REGISTRATIONS; i++) {
       const id = `bench-${size}-${i}`
       const sent = performance.now()
-      await origin.call('agents.register', { agent_id: id, agent_type: 'bench', capabilities: ['gpu'] })
+      await origin.call('agents.register', { agent_id: id, agent_type: 'worker', capabilities: ['gpu'] })
       await waitFor(`${id} on every node`, () => (seen.get(id)?.size ?? 0) === others, 10000, 1)
       latencies.push(Math.max(...seen.get(id)!.values()) - sent)
     }
@@ -70,7 +70,7 @@ async function run (size: number): Promise<void> {
     await Promise.all(Array.from({ length: concurrency }, async () => {
       while (next < BURST) {
         const i = next++
-        await origin.call('agents.register', { agent_id: `burst-${size}-${i}`, agent_type: 'bench' })
+        await origin.call('agents.register', { agent_id: `burst-${size}-${i}`, agent_type: 'worker' })
       }
     }))
     const acked = performance.now() - started

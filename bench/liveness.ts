@@ -37,7 +37,7 @@ async function main (): Promise<void> {
     await waitFor('all online', async () => (await genesis.call<Peers>('peers')).every(p => p.status === 'online'), 20000, 50)
 
     // Load: LOAD agent heartbeats per second over 100 agents, paced in 10 ms slices.
-    for (let i = 0; i < 100; i++) await loader.call('agents.register', { agent_id: `load-${i}`, agent_type: 'load' })
+    for (let i = 0; i < 100; i++) await loader.call('agents.register', { agent_id: `load-${i}`, agent_type: 'worker' })
     let registered = 0
     const load = (async () => {
       const started = performance.now()

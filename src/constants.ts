@@ -102,7 +102,43 @@ export const AITBC_RPC_UNIT = 'aitbc-blockchain-rpc.service'
 
 /** Control socket. */
 export const CONTROL_MAX_REQUEST_BYTES = 1024 * 1024
+/**
+ * Connections open at once. One more is answered with an error line saying so and closed; past
+ * twice this many (refused ones linger briefly) the kernel's connection is dropped unanswered.
+ */
 export const CONTROL_MAX_CONNECTIONS = 64
+/**
+ * Answers and events waiting to be sent on one connection before the daemon stops reading its
+ * requests (it resumes once they are sent): a client that writes and never reads cannot make
+ * the daemon hold its answers.
+ */
+export const CONTROL_MAX_UNSENT_BYTES = 1024 * 1024
+/**
+ * Requests of one connection running at once (streams and operations waiting in line included);
+ * further lines wait, read up to CONTROL_MAX_REQUEST_BYTES so a disconnect is still seen. Above
+ * the 2000 sends a pipelining client keeps outstanding in the messages benchmark.
+ */
+export const CONTROL_MAX_REQUESTS_IN_FLIGHT = 4096
+/**
+ * A request counts against CONTROL_MAX_UNSENT_BYTES from its dispatch, at the size its method's
+ * answers have had (the largest, decaying slowly); a method not answered yet counts this much.
+ * Without it, one read of small requests asking for large answers could queue them all.
+ */
+export const CONTROL_UNKNOWN_ANSWER_BYTES = 64 * 1024
+/**
+ * A connection this far behind reading is closed: streams (watch, follow) produce events whether
+ * or not the client reads, and stopping reading does not stop them.
+ */
+export const CONTROL_MAX_UNREAD_BYTES = 64 * 1024 * 1024
+/**
+ * A connection with nothing read or sent for this long is closed, unless a request is running
+ * and everything has been sent (a quiet stream): 64 forgotten connections would lock out the CLI.
+ */
+export const CONTROL_IDLE_TIMEOUT_MS = 60_000
+/** A request line must be complete this long after its first byte arrived (a program writes it at once). */
+export const CONTROL_PARTIAL_LINE_TIMEOUT_MS = 10_000
+/** A connection closed with an error line gets this long to read it before the daemon cuts it. */
+export const CONTROL_CLOSE_LINGER_MS = 1000
 export const CONTROL_SOCKET_MODE = 0o660
 
 /** Closing the connections of a peer removed by a config reload. */
@@ -141,14 +177,29 @@ export const REDIS_MAX_DB_INDEX = 15
 export const REDIS_CONNECT_TIMEOUT_MS = 2000
 export const REDIS_COMMAND_TIMEOUT_MS = 2000
 export const REDIS_MAX_RETRY_DELAY_MS = 2000
+/**
+ * Closing the Redis connection: how long ioredis waits for it to close before destroying it. It
+ * starts this timer even when the connection is already down (between retries) and nothing clears
+ * it then, so it also delays the exit of a daemon whose start failed; a local Redis closes in ms.
+ */
+export const REDIS_DISCONNECT_TIMEOUT_MS = 200
 
 /** Agent registry (AITBC coordinator rules). */
+/** The coordinator's default chain: agents registered without one are filed under it. */
+export const DEFAULT_AGENT_CHAIN_ID = 'ait-hub'
+export const DEFAULT_AGENT_ISLAND_ID = 'default'
 export const AGENT_INACTIVE_AFTER_S = 120
 export const AGENT_REMOVE_AFTER_INACTIVE_S = 3600
 export const MAX_AGENT_RECORD_BYTES = 64 * 1024
 /** Removals are remembered this long, so a node that was away cannot bring a removed agent back. */
 export const AGENT_TOMBSTONE_RETENTION_MS = 7 * 24 * 3600 * 1000
 export const AGENT_SWEEP_INTERVAL_MS = 5000
+/** The Redis channel the AITBC coordinator publishes agent_registered/status_updated/unregistered on. */
+export const COORDINATOR_EVENTS_CHANNEL = 'agent_events'
+/** Coordinator events waiting to be imported; beyond this they are dropped and the next store sync finds the records. */
+export const COORDINATOR_IMPORT_MAX_QUEUE = 10_000
+/** The coordinator's SETEX time for `agent:{id}`; the mesh writes its records with the same TTL. */
+export const COORDINATOR_RECORD_TTL_S = 24 * 3600
 export const ANTI_ENTROPY_INTERVAL_MS = 15000
 export const ANTI_ENTROPY_TIMEOUT_MS = 10000
 /** One anti-entropy message: digest, response or push (a 64 KiB record fits many times over). */
@@ -168,6 +219,61 @@ export const ANTI_ENTROPY_MAX_UPDATE_BYTES = 6 * 1024 * 1024
 export const AGENT_CLOCK_MAX_COUNTER = 1_000_000_000
 /** Agent ids in one gossip update and digest entry. */
 export const AGENT_ID_MAX_LENGTH = 128
+
+/**
+ * The AITBC agent coordinator (apps/agent-coordinator, `src/agent_app/`), as its source has it.
+ * Requests per minute and client address each `/v1` route allows (`@rate_limit(rate=N, per=60)`);
+ * more are answered 429. It has no unregister route: `unregister` is what the export assumes for
+ * `DELETE /v1/agents/{id}` should one appear (it falls back when answered 405).
+ */
+export const COORDINATOR_RATE_LIMITS_PER_MIN = { register: 50, status: 50, heartbeat: 100, lookup: 200, unregister: 50 } as const
+/** The coordinator's agent types (`AgentType`); it refuses a registration of any other (422). */
+export const COORDINATOR_AGENT_TYPES = ['coordinator', 'worker', 'specialist', 'monitor', 'gateway', 'orchestrator'] as const
+/** It marks an agent inactive once its last heartbeat is older than this (its monitor wakes every 30 s). */
+export const COORDINATOR_INACTIVE_AFTER_MS = AGENT_INACTIVE_AFTER_S * 1000
+export const DEFAULT_COORDINATOR_INACTIVE_AFTER_S = AGENT_INACTIVE_AFTER_S
+
+/** Export of other nodes' agents into the coordinator through its API (`coordinator.url`). */
+/**
+ * Share of each of the coordinator's limits the export uses, paced evenly with a burst of the
+ * rest, so no 60 s window ever exceeds the limit. The limits are per client address: the hub's
+ * own agents, calling from the same host, share them, so a fifth is left to them.
+ */
+export const EXPORT_RATE_SHARE = 0.8
+/**
+ * Each live remote agent is touched (heartbeat, or status update) at least this often: at this
+ * share of the coordinator's inactivity window (coordinator.inactiveAfterS), 90 s of its 120 s,
+ * room for a Retry-After or a failed attempt and a retry.
+ */
+export const EXPORT_KEEPALIVE_SHARE = 0.75
+export const EXPORT_KEEPALIVE_INTERVAL_MS = COORDINATOR_INACTIVE_AFTER_MS * EXPORT_KEEPALIVE_SHARE
+/**
+ * Live remote agents the export can keep live: one heartbeat each per keepalive interval at its
+ * share of the heartbeat limit, 100 x 0.8 per minute x 1.5 min = 120. Beyond it the most recently
+ * active are kept live and the rest show inactive in the coordinator (a warning says so, once).
+ */
+export const EXPORT_MAX_LIVE_AGENTS = Math.floor(COORDINATOR_RATE_LIMITS_PER_MIN.heartbeat * EXPORT_RATE_SHARE * EXPORT_KEEPALIVE_INTERVAL_MS / 60_000)
+/**
+ * Besides those, live remote agents that are busy, in maintenance or in error: their keepalive is
+ * a status update (the coordinator's heartbeat sets an agent active), which may use half the
+ * export's share of the status limit, the other half left for changes: 50 x 0.8 / 2 a minute x
+ * 1.5 min = 30.
+ */
+export const EXPORT_MAX_LIVE_NON_ACTIVE_AGENTS = Math.floor(COORDINATOR_RATE_LIMITS_PER_MIN.status * EXPORT_RATE_SHARE / 2 * EXPORT_KEEPALIVE_INTERVAL_MS / 60_000)
+/** How often the export compares the registry with what it pushed (derived status, expiry, keepalives due). */
+export const EXPORT_RECONCILE_INTERVAL_MS = 1000
+/** One request to the coordinator, connect to last byte. */
+export const EXPORT_REQUEST_TIMEOUT_MS = 5000
+/** Requests in flight at once (one per agent at most). */
+export const EXPORT_MAX_IN_FLIGHT = 4
+/** Retries after a 5xx (per agent) or an unreachable coordinator (all agents): exponential, jittered. */
+export const EXPORT_RETRY_INITIAL_MS = 500
+export const EXPORT_RETRY_MAX_MS = 30_000
+/** A 429 without Retry-After pauses that route this long; a Retry-After above the maximum is cut to it. */
+export const EXPORT_RETRY_AFTER_DEFAULT_MS = 10_000
+export const EXPORT_RETRY_AFTER_MAX_MS = 120_000
+/** Largest coordinator answer read (an agent record is at most 64 KiB). */
+export const EXPORT_MAX_RESPONSE_BYTES = 1024 * 1024
 
 /** Trust: bounds on what peers send. */
 /**
@@ -232,10 +338,42 @@ export const OPS_LIST_DEFAULT = 20
 
 /** Sync. */
 export const CONFIG_SYNC_MAX_FILE_BYTES = 1024 * 1024
+/** probes.configFiles per node, and files in one config.write: a node's own config files, a handful. */
+export const SYNC_MAX_CONFIG_FILES = 64
+/**
+ * Bounds on a sync step's answer, which the requester checks before use. Reasons, commit lines
+ * and git refs are for the operator to read; paths are at most PATH_MAX on Linux; listed
+ * dirty files and commits are a sample for the operator (the target also sends the exact
+ * counts), enough to recognise a real checkout's state without letting a target swell a result.
+ */
+export const SYNC_ANSWER_MAX_TEXT_CHARS = 4096
+export const SYNC_ANSWER_MAX_PATH_CHARS = 4096
+export const SYNC_ANSWER_MAX_LISTED = 1000
 export const DEFAULT_SYNC_LAG_THRESHOLD = 100
 export const DEFAULT_MEMPOOL_TOLERANCE = 10
 /** How often heights are re-read while verifying a blockchain catch-up. */
 export const SYNC_VERIFY_POLL_MS = 500
+/**
+ * Keys of an env-style config file (`probes.configFiles` with `keys: env`) that configuration
+ * sync never compares, sends or overwrites: AITBC's per-node identity and profile (its setup
+ * script writes NODE_ID, p2p_node_id and proposer_id unique to each node; BLOCKCHAIN_MODE,
+ * MARKET_ROLE and HARDWARE_PROFILE choose which services a node runs) and anything that looks
+ * like a secret. Matched case-insensitively; `*` matches any run of characters. A file's own
+ * `keepLocal` adds to this list.
+ */
+export const DEFAULT_KEEP_LOCAL_KEYS = [
+  'NODE_ID', 'p2p_node_id', 'proposer_id', 'blockchain_mode', 'default_peer_rpc_url', 'market_role', 'hardware_profile',
+  '*SECRET*', '*KEY*', '*PASSWORD*', '*TOKEN*'
+] as const
+/** Keys of one env-style file, sent in one config write or named in a sync answer (AITBC's have tens); a file with more is answered as unreadable. */
+export const CONFIG_SYNC_MAX_KEYS = 8192
+/**
+ * A key name or keep-local pattern of an env-style file, in sync answers and config: AITBC's
+ * names are under 40 characters; a file with a longer one is answered as unreadable.
+ */
+export const CONFIG_SYNC_MAX_KEY_CHARS = 256
+/** `keepLocal` patterns of one file in the config (DEFAULT_KEEP_LOCAL_KEYS come on top). */
+export const CONFIG_SYNC_MAX_KEEP_LOCAL = 256
 
 /** HTTP (metrics, /health, status page): served only when `http:` is configured, loopback only. */
 export const DEFAULT_HTTP_ADDRESS = '127.0.0.1:7071'
@@ -268,3 +406,19 @@ export const DOCTOR_CHECK_TIMEOUT_MS = 3000
  * a second; NTP keeps hosts within milliseconds.
  */
 export const DOCTOR_MAX_CLOCK_SKEW_MS = 1000
+
+// Naming the process that holds a listen port (daemon start, doctor, init).
+/** Holders named in one message; more (a forking server's workers) are counted, not listed. */
+export const PORT_OWNER_MAX_LISTED = 3
+/** A holder's command line is cut here: enough to recognise it, one line in the journal. */
+export const PORT_OWNER_CMDLINE_MAX_CHARS = 200
+/**
+ * Exit code of a daemon whose listen address another process holds: EX_TEMPFAIL (sysexits.h).
+ * Unlike a refused start (2) it can clear, so systemd's Restart=on-failure retries it.
+ */
+export const EXIT_LISTEN_ADDRESS_IN_USE = 75
+/**
+ * A failed start closes what it opened; should anything still keep the process alive after this
+ * long, it exits anyway so systemd sees the failure rather than a hang.
+ */
+export const START_FAILED_EXIT_MS = 3000

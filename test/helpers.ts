@@ -47,6 +47,7 @@ export async function startTestMesh (count: number, opts: {
   extra?: (i: number, host: string, rpcUrl: string) => Record<string, unknown>
   /** The stand-in RPC of node i: its state and rate limit (AITBC's 200 a minute by default). */
   rpc?: (i: number) => { state?: Partial<StandInRpcState>, rateLimit?: StandInRateLimit | null }
+  env?: NodeJS.ProcessEnv
 } = {}): Promise<TestMesh> {
   const hosts = await freeLoopbackBlock(count)
   const rpcs = new Map<string, StandInRpc>()
@@ -61,7 +62,7 @@ export async function startTestMesh (count: number, opts: {
     const extra = opts.extra?.(i, hosts[i]!, url) ?? {}
     specs.push({ name, role: i === 0 ? 'genesis' : 'follower', host: hosts[i]!, config: { ...extra, probes: { rpc: url, ...(extra.probes as object | undefined) } } })
   }
-  const mesh = await LocalMesh.create(tempDir(), specs, { ...(opts.swarmKey != null ? { swarmKey: opts.swarmKey } : {}) })
+  const mesh = await LocalMesh.create(tempDir(), specs, { ...(opts.swarmKey != null ? { swarmKey: opts.swarmKey } : {}), ...(opts.env != null ? { env: opts.env } : {}) })
   onCleanup(async () => {
     for (const node of mesh.nodes.values()) {
       if (node.process != null && node.process.exitCode == null && node.process.signalCode == null) node.process.kill('SIGKILL')

@@ -14,7 +14,7 @@ export function requireRedisServer (): string {
   return found.stdout.trim()
 }
 
-async function freePort (): Promise<number> {
+export async function freePort (): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', reject)

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { enableCompileCache } from 'node:module'
 import { Command, CommanderError, Option } from 'commander'
+import { EXIT_LISTEN_ADDRESS_IN_USE } from '../constants.js'
 import { ControlCallError, ControlClient, DaemonUnreachableError } from '../control/client.js'
 import { resolveSocketPath } from './socket-path.js'
 import { printReload, printOpList, printOpRecord, printProgress, printAgentTable, printInboxHeader, printInboxLine, printMessage, printOperation, printPeers, printId } from './output.js'
@@ -94,8 +95,10 @@ export function buildProgram (): Command {
       const g = globals(cmd)
       const { controlSocket, ...rest } = opts
       const result = await initNode({ ...rest, ...(g.config != null ? { config: g.config } : {}), ...(controlSocket != null ? { controlSocket: resolve(controlSocket) } : {}) })
+      // A held listen port is a warning, not a failure: it may be freed before the daemon starts.
+      for (const warning of result.warnings) process.stderr.write(`aitbc-mesh: warning: ${warning}\n`)
       if (g.json === true) {
-        process.stdout.write(JSON.stringify({ name: result.name, role: result.role, peerId: result.peerId, addrs: result.addrs, config: result.config, identity: result.identity, ...(result.swarmKey != null ? { swarmKey: result.swarmKey } : {}), addPeer: result.addPeerCommand }, null, 2) + '\n')
+        process.stdout.write(JSON.stringify({ name: result.name, role: result.role, peerId: result.peerId, addrs: result.addrs, config: result.config, identity: result.identity, ...(result.swarmKey != null ? { swarmKey: result.swarmKey } : {}), addPeer: result.addPeerCommand, ...(result.warnings.length > 0 ? { warnings: result.warnings } : {}) }, null, 2) + '\n')
       } else {
         process.stdout.write([
           `name:      ${result.name}`,
@@ -232,7 +235,7 @@ export function buildProgram (): Command {
   agents.command('register')
     .description('register (or re-register) an agent on this node; every node learns of it')
     .requiredOption('--id <id>', 'agent id')
-    .requiredOption('--type <type>', 'agent type')
+    .requiredOption('--type <type>', 'agent type: coordinator, worker, specialist, monitor, gateway or orchestrator (the AITBC coordinator\'s)')
     .option('--status <status>', 'active, inactive, busy, maintenance or error', 'active')
     .option('--capability <c>', 'a capability (repeatable)', collect)
     .option('--service <s>', 'a service (repeatable)', collect)
@@ -240,7 +243,9 @@ export function buildProgram (): Command {
     .option('--meta <k=v>', 'a metadata entry (repeatable)', collect)
     .option('--tag <t>', 'a tag (repeatable)', collect)
     .option('--version <v>', 'agent version')
-    .action(async (o: { id: string, type: string, status: string, capability?: string[], service?: string[], endpoint?: string[], meta?: string[], tag?: string[], version?: string }, cmd: Command) => {
+    .option('--chain <id>', 'chain id (default: agents.chainId of the config, else ait-hub)')
+    .option('--island <id>', 'island id (default: agents.islandId of the config)')
+    .action(async (o: { id: string, type: string, status: string, capability?: string[], service?: string[], endpoint?: string[], meta?: string[], tag?: string[], version?: string, chain?: string, island?: string }, cmd: Command) => {
       const record = await withClient(cmd, async client => await client.call<Record<string, unknown>>('agents.register', {
         agent_id: o.id,
         agent_type: o.type,
@@ -250,7 +255,9 @@ export function buildProgram (): Command {
         endpoints: pairs('--endpoint', o.endpoint, false),
         metadata: pairs('--meta', o.meta, false),
         tags: o.tag ?? [],
-        ...(o.version != null ? { version: o.version } : {})
+        ...(o.version != null ? { version: o.version } : {}),
+        ...(o.chain != null ? { chain_id: o.chain } : {}),
+        ...(o.island != null ? { island_id: o.island } : {})
       }))
       printAgents(cmd, [record])
     })
@@ -447,6 +454,11 @@ export async function main (argv: string[]): Promise<number> {
       return err.isUsageError ? EXIT_USAGE : EXIT_FAILED
     }
     const name = err instanceof Error ? err.name : ''
+    // Another process holds the daemon's listen address: that can clear, so systemd retries.
+    if (name === 'ListenAddressInUseError') {
+      process.stderr.write(`aitbc-mesh: ${message}\n`)
+      return EXIT_LISTEN_ADDRESS_IN_USE
+    }
     // A refused daemon start (config, identity key, store) needs the operator, like bad input.
     if (err instanceof CliUsageError || name === 'UsageError' || name === 'ConfigError' || name === 'StoreIntegrityError') {
       process.stderr.write(`aitbc-mesh: ${message}\n`)

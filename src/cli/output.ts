@@ -84,10 +84,19 @@ export function printOperation (result: Json): string {
       if (git != null) lines.push(`git: ${String(git.state)}${git.head_after != null ? ` at ${String(git.head_after).slice(0, 12)}` : ''}${git.reason != null && git.reason !== '' ? ` (${String(git.reason)})` : ''}`)
       if (Array.isArray(git?.lost_commits) && (git.lost_commits as string[]).length > 0) lines.push(`git: dropped commits: ${(git.lost_commits as string[]).join('; ')}`)
       if (Array.isArray(git?.lost_files) && (git.lost_files as string[]).length > 0) lines.push(`git: dropped changes to: ${(git.lost_files as string[]).join(', ')}`)
+      const after = git?.after_git as Json | undefined
+      if (after != null) lines.push(`git: after-git ${String(after.action)}: ${String(after.state)}${after.exit_code != null ? `, exit ${String(after.exit_code)}` : ''}${after.reason != null && after.reason !== '' ? ` (${String(after.reason)})` : ''}`)
       const chain = sync.blockchain as Json | undefined
       if (chain != null) lines.push(`blockchain: height ${String(chain.height)}, lag ${String(chain.lag)} (threshold ${String(chain.threshold)})${chain.synced === true ? '' : ' NOT IN SYNC'}`)
       const config = sync.configuration as Json | undefined
-      if (config != null) lines.push(`configuration: ${(config.drift as string[]).length === 0 ? 'same as genesis' : `differs: ${(config.drift as string[]).join(', ')}`}`)
+      if (config?.error != null) lines.push(`configuration: not compared (${String(config.error)})`)
+      else if (config != null) {
+        const drift = Array.isArray(config.drift) ? config.drift as string[] : []
+        const keys = (config.drift_keys ?? {}) as Record<string, { differ: string[], missing: string[] }>
+        const describe = (path: string): string => keys[path] == null ? path : `${path} (${[...keys[path].differ.length > 0 ? [`keys ${keys[path].differ.join(', ')}`] : [], ...keys[path].missing.length > 0 ? [`missing ${keys[path].missing.join(', ')}`] : []].join('; ')})`
+        lines.push(`configuration: ${drift.length === 0 ? 'same as genesis' : `differs: ${drift.map(describe).join(', ')}`}`)
+        for (const [path, kept] of Object.entries((config.kept_local ?? {}) as Record<string, string[]>)) lines.push(`configuration: ${path}: kept local, not compared: ${kept.join(', ')}`)
+      }
       if (lines.length > 0) parts.push(`\n${name}:\n` + lines.map(l => `  ${l}`).join('\n'))
     }
   }

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs'
-import { dirname, isAbsolute, join, resolve } from 'node:path'
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path'
 import { parseDocument } from 'yaml'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import { ConfigError } from '../errors.js'
-import { AITBC_RPC_RATE_LIMIT_PER_MINUTE, PROBE_RPC_BUDGET_PER_MINUTE, CONTROL_SOCKET_FILE_NAME, DEFAULT_CONFIG_PATH, IDENTITY_FILE_NAME, OFFLINE_AFTER_INTERVALS } from '../constants.js'
+import { AITBC_RPC_RATE_LIMIT_PER_MINUTE, CONFIG_SYNC_MAX_KEEP_LOCAL, CONTROL_SOCKET_FILE_NAME, DEFAULT_AGENT_CHAIN_ID, DEFAULT_CONFIG_PATH, DEFAULT_KEEP_LOCAL_KEYS, IDENTITY_FILE_NAME, OFFLINE_AFTER_INTERVALS, PROBE_RPC_BUDGET_PER_MINUTE } from '../constants.js'
 import { configSchema, parseHttpAddress, redisUrlProblem, type ActionConfig, type RawConfig, type Role, type SshConfig } from './schema.js'
 
 export interface NodeEntry {
@@ -13,6 +13,17 @@ export interface NodeEntry {
   /** Absent for this node itself. */
   peerId?: PeerId
   addr?: string
+}
+
+/**
+ * A file configuration sync keeps equal to the genesis node's copy: whole (`keys` absent), or
+ * key by key (`keys: 'env'`) with `keepLocal` (DEFAULT_KEEP_LOCAL_KEYS and the file's own) never
+ * compared, sent or written.
+ */
+export interface ConfigFileSpec {
+  path: string
+  keys?: 'env'
+  keepLocal?: string[]
 }
 
 export interface MeshConfig {
@@ -37,12 +48,14 @@ export interface MeshConfig {
     /** probes.service then probes.services, without repeats. */
     services: string[]
     repo?: string
-    configFiles: string[]
+    configFiles: ConfigFileSpec[]
   }
   actions: Record<string, ActionConfig>
   sync: RawConfig['sync']
   heartbeat: { intervalMs: number, offlineAfterMs: number }
   trust: { clockSkewMs: number, removalsFrom: string[] }
+  agents: { chainId?: string, islandId: string }
+  coordinator: { url?: string, recordFields: 15 | 13, envFile?: string, inactiveAfterS: number }
   logLevel?: string
 }
 
@@ -108,9 +121,26 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     throw new ConfigError(file, 'peers', `${genesisCount} nodes have role genesis; a mesh has exactly one genesis node`)
   }
 
-  const configNames = raw.probes.configFiles.map(f => f.split('/').pop())
+  const configFiles: ConfigFileSpec[] = raw.probes.configFiles.map((entry, i) => {
+    const spec: ConfigFileSpec = typeof entry === 'string'
+      ? { path: abs(entry) }
+      : { path: abs(entry.path), keys: entry.keys, keepLocal: [...DEFAULT_KEEP_LOCAL_KEYS, ...entry.keepLocal] }
+    const problem = neverSynced(spec)
+    if (problem != null) throw new ConfigError(file, `probes.configFiles[${i}]`, problem)
+    // Checked here rather than in the schema, whose union would name only the entry.
+    if (typeof entry !== 'string' && entry.keepLocal.length > CONFIG_SYNC_MAX_KEEP_LOCAL) {
+      throw new ConfigError(file, `probes.configFiles[${i}].keepLocal`, `expected at most ${CONFIG_SYNC_MAX_KEEP_LOCAL} patterns, got ${entry.keepLocal.length}`)
+    }
+    return spec
+  })
+  const configNames = configFiles.map(f => basename(f.path))
   const clash = configNames.find((n, i) => configNames.indexOf(n) !== i)
   if (clash != null) throw new ConfigError(file, 'probes.configFiles', `two files are named "${clash}"; configuration sync matches files by name, so names must be unique`)
+  for (const [field, step] of [['sync.catchUp.action', raw.sync.catchUp], ['sync.afterGit.action', raw.sync.afterGit]] as const) {
+    if (step == null || !('action' in step) || Object.hasOwn(raw.actions, step.action)) continue
+    const known = Object.keys(raw.actions)
+    throw new ConfigError(file, field, `"${step.action}" is not an action of this config (actions: ${known.length > 0 ? known.join(', ') : 'none'}); add it under actions:`)
+  }
   const chainIds = raw.probes.chainId ?? []
   const repeatedChain = chainIds.find((c, i) => chainIds.indexOf(c) !== i)
   if (repeatedChain != null) throw new ConfigError(file, 'probes.chainId', `"${repeatedChain}" is listed twice`)
@@ -164,14 +194,42 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
       intervalMs: raw.probes.intervalMs,
       services: [...new Set([...(raw.probes.service != null ? [raw.probes.service] : []), ...(raw.probes.services ?? [])])],
       ...(raw.probes.repo != null ? { repo: abs(raw.probes.repo) } : {}),
-      configFiles: raw.probes.configFiles.map(abs)
+      configFiles
     },
     actions: raw.actions,
     sync: raw.sync,
     heartbeat: { intervalMs, offlineAfterMs: raw.heartbeat.offlineAfterMs ?? intervalMs * OFFLINE_AFTER_INTERVALS },
     trust: raw.trust,
+    agents: raw.agents,
+    coordinator: {
+      recordFields: raw.coordinator.recordFields,
+      inactiveAfterS: raw.coordinator.inactiveAfterS,
+      ...(raw.coordinator.url != null ? { url: raw.coordinator.url.replace(/\/+$/, '') } : {}),
+      ...(raw.coordinator.envFile != null ? { envFile: abs(raw.coordinator.envFile) } : {})
+    },
     ...(raw.logLevel != null ? { logLevel: raw.logLevel } : {})
   }
+}
+
+/**
+ * Why a configFiles entry is refused, or null. AITBC's node.env is "unique to each node - DO NOT
+ * share" (NODE_ID, p2p_node_id, p2p_peers), secrets files hold secrets, and the legacy .env holds
+ * proposer_id: copying them whole would give a follower the genesis node's identity.
+ */
+function neverSynced (spec: ConfigFileSpec): string | null {
+  const name = basename(spec.path)
+  if (/secret/i.test(name)) return `${spec.path} holds secrets; configuration sync never copies secrets, so leave it out`
+  if (name === 'node.env') return `${spec.path} is unique to each node (NODE_ID, p2p_node_id, p2p_peers); configuration sync must not share it, so leave it out`
+  if (name === '.env' && spec.keys == null) return `${spec.path} holds per-node values (proposer_id, p2p_node_id) and must not be copied whole; sync its shared keys with { path: ${spec.path}, keys: env } or leave it out`
+  return null
+}
+
+/**
+ * The chain of an agent registered here without one: agents.chainId, else the node's own chain
+ * (the first of probes.chainId), else the coordinator's default.
+ */
+export function defaultAgentChainId (config: { agents: Pick<MeshConfig['agents'], 'chainId'>, probes: Pick<MeshConfig['probes'], 'chainIds'> }): string {
+  return config.agents.chainId ?? config.probes.chainIds[0] ?? DEFAULT_AGENT_CHAIN_ID
 }
 
 /** Every node of the mesh, this one first. */

@@ -3,6 +3,7 @@ import { networkInterfaces } from 'node:os'
 import { join, relative, resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { ensureIdentity, ensureSwarmKey } from '../mesh/identity.js'
+import { describePortOwners, findPortOwners, isMeshDaemon, portInUseFix, tcpListenAddress, tryBind } from '../mesh/port-owner.js'
 import { CONFIG_FILE_NAME, CONTROL_SOCKET_FILE_NAME, DEFAULT_LISTEN, IDENTITY_FILE_NAME, SWARM_KEY_FILE_NAME } from '../constants.js'
 import { UsageError } from '../errors.js'
 import { nodeName, ROLES, type Role } from './schema.js'
@@ -32,6 +33,8 @@ export interface InitResult {
   configWritten: boolean
   /** The command other nodes run to add this one to their allowlist. */
   addPeerCommand: string
+  /** Listen ports another process holds now: the daemon will not start until they are free. */
+  warnings: string[]
 }
 
 /** Concrete addresses a listen address is reachable on (0.0.0.0 means every local IPv4 address). */
@@ -77,7 +80,7 @@ probes: {}
 #  intervalMs: 5000
 #  service: aitbc-blockchain-node.service
 #  services: [aitbc-blockchain-rpc.service]
-#  configFiles: [/etc/aitbc/blockchain.env]     # shared settings only; never node.env
+#  configFiles: [{ path: /etc/aitbc/blockchain.env, keys: env }]   # shared keys only; never node.env
 heartbeat:
   intervalMs: 1000
 `
@@ -153,6 +156,28 @@ export async function initNode (opts: InitOptions): Promise<InitResult> {
     ...(swarmKeyFile != null ? { swarmKey: swarmKeyFile } : {}),
     identityCreated: created,
     configWritten,
-    addPeerCommand: `aitbc-mesh config add-peer ${name.data} ${addrs[0]} --role ${role}`
+    addPeerCommand: `aitbc-mesh config add-peer ${name.data} ${addrs[0]} --role ${role}`,
+    warnings: await listenWarnings(listen, configFile)
   }
+}
+
+/**
+ * A warning for each listen address another process holds, naming it and the fix (init goes on:
+ * the port may be freed before the daemon starts). On the AITBC hub this finds the gossip relay.
+ */
+async function listenWarnings (listen: string[], configFile: string): Promise<string[]> {
+  const warnings: string[] = []
+  for (const addr of listen) {
+    const at = tcpListenAddress(addr)
+    if (at == null || (await tryBind(at.host, at.port))?.code !== 'EADDRINUSE') continue
+    const owners = findPortOwners(at.host, at.port)
+    const held = `listen ${addr}: port ${at.port} on ${at.host} is in use by ${describePortOwners(owners)}`
+    const moveMesh = `give the mesh another --listen /ip4/<address>/tcp/<port> (init --force rewrites the config), or another listen: in ${configFile}`
+    if (owners.holders.length > 0 && owners.holders.every(isMeshDaemon)) {
+      warnings.push(`${held}; if that is this node's daemon, nothing to do; otherwise ${portInUseFix(owners, moveMesh)}`)
+    } else {
+      warnings.push(`${held}; the daemon cannot start while it is; fix: ${portInUseFix(owners, moveMesh)}`)
+    }
+  }
+  return warnings
 }

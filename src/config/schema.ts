@@ -1,7 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
-import { DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, REDIS_MAX_DB_INDEX, RESERVED_TARGET_NAMES } from '../constants.js'
+import { CONFIG_SYNC_MAX_KEY_CHARS, DEFAULT_AGENT_ISLAND_ID, DEFAULT_COORDINATOR_INACTIVE_AFTER_S, DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, REDIS_MAX_DB_INDEX, RESERVED_TARGET_NAMES, SYNC_MAX_CONFIG_FILES } from '../constants.js'
 import { CHAIN_ID_PATTERN, DEFAULT_AITBC_RPC_URL, DEFAULT_PROBE_INTERVAL_MS, MAX_PROBE_CHAINS, MAX_PROBE_INTERVAL_MS, MAX_PROBE_SERVICES, MIN_PROBE_INTERVAL_MS } from '../constants.js'
 
 export const ROLES = ['genesis', 'follower'] as const
@@ -160,6 +160,23 @@ export const actionSchema = z.object({
   allowFrom: z.array(z.string().min(1)).optional()
 }).strict()
 
+/** A key name in a KEY=VALUE file (what systemd's EnvironmentFile and AITBC's settings read). */
+export const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/**
+ * A configuration file kept in sync: a path (the whole file is compared and copied), or
+ * `{ path, keys: env, keepLocal }` for a KEY=VALUE file compared and merged key by key, where
+ * DEFAULT_KEEP_LOCAL_KEYS and `keepLocal` (names or `*` globs) are never compared, sent or written.
+ */
+const configFileEntry = z.union([
+  z.string().min(1),
+  z.object({
+    path: z.string().min(1),
+    keys: z.literal('env', { message: 'expected keys: env (a file of KEY=VALUE lines, synced key by key)' }),
+    keepLocal: z.array(z.string().max(CONFIG_SYNC_MAX_KEY_CHARS, `expected at most ${CONFIG_SYNC_MAX_KEY_CHARS} characters`).regex(/^[A-Za-z0-9_*]+$/, 'expected a key name, or a pattern with * such as *SECRET*')).default([])
+  }).strict()
+], { message: 'expected a path, or { path, keys: env, keepLocal: [...] }' })
+
 export const configSchema = z.object({
   node: z.object({ name: nodeName, role }).strict(),
   listen: z.array(listenAddr).min(1, 'expected at least one listen address').default([DEFAULT_LISTEN]),
@@ -186,17 +203,22 @@ export const configSchema = z.object({
     /** More units whose state is reported (with `service`, e.g. the node's and the RPC's). */
     services: z.array(unitName).max(MAX_PROBE_SERVICES, `expected at most ${MAX_PROBE_SERVICES} units`).optional(),
     repo: z.string().min(1).optional(),
-    configFiles: z.array(z.string().min(1)).default([])
+    configFiles: z.array(configFileEntry).max(SYNC_MAX_CONFIG_FILES, `expected at most ${SYNC_MAX_CONFIG_FILES} files`).default([])
   }).strict().default({ configFiles: [], intervalMs: DEFAULT_PROBE_INTERVAL_MS }),
   actions: z.record(z.string().regex(/^[\w.-]+$/, 'expected an action name of letters, digits, ".", "_" or "-"'), actionSchema).default({}),
   sync: z.object({
     /** A node more than this many blocks behind the highest one runs its catch-up. */
     lagThreshold: z.number().int().min(0).default(DEFAULT_SYNC_LAG_THRESHOLD),
-    /** How this node catches up: an HTTP POST to a path of its own RPC, or one of its actions. */
+    /**
+     * How this node catches up: one of its actions (for AITBC, starting aitbc-blockchain-sync.service),
+     * or an HTTP POST with no body to a path of its own RPC. Unset: catch-up is refused, saying so.
+     */
     catchUp: z.union([
-      z.object({ post: z.string().regex(/^\//, 'expected a path of the RPC such as /rpc/force-sync') }).strict(),
+      z.object({ post: z.string().regex(/^\//, 'expected a path of the RPC such as /rpc/sync') }).strict(),
       z.object({ action: z.string().min(1) }).strict()
     ]).optional(),
+    /** An action run after a git sync moved this node's HEAD (for AITBC, the repository's update script). */
+    afterGit: z.object({ action: z.string().min(1) }).strict().optional(),
     /** Mempool sizes that differ by at most this many transactions count as in sync. */
     mempoolTolerance: z.number().int().min(0).default(DEFAULT_MEMPOOL_TOLERANCE),
     /** Who may ask this node for a forced step (git reset, config overwrite): names, roles or self. */
@@ -206,6 +228,23 @@ export const configSchema = z.object({
     intervalMs: z.number().int().min(100).max(60000).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
     offlineAfterMs: z.number().int().min(200).max(600000).optional()
   }).strict().default({ intervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS }),
+  /** Agents registered on this node: the chain and island the AITBC coordinator files them under. */
+  agents: z.object({
+    /** Default chain_id of an agent registered here (unset: the first of probes.chainId, else the coordinator's default chain). */
+    chainId: z.string().min(1).max(64).regex(/^[\w.:-]+$/, 'expected a chain id such as ait-hub').optional(),
+    islandId: z.string().min(1).max(64).regex(/^[\w.:-]+$/, 'expected an island id of letters, digits, ".", ":", "_" or "-"').default(DEFAULT_AGENT_ISLAND_ID)
+  }).strict().default({ islandId: DEFAULT_AGENT_ISLAND_ID }),
+  /** The AITBC agent coordinator running beside this node (the hub), if any. */
+  coordinator: z.object({
+    /** Its HTTP API (every route under /v1): remote agents are exported into it live. */
+    url: httpUrl.optional(),
+    /** Record layout it loads from Redis: 15 fields (newest release) or 13 (older release). */
+    recordFields: z.union([z.literal(15), z.literal(13)]).default(15),
+    /** The coordinator's environment file, where `doctor` reads its REDIS_URL. */
+    envFile: z.string().min(1).optional(),
+    /** After how long without a heartbeat it marks an agent inactive (its heartbeat monitor: 120 s). */
+    inactiveAfterS: z.number().int().min(2).max(3600).default(DEFAULT_COORDINATOR_INACTIVE_AFTER_S)
+  }).strict().default({ recordFields: 15, inactiveAfterS: DEFAULT_COORDINATOR_INACTIVE_AFTER_S }),
   /** What this node accepts from its peers beyond the allowlist. */
   trust: z.object({
     /** Timestamps and clock stamps from the wire further than this from our clock are refused. */

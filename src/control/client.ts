@@ -6,6 +6,11 @@ export class DaemonUnreachableError extends Error {
   override name = 'DaemonUnreachableError'
 }
 
+/** The daemon refused the connection: as many control connections as it allows are open. CLI exit code 3. */
+export class DaemonBusyError extends DaemonUnreachableError {
+  override name = 'DaemonBusyError'
+}
+
 /** The daemon answered with a JSON-RPC error. */
 export class ControlCallError extends Error {
   override name = 'ControlCallError'
@@ -37,12 +42,14 @@ export class ControlClient {
   private nextId = 1
   private readonly pending = new Map<number, Pending>()
   private buffered = ''
+  /** Why the connection is over, once it is: later calls fail with it at once. */
+  private closedWith?: Error
 
   private constructor (private readonly socket: Socket, readonly path: string) {
     socket.setEncoding('utf8')
     socket.on('data', (chunk: string) => { this.onData(chunk) })
-    socket.on('close', () => { this.failAll(new DaemonUnreachableError(`the daemon closed the control socket ${path}`)) })
-    socket.on('error', err => { this.failAll(new DaemonUnreachableError(`control socket ${path}: ${err.message}`)) })
+    socket.on('close', () => { this.end(new DaemonUnreachableError(`the daemon closed the control socket ${path}`)) })
+    socket.on('error', err => { this.end(new DaemonUnreachableError(`control socket ${path}: ${err.message}`)) })
   }
 
   static async connect (path: string, timeoutMs = 2000): Promise<ControlClient> {
@@ -71,6 +78,7 @@ export class ControlClient {
 
   async call<T = unknown> (method: string, params?: unknown, options: CallOptions = {}): Promise<T> {
     const id = this.nextId++
+    if (this.closedWith != null) throw this.closedWith
     return await new Promise<T>((resolve, reject) => {
       const entry: Pending = { resolve: resolve as (v: unknown) => void, reject, ...(options.onEvent != null ? { onEvent: options.onEvent } : {}) }
       if (options.timeoutMs != null) {
@@ -118,7 +126,12 @@ export class ControlClient {
       }
       const response = message as ControlResponse
       if (typeof response.id !== 'number') {
-        if (response.error != null) this.failAll(new ControlCallError(response.error.code, response.error.message, response.error.data))
+        const error = response.error
+        if (error == null) continue
+        // Sent just before the daemon closes the connection: every call on it fails with this.
+        if (error.code === ErrorCodes.TooManyConnections) this.end(new DaemonBusyError(`the daemon on ${this.path} refused the connection: ${error.message}`))
+        else if (error.code === ErrorCodes.ConnectionClosed) this.end(new DaemonUnreachableError(`the daemon on ${this.path} closed the connection: ${error.message}`))
+        else this.failAll(new ControlCallError(error.code, error.message, error.data))
         continue
       }
       const entry = this.pending.get(response.id)
@@ -129,6 +142,12 @@ export class ControlClient {
       else entry.resolve(response.result)
     }
     this.buffered = this.buffered.slice(start)
+  }
+
+  /** The connection is over: the first reason given is the one every pending and later call gets. */
+  private end (reason: Error): void {
+    this.closedWith ??= reason
+    this.failAll(this.closedWith)
   }
 
   private failAll (err: Error): void {

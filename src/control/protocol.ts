@@ -11,12 +11,17 @@ export const ErrorCodes = {
   MethodNotFound: -32601,
   InvalidParams: -32602,
   InternalError: -32603,
-  RequestTooLarge: -32001
+  RequestTooLarge: -32001,
+  /** The connection limit is reached; the daemon closes this connection. */
+  TooManyConnections: -32002,
+  /** The daemon closes the connection: idle, an incomplete line, or a client too far behind reading. */
+  ConnectionClosed: -32003
 } as const
 
+/** A request without an `id` is a notification: it runs, and nothing is sent back for it. */
 export interface ControlRequest {
   jsonrpc: '2.0'
-  id: number | string
+  id?: number | string
   method: string
   params?: unknown
 }

@@ -1,20 +1,23 @@
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
-import { loadConfig, type MeshConfig } from '../config/config.js'
-import { HANG_UP_TIMEOUT_MS, OPS_LIST_DEFAULT, PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
-import { ControlServer, type ControlMethod, type MethodContext } from '../control/server.js'
+import { defaultAgentChainId, loadConfig, type MeshConfig } from '../config/config.js'
+import { HANG_UP_TIMEOUT_MS, PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
+import { ControlServer, controlMethod, type ControlMethod, type MethodContext } from '../control/server.js'
 import { ConfigError, errorMessage, UsageError, withTimeout } from '../errors.js'
 import { AllowlistGater } from '../mesh/gater.js'
 import { HeartbeatService } from '../mesh/heartbeat.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
 import { createMeshLibp2p, type MeshLibp2p } from '../mesh/libp2p.js'
 import { PeerConnector } from '../mesh/peer-connector.js'
+import { explainListenFailure } from '../mesh/port-owner.js'
 import { PeerTable } from '../mesh/peer-table.js'
 import { LocalProbes } from '../operations/local-probes.js'
 import { OperationProtocol } from '../operations/operation-protocol.js'
 import { OperationRunner } from '../operations/runner.js'
 import { LastSync, OperationLog } from '../operations/op-log.js'
 import type { ActionResult } from '../operations/actions.js'
+import { CoordinatorExport } from '../coordinator/export.js'
+import { CoordinatorImport } from '../coordinator/import.js'
 import { ChangeAuthority } from '../registry/authorship.js'
 import { AgentRegistry } from '../registry/registry.js'
 import { AgentReplication } from '../registry/replication.js'
@@ -22,6 +25,10 @@ import { openStore, type OpenStoreOptions, type StoreBackend } from '../store/in
 import { Messaging, messageView } from '../messaging/messaging.js'
 import { observedStore } from '../store/observed.js'
 import type { HttpService, HttpSource } from '../http/index.js'
+import { parseOperationRequest } from '../operations/request.js'
+import { heartbeatInput, listInput, registerInput, removeInput } from '../registry/agent.js'
+import { parseSend } from '../messaging/message.js'
+import { inboxFollowParams, inboxListParams, messagesGetParams, messagesWaitParams, noParamsFor, opsGetParams, opsListParams, paramsOf, reportParams } from './control-params.js'
 
 interface DaemonParts {
   config: MeshConfig
@@ -36,6 +43,10 @@ interface DaemonParts {
   store: StoreBackend
   registry: AgentRegistry
   replication: AgentReplication
+  /** Agents of the local AITBC coordinator, when the store is Redis (the one it uses). */
+  coordinatorImport?: CoordinatorImport
+  /** Other nodes' agents pushed into the local coordinator, when `coordinator.url` is set. */
+  coordinatorExport?: CoordinatorExport
   messaging: Messaging
   opLog: OperationLog
 }
@@ -88,6 +99,8 @@ export class Daemon {
   private readonly store: StoreBackend
   private readonly registry: AgentRegistry
   private readonly replication: AgentReplication
+  private readonly coordinatorImport?: CoordinatorImport
+  private readonly coordinatorExport?: CoordinatorExport
   private readonly messaging: Messaging
   private readonly opLog: OperationLog
   private readonly control: ControlServer
@@ -108,6 +121,8 @@ export class Daemon {
     this.store = parts.store
     this.registry = parts.registry
     this.replication = parts.replication
+    if (parts.coordinatorImport != null) this.coordinatorImport = parts.coordinatorImport
+    if (parts.coordinatorExport != null) this.coordinatorExport = parts.coordinatorExport
     this.messaging = parts.messaging
     this.opLog = parts.opLog
     this.control = new ControlServer(parts.config.controlSocket, this.controlMethods(), parts.log)
@@ -140,8 +155,18 @@ export class Daemon {
       roleOf: name => name === config.node.name ? config.node.role : peers.get(name)?.role,
       removalsFrom: () => config.trust.removalsFrom
     })
-    const registry = new AgentRegistry({ node: config.node.name, store, log, authority, clockSkewMs: config.trust.clockSkewMs })
+    const registry = new AgentRegistry({
+      node: config.node.name,
+      store,
+      log,
+      authority,
+      clockSkewMs: config.trust.clockSkewMs,
+      recordFields: config.coordinator.recordFields,
+      agentDefaults: { chainId: defaultAgentChainId(config), islandId: config.agents.islandId }
+    })
     const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log })
+    const coordinatorImport = config.redisUrl != null ? new CoordinatorImport({ redisUrl: config.redisUrl, registry, recordFields: config.coordinator.recordFields, log }) : undefined
+    const coordinatorExport = CoordinatorExport.fromConfig(config, registry, log)
     const probes = new LocalProbes({
       config,
       peers,
@@ -182,18 +207,28 @@ export class Daemon {
       if (state != null) log.info({ event: 'peer_disconnected', peer: state.name, peerId: peerId.toString() }, 'peer disconnected')
     })
 
-    const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog })
+    const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog, ...(coordinatorImport != null ? { coordinatorImport } : {}), ...(coordinatorExport != null ? { coordinatorExport } : {}) })
 
     // Give Redis a moment to connect so the first requests find it; without it the daemon still
     // starts (degraded) and writes once it is back.
     if (!await store.whenReady(REDIS_CONNECT_TIMEOUT_MS)) {
       log.warn({ event: 'store_unavailable_at_start', store: store.location, reason: store.health().reason }, 'starting without the store; serving from memory until it is back')
     }
-    await libp2p.start()
+    try {
+      await libp2p.start()
+    } catch (err) {
+      // libp2p stops what it started; the store is ours to close: a Redis connection, open or
+      // retrying forever, would keep the failed process alive instead of letting it exit.
+      await withTimeout('closing the store', store.close(), SHUTDOWN_STEP_TIMEOUT_MS)
+        .catch((closeErr: unknown) => { log.warn({ event: 'shutdown_step_failed', step: 'store', err: errorMessage(closeErr) }, 'closing the store after a failed start failed') })
+      throw explainListenFailure(err, config.listen, config.file)
+    }
     try {
       await lastSync.load()
+      await coordinatorImport?.start()
       await registry.start()
       await replication.start()
+      coordinatorExport?.start()
       await messaging.start()
       await protocol.start()
       await probes.probeNow()
@@ -223,69 +258,58 @@ export class Daemon {
     return daemon
   }
 
+  /** Each method's params are checked before its handler runs; a bad one is answered with invalid params naming the field. */
   private controlMethods (): Record<string, ControlMethod> {
     return {
-      id: async () => this.identity(),
-      reload: async () => await this.reload(),
-      peers: async () => await this.peerViews(),
+      id: controlMethod(noParamsFor('id'), async () => this.identity()),
+      reload: controlMethod(noParamsFor('reload'), async () => await this.reload()),
+      peers: controlMethod(noParamsFor('peers'), async () => await this.peerViews()),
       // Progress (queued, started, each node as it finishes) goes out as events.
-      op: async (params, ctx) => await this.runner.run(params, event => { ctx.notify(event) }),
-      'ops.list': async params => {
-        const limit = asObject(params).limit ?? OPS_LIST_DEFAULT
-        if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError('ops: "limit" must be a whole number from 1 to 1000')
-        return await this.opLog.list(limit)
-      },
-      'ops.get': async params => {
-        const id = asObject(params).id
-        if (typeof id !== 'string' || id === '') throw new UsageError('ops: expected an operation id')
-        return await this.opLog.get(id)
-      },
-      'agents.register': async params => await this.registry.register(params),
-      'agents.heartbeat': async params => await this.registry.heartbeat(params),
-      'agents.remove': async params => await this.registry.remove(params),
-      'agents.list': async params => this.registry.list(params),
+      op: controlMethod(parseOperationRequest, async (params, ctx) => await this.runner.run(params, event => { ctx.notify(event) })),
+      'ops.list': controlMethod(paramsOf(opsListParams, 'ops.list'), async params => await this.opLog.list(params.limit)),
+      'ops.get': controlMethod(paramsOf(opsGetParams, 'ops.get'), async params => await this.opLog.get(params.id)),
+      'agents.register': controlMethod(paramsOf(registerInput, 'agents register'), async params => await this.registry.register(params)),
+      'agents.heartbeat': controlMethod(paramsOf(heartbeatInput, 'agents heartbeat'), async params => await this.registry.heartbeat(params)),
+      'agents.remove': controlMethod(paramsOf(removeInput, 'agents remove'), async params => await this.registry.remove(params)),
+      'agents.list': controlMethod(paramsOf(listInput, 'agents list'), async params => this.registry.list(params)),
       // The answer leaves out the body the caller just sent.
-      'messages.send': async params => { const { body: _body, ...view } = messageView(await this.messaging.send(params)); return view },
-      'messages.get': async params => messageView(await this.messaging.get(asObject(params).id)),
+      'messages.send': controlMethod(parseSend, async params => { const { body: _body, ...view } = messageView(await this.messaging.send(params)); return view }),
+      'messages.get': controlMethod(paramsOf(messagesGetParams, 'messages.get'), async params => messageView(await this.messaging.get(params.id))),
       // Events for each target as it finishes; the result once all have (or at the timeout).
-      'messages.wait': async (params, ctx) => {
-        const p = asObject(params)
-        const timeout = p.timeout ?? 60
-        if (typeof timeout !== 'number' || !(timeout > 0) || timeout > 120) throw new UsageError('wait: "timeout" must be seconds, more than 0 and at most 120')
-        return messageView(await this.messaging.wait(String(p.id ?? ''), timeout * 1000, event => { ctx.notify(event) }, ctx.signal))
-      },
-      'messages.watch': async (_params, ctx) => await this.streamUntilClosed(ctx, notify => this.messaging.watchDeliveries(notify)),
-      'inbox.list': async params => await this.messaging.inboxList(asObject(params)),
-      // What is in the inbox after `since`, then every new message, until the caller disconnects.
-      'inbox.follow': async (params, ctx) => {
-        const p = asObject(params)
+      'messages.wait': controlMethod(paramsOf(messagesWaitParams, 'messages.wait'), async (params, ctx) =>
+        messageView(await this.messaging.wait(params.id, params.timeout * 1000, event => { ctx.notify(event) }, ctx.signal))),
+      'messages.watch': controlMethod(noParamsFor('messages.watch'), async (_params, ctx) => await this.streamUntilClosed(ctx, notify => this.messaging.watchDeliveries(notify))),
+      'inbox.list': controlMethod(paramsOf(inboxListParams, 'inbox.list'), async params => await this.messaging.inboxList(params)),
+      // What is in the inbox after `since`, then every new message, until the caller disconnects or half-closes.
+      'inbox.follow': controlMethod(paramsOf(inboxFollowParams, 'inbox.follow'), async (params, ctx) => {
         const buffered: unknown[] = []
         let live = false
         const unfollow = this.messaging.followInbox(message => { if (live) ctx.notify(message); else buffered.push(message) })
         try {
-          const existing = await this.messaging.inboxList({ since: p.since, limit: 100000 })
+          const existing = await this.messaging.inboxList({ since: params.since, limit: 100000 })
           const shown = new Set(existing.map(m => m.id))
           for (const message of existing) ctx.notify(message)
           for (const message of buffered) if (!shown.has((message as { id: string }).id)) ctx.notify(message)
           live = true
-          await new Promise<void>(resolve => { ctx.signal.addEventListener('abort', () => { resolve() }, { once: true }) })
+          await untilAborted(ctx.inputEnded)
         } finally {
           unfollow()
         }
         return { following: false }
-      },
-      // Streams every change as an event until the caller disconnects.
-      'agents.watch': async (_params, ctx) => await this.streamUntilClosed(ctx, notify => this.registry.watch(entry => {
+      }),
+      // Streams every change as an event until the caller disconnects or half-closes.
+      'agents.watch': controlMethod(noParamsFor('agents.watch'), async (_params, ctx) => await this.streamUntilClosed(ctx, notify => this.registry.watch(entry => {
         notify({ agent_id: entry.agentId, removed: entry.record == null, record: entry.record != null ? this.registry.get(entry.agentId) ?? null : null })
-      })),
-      status: async (params, ctx) => await this.runner.run({ ...asObject(params), operation: 'status' }, event => { ctx.notify(event) }),
-      health: async (params, ctx) => await this.runner.run({ ...asObject(params), operation: 'health' }, event => { ctx.notify(event) })
+      }))),
+      status: controlMethod(paramsOf(reportParams, 'status'), async (params, ctx) => await this.runner.run({ ...params, operation: 'status' }, event => { ctx.notify(event) })),
+      health: controlMethod(paramsOf(reportParams, 'health'), async (params, ctx) => await this.runner.run({ ...params, operation: 'health' }, event => { ctx.notify(event) }))
     }
   }
 
+  /** Streams until the client disconnects or half-closes (it will send nothing more). */
   private async streamUntilClosed<T> (ctx: MethodContext, subscribe: (notify: (event: T) => void) => () => void): Promise<{ watching: false }> {
     const unsubscribe = subscribe(event => { ctx.notify(event) })
-    await new Promise<void>(resolve => { ctx.signal.addEventListener('abort', () => { resolve() }, { once: true }) })
+    await untilAborted(ctx.inputEnded)
     unsubscribe()
     return { watching: false }
   }
@@ -463,6 +487,8 @@ export class Daemon {
       ['http', async () => { await this.http?.stop() }],
       ['peer connector', () => { this.connector.stop() }],
       ['heartbeat', () => { this.heartbeat.stop() }],
+      ['coordinator export', async () => { await this.coordinatorExport?.stop() }],
+      ['coordinator import', async () => { await this.coordinatorImport?.stop() }],
       ['agent replication', async () => { await this.replication.stop() }],
       ['messaging', async () => { await this.messaging.stop() }],
       ['operation protocol', async () => { await this.protocol.stop() }],
@@ -481,8 +507,7 @@ export class Daemon {
   }
 }
 
-function asObject (params: unknown): Record<string, unknown> {
-  if (params == null) return {}
-  if (typeof params !== 'object' || Array.isArray(params)) throw new UsageError('params must be a JSON object')
-  return params as Record<string, unknown>
+async function untilAborted (signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return
+  await new Promise<void>(resolve => { signal.addEventListener('abort', () => { resolve() }, { once: true }) })
 }

@@ -3,8 +3,9 @@ import { hostname } from 'node:os'
 import { dirname } from 'node:path'
 import { configPathFrom, loadConfig } from '../config/config.js'
 import { initNode } from '../config/init.js'
-import { SHUTDOWN_TOTAL_TIMEOUT_MS } from '../constants.js'
+import { SHUTDOWN_TOTAL_TIMEOUT_MS, START_FAILED_EXIT_MS } from '../constants.js'
 import { errorMessage } from '../errors.js'
+import { ListenAddressInUseError } from '../mesh/port-owner.js'
 import { Daemon } from './daemon.js'
 import { createLogger } from './logger.js'
 
@@ -28,8 +29,15 @@ export async function runDaemon (opts: { config?: string, create: boolean, fresh
   try {
     daemon = await Daemon.start(config, log, { freshStore: opts.freshStore === true })
   } catch (err) {
-    log.fatal({ event: 'start_failed', err: errorMessage(err) }, 'daemon failed to start')
+    log.fatal({ event: 'start_failed', err: errorMessage(err), ...(err instanceof ListenAddressInUseError ? err.logFields() : {}) }, 'daemon failed to start')
     log.flush()
+    // The start closed what it opened; if anything still holds the event loop, exit anyway (with
+    // the code the CLI sets) so systemd sees the failure instead of a process that never ends.
+    setTimeout(() => {
+      log.error({ event: 'start_failed_exit_forced' }, `still running ${START_FAILED_EXIT_MS} ms after the failed start; exiting`)
+      log.flush()
+      process.exit()
+    }, START_FAILED_EXIT_MS).unref()
     throw err
   }
 

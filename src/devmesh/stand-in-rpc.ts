@@ -58,7 +58,7 @@ export class StandInRpc {
   readonly state: StandInRpcState
   private server?: Server
   requests = 0
-  /** Height that a signed POST /rpc/force-sync, or POST /stand-in/catch-up, jumps to. */
+  /** Height that a signed POST /rpc/force-sync jumps to. */
   catchUpTo: number | null = null
   rateLimit: StandInRateLimit | null
   /** Answer every call with 429 and this Retry-After (seconds; null: no header). */
@@ -136,8 +136,6 @@ export class StandInRpc {
         }
         return this.catchUp()
       }
-      // Not an AITBC path: what the oneshot aitbc-blockchain-sync.service achieves, for tests.
-      if (req.method === 'POST' && url.pathname === '/stand-in/catch-up') return this.catchUp()
       if (req.method !== 'GET') return { status: 405, body: { detail: 'Method Not Allowed' } }
       if (url.pathname === '/rpc/head') {
         const chain = this.chain(chainId)

@@ -1,10 +1,10 @@
-import { statSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { readFileSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { loadConfig, type MeshConfig } from '../config/config.js'
 import { AITBC_RPC_RATE_LIMIT_PER_MINUTE, AITBC_RPC_UNIT, DEFAULT_AITBC_RPC_URL, DOCTOR_MAX_CLOCK_SKEW_MS, PROBE_RPC_BUDGET_PER_MINUTE } from '../constants.js'
 import { ConfigError, errorMessage } from '../errors.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
+import { describePortOwners, findPortOwners, portInUseFix, tcpListenAddress, tryBind } from '../mesh/port-owner.js'
 import { parseRetryAfter, parseSupportedChains } from '../operations/probes/rpc.js'
 import { embeddedStoreFix, embeddedStorePaths, inspectEmbeddedStore } from '../store/embedded-check.js'
 
@@ -118,27 +118,26 @@ export interface DaemonIdentity {
   listen: string[]
 }
 
-/** Binds the listen address briefly: free, held by this node's daemon, or held by something else. */
+/**
+ * Binds the listen address briefly: free, held by this node's daemon, or held by something else,
+ * named (pid, command line, systemd unit) when /proc tells.
+ */
 export async function checkListen (config: MeshConfig, addr: string, daemon: DaemonIdentity | undefined): Promise<CheckResult> {
   const name = `listen ${addr}`
-  const match = /^\/(?:ip4|ip6|dns4|dns6)\/([^/]+)\/tcp\/(\d+)$/.exec(addr)
-  if (match == null) return fail(name, 'not a TCP listen address', `correct listen: in ${config.file}`)
-  const host = match[1] as string
-  const port = Number(match[2])
+  const at = tcpListenAddress(addr)
+  if (at == null || !/\/tcp\/\d+$/.test(addr)) return fail(name, 'not a TCP listen address', `correct listen: in ${config.file}`)
+  const { host, port } = at
   const heldByDaemon = daemon?.listen.includes(addr) === true
-  const error = await new Promise<NodeJS.ErrnoException | undefined>(resolve => {
-    const server = createServer()
-    server.once('error', err => { resolve(err) })
-    server.listen({ host, port, exclusive: true }, () => { server.close(() => { resolve(undefined) }) })
-  })
+  const error = await tryBind(host, port)
   if (error == null) {
     if (daemon != null && heldByDaemon) return fail(name, `port ${port} is free, but the running daemon says it listens there`, 'restart the daemon: systemctl restart aitbc-mesh')
     return pass(name, `port ${port} is free${daemon == null ? '; the daemon is not running' : ''}`)
   }
   if (error.code === 'EADDRINUSE') {
     if (heldByDaemon) return pass(name, `held by this node's daemon, peer id ${daemon!.peerId}`)
-    return fail(name, `port ${port} on ${host} is in use by another process${daemon != null ? ` (the running daemon listens on ${daemon.listen.join(', ')})` : ''}`,
-      `find it with \`ss -ltnp 'sport = :${port}'\` and stop it, or change listen: in ${config.file}${daemon != null ? ', then restart the daemon' : ''}`)
+    const owners = findPortOwners(host, port)
+    return fail(name, `port ${port} on ${host} is in use by ${describePortOwners(owners)}${daemon != null ? ` (the running daemon listens on ${daemon.listen.join(', ')})` : ''}`,
+      portInUseFix(owners, `give the mesh another listen address in listen: of ${config.file}${daemon != null ? ', then restart the daemon' : ''}`))
   }
   if (error.code === 'EADDRNOTAVAIL') return fail(name, `${host} is not an address of this host`, `correct listen: in ${config.file} (0.0.0.0 listens on every address)`)
   if (error.code === 'EACCES') return fail(name, `binding port ${port} needs privileges the daemon does not have`, `use a port above 1023 in listen: in ${config.file}`)
@@ -288,4 +287,85 @@ export function checkClockSkew (config: MeshConfig, views: PeerViewLike[] | unde
       'synchronise the clocks: enable NTP on every host (timedatectl set-ntp true, or chrony)')
   }
   return pass(name, `within ${maxSkewMs} ms: ${listing}`)
+}
+
+/** The coordinator's own default when its REDIS_URL is unset. */
+export const COORDINATOR_DEFAULT_REDIS_URL = 'redis://localhost:6379/1'
+
+/** Host, port and database of a Redis URL, with localhost and 127.0.0.1 as one host. */
+function redisTarget (url: string): { host: string, port: number, db: number } | undefined {
+  try {
+    const u = new URL(url)
+    const host = u.hostname === 'localhost' || u.hostname === '::1' || u.hostname === '[::1]' ? '127.0.0.1' : u.hostname
+    const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0
+    return { host, port: u.port === '' ? 6379 : Number(u.port), db }
+  } catch {
+    return undefined
+  }
+}
+
+/** REDIS_URL from an environment file (KEY=VALUE lines, optional quotes, `export`). */
+export function readEnvValue (text: string, key: string): string | undefined {
+  for (const line of text.split('\n')) {
+    const match = /^\s*(?:export\s+)?([A-Za-z_][\w]*)\s*=\s*(.*?)\s*$/.exec(line)
+    if (match?.[1] === key) return (match[2] ?? '').replace(/^(['"])(.*)\1$/, '$2')
+  }
+  return undefined
+}
+
+/**
+ * The AITBC coordinator reads `agent:*` from its REDIS_URL (default db 1): the mesh must write
+ * to the same Redis and database, with no key prefix, for the coordinator to see every node's
+ * agents. Undefined when no coordinator is configured.
+ */
+export function checkCoordinatorRedis (config: MeshConfig): CheckResult | undefined {
+  const { url, envFile } = config.coordinator
+  if (url == null && envFile == null) return undefined
+  const name = 'coordinator shares this node\'s Redis'
+  let coordinatorUrl = COORDINATOR_DEFAULT_REDIS_URL
+  let from = `its default (${COORDINATOR_DEFAULT_REDIS_URL})`
+  if (envFile != null) {
+    let text: string
+    try {
+      text = readFileSync(envFile, 'utf8')
+    } catch (err) {
+      return fail(name, `cannot read the coordinator's environment file ${envFile}: ${errorMessage(err)}`, `correct coordinator.envFile in ${config.file}`)
+    }
+    const value = readEnvValue(text, 'REDIS_URL')
+    if (value != null && value !== '') {
+      coordinatorUrl = value
+      from = `REDIS_URL in ${envFile}`
+    }
+  }
+  const redact = (u: string): string => u.replace(/\/\/([^@/]*)@/, '//***@')
+  if (config.redisUrl == null) {
+    return fail(name, `the coordinator reads ${redact(coordinatorUrl)} (${from}) but this node has no Redis`, `set redis: ${redact(coordinatorUrl)} in ${config.file} (or REDIS_URL in /etc/aitbc/mesh.env)`)
+  }
+  if (config.keyPrefix !== '') {
+    return fail(name, `keyPrefix "${config.keyPrefix}" puts the agents where the coordinator does not read them`, `remove keyPrefix from ${config.file}`)
+  }
+  const mine = redisTarget(config.redisUrl)
+  const theirs = redisTarget(coordinatorUrl)
+  if (mine == null || theirs == null || mine.host !== theirs.host || mine.port !== theirs.port || mine.db !== theirs.db) {
+    return fail(name, `this node writes to ${redact(config.redisUrl)}, the coordinator reads ${redact(coordinatorUrl)} (${from})`,
+      `use the same Redis and database on both: redis: in ${config.file} or REDIS_URL of the coordinator`)
+  }
+  return pass(name, `both use ${theirs.host}:${theirs.port} database ${theirs.db} (${from})`)
+}
+
+/** The coordinator's `GET /health`, when its URL is configured. */
+export async function checkCoordinatorHealth (config: MeshConfig, timeoutMs: number): Promise<CheckResult | undefined> {
+  if (config.coordinator.url == null) return undefined
+  const name = 'coordinator reachable'
+  const url = `${config.coordinator.url}/health`
+  const fix = `start the AITBC agent coordinator on this host or correct coordinator.url in ${config.file}`
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } })
+    await res.body?.cancel()
+    if (!res.ok) return fail(name, `GET ${url} answered ${res.status}`, fix)
+    return pass(name, `GET ${url} answered ${res.status}`)
+  } catch (err) {
+    const errName = (err as Error).name
+    return fail(name, `GET ${url}: ${errName === 'TimeoutError' || errName === 'AbortError' ? `no answer within ${timeoutMs} ms` : errorMessage(err)}`, fix)
+  }
 }

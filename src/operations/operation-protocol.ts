@@ -32,6 +32,11 @@ const DURATION_TOLERANCE_MS = 1000
 
 export type ReportKind = 'status' | 'health'
 
+/** A peer's answer that cannot be read at all: not a frame within the limit, or not JSON. */
+export class AnswerUnreadableError extends ProtocolError {
+  override name = 'AnswerUnreadableError'
+}
+
 export interface OperationProtocolInit {
   libp2p: MeshLibp2p
   peers: PeerTable
@@ -131,7 +136,7 @@ export function fromWire (wire: WireReport, expected: { name: string, role: Role
     p2p_connections: wire.p2pConnections,
     service_uptime: wire.serviceUptime != null ? clip(wire.serviceUptime, MAX_SERVICE_UPTIME_CHARS) : null,
     last_sync: wire.lastSync != null ? Number(wire.lastSync) : null,
-    issues: wire.issues.slice(0, MAX_ISSUES).map(text => clip(text)),
+    issues: wire.issues.slice(0, MAX_ISSUES).map(issue => clip(issue)),
     checks,
     daemon_uptime_ms: Number(wire.daemonUptimeMs),
     probed_at_ms: wire.probedAtMs != null ? Number(wire.probedAtMs) : null,
@@ -270,15 +275,16 @@ export class OperationProtocol {
 
   /** Asks `peerId` to run one sync step on itself; returns the step's JSON result. */
   async requestSync (peerId: PeerId, expected: string, step: string, payload: unknown, force: boolean, requestId: string, timeoutMs: number): Promise<unknown> {
-    const response = await this.exchange(peerId, expected, { requestId, kind: OperationKind.SYNC, timeoutMs, action: '', force, syncStep: step, payloadJson: payload == null ? '' : JSON.stringify(payload) }, timeoutMs + 5000)
+    const response = await this.exchange(peerId, expected, { requestId, kind: OperationKind.SYNC, timeoutMs, action: '', force, syncStep: step, payloadJson: payload == null ? '' : JSON.stringify(payload) }, timeoutMs + 5000, step)
     try {
       return JSON.parse(response.payloadJson)
     } catch {
-      throw new ProtocolError(`${expected} answered ${step} with something that is not JSON`)
+      throw new AnswerUnreadableError(`${expected} answered ${step} with something that is not JSON`)
     }
   }
 
-  private async exchange (peerId: PeerId, name: string, request: OperationRequest, timeoutMs: number): Promise<OperationResponse> {
+  /** `what`: the step or operation the request is for, named in an unreadable answer's error. */
+  private async exchange (peerId: PeerId, name: string, request: OperationRequest, timeoutMs: number, what?: string): Promise<OperationResponse> {
     const signal = AbortSignal.timeout(timeoutMs)
     let stream: Stream | undefined
     try {
@@ -299,7 +305,7 @@ export class OperationProtocol {
         })
       } catch (err) {
         if (signal.aborted) throw new TimeoutError(`${name} did not answer within ${timeoutMs} ms`)
-        throw new ProtocolError(`bad answer from ${name}: ${errorMessage(err)}`)
+        throw new AnswerUnreadableError(`bad answer from ${name}${what != null ? ` to ${what}` : ''}: ${errorMessage(err)}`)
       }
       if (response.requestId !== request.requestId) throw new ProtocolError(`${name} answered request ${clipText(response.requestId, 64)}, expected ${request.requestId}`)
       if (response.error !== '') throw new ProtocolError(`${name} refused: ${clip(response.error)}`)

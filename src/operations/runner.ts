@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import { allNodes, type MeshConfig, type NodeEntry } from '../config/config.js'
-import { errorMessage, TimeoutError, UnreachableError, UsageError } from '../errors.js'
+import { errorMessage, ProtocolError, TimeoutError, UnreachableError, UsageError } from '../errors.js'
 import type { PeerTable } from '../mesh/peer-table.js'
 import { AITBC_NODE_UNIT, AITBC_RPC_RATE_LIMIT_PER_MINUTE, AITBC_RPC_UNIT, MAX_CONCURRENT_OPERATIONS } from '../constants.js'
-import type { OperationProtocol, ReportKind } from './operation-protocol.js'
+import { AnswerUnreadableError, type OperationProtocol, type ReportKind } from './operation-protocol.js'
 import type { HealthCheck, NodeReport } from './report.js'
 import { parseOperationRequest, type OperationRequest } from './request.js'
 import { resolveTargets } from './targets.js'
@@ -12,7 +12,8 @@ import type { LocalProbes } from './local-probes.js'
 import { runAction, type ActionResult } from './actions.js'
 import type { OperationLog } from './op-log.js'
 import { runSync } from './sync/sync-operation.js'
-import { runSyncStep } from './sync/steps.js'
+import { runSyncStep, type SyncStep } from './sync/steps.js'
+import { fitText, parseStepAnswer, StepAnswerError, type StepAnswers } from './sync/answers.js'
 import type { Messaging } from '../messaging/messaging.js'
 import { deliveryCounts } from '../messaging/message.js'
 import { RejectionLog } from '../mesh/rejection-log.js'
@@ -247,13 +248,7 @@ export class OperationRunner {
     const timeoutMs = Math.round(request.timeout * 1000)
     const outcome = await runSync({
       config: this.init.config,
-      step: async (node, step, payload, force) => {
-        if (node.name === this.init.config.node.name) return await this.localSync(step, payload, force, timeoutMs, selfRequester(this.init.config, requestId))
-        const peer = this.init.peers.get(node.name)!
-        const verdict = this.init.peers.liveness(peer)
-        if (!peer.connected && verdict.liveness === 'offline') throw new UnreachableError(`${node.name} is offline: ${verdict.reason ?? 'unreachable'}`)
-        return await this.init.protocol.requestSync(peer.peerId, node.name, step, payload, force, requestId, timeoutMs)
-      },
+      step: async (node, step, payload, force) => await this.syncStepOn(node, step, payload, force, timeoutMs, requestId),
       report: async node => (await this.reportOf(node, 'health', requestId, Math.min(timeoutMs, 10_000), false)).report,
       progress: (node, state, detail) => { progress({ type: 'node', node, state, ...(detail != null ? { detail } : {}) }) }
     }, request, targets)
@@ -290,11 +285,50 @@ export class OperationRunner {
       } as unknown as Record<string, boolean>,
       message_delivery: { sent: 0, delivered: 0, failed: 0 },
       issues: [...offline.flatMap(t => outcome.reports.get(t.name)?.issues ?? []), ...outcome.issues],
-      recommendations: outcome.issues.some(i => /--force/.test(i)) ? ['Run the sync again with --force to take the upstream / genesis state; the output lists what that drops.'] : [],
+      recommendations: [
+        ...outcome.issues.some(i => /--force/.test(i)) ? ['Run the sync again with --force to take the upstream / genesis state; the output lists what that drops.'] : [],
+        ...outcome.recommendations
+      ],
       confidence: Math.round(((targets.length - offline.length) / targets.length) * 100) / 100,
       execution_time: Math.round(performance.now() - started) / 1000,
       validation_status: syncResult
     }
+  }
+
+  /**
+   * Runs sync `step` on `node` (this node itself, or a peer over the mesh) and checks the answer
+   * before it is used: an answer the step cannot give fails that node's step with the reason,
+   * and a peer's is logged through the rejection log.
+   */
+  private async syncStepOn<S extends SyncStep> (node: NodeEntry, step: S, payload: unknown, force: boolean, timeoutMs: number, requestId: string): Promise<StepAnswers[S]> {
+    const self = node.name === this.init.config.node.name
+    let answer: unknown
+    if (self) {
+      answer = await this.localSync(step, payload, force, timeoutMs, selfRequester(this.init.config, requestId))
+    } else {
+      const peer = this.init.peers.get(node.name)!
+      const verdict = this.init.peers.liveness(peer)
+      if (!peer.connected && verdict.liveness === 'offline') throw new UnreachableError(`${node.name} is offline: ${verdict.reason ?? 'unreachable'}`)
+      try {
+        answer = await this.init.protocol.requestSync(peer.peerId, node.name, step, payload, force, requestId, timeoutMs)
+      } catch (err) {
+        if (err instanceof AnswerUnreadableError) this.rejectAnswer(node.name, step, `${step} (answer): unreadable`, requestId, errorMessage(err))
+        throw err
+      }
+    }
+    try {
+      return parseStepAnswer(step, payload, answer)
+    } catch (err) {
+      if (!(err instanceof StepAnswerError)) throw err
+      // This node's own answers keep to the same bounds; one that does not is a bug here.
+      if (self) this.init.log.error({ event: 'sync_answer_invalid', step, operationId: requestId, detail: err.message }, 'this node\'s own sync step answer is out of bounds')
+      else this.rejectAnswer(node.name, step, err.category, requestId, err.message)
+      throw new ProtocolError(`invalid answer from ${node.name} to ${step}: ${err.message}`)
+    }
+  }
+
+  private rejectAnswer (peer: string, step: string, category: string, operationId: string, detail: string): void {
+    this.rejections.reject('sync_answer_rejected', peer, category, { step, operationId, detail }, 'refused a sync step answer from a peer')
   }
 
   /**
@@ -323,7 +357,7 @@ export class OperationRunner {
     const refusal = authorizeSyncStep(this.init.config, requester, step, force)
     if (refusal != null) {
       this.logRefusal(requester, refusal, { step, force })
-      return { state: 'refused', reason: refusal.reason }
+      return { state: 'refused', reason: fitText(refusal.reason) }
     }
     const result = await runSyncStep(step, payload, {
       config: this.init.config,

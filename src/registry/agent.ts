@@ -1,22 +1,26 @@
 import { z } from 'zod'
-import { AGENT_INACTIVE_AFTER_S, AGENT_REMOVE_AFTER_INACTIVE_S, MAX_AGENT_RECORD_BYTES } from '../constants.js'
+import { AGENT_INACTIVE_AFTER_S, COORDINATOR_AGENT_TYPES, AGENT_REMOVE_AFTER_INACTIVE_S, MAX_AGENT_RECORD_BYTES } from '../constants.js'
 import { UsageError } from '../errors.js'
 
 /** The AITBC agent coordinator's statuses. */
 export const AGENT_STATUSES = ['active', 'inactive', 'busy', 'maintenance', 'error'] as const
 export type AgentStatus = typeof AGENT_STATUSES[number]
+/** The AITBC agent coordinator's agent types: a record of any other type ends its load. */
+export const AGENT_TYPES = COORDINATOR_AGENT_TYPES
 
 const id = z.string().min(1).max(128).regex(/^[\w.:@-]+$/, 'expected letters, digits, ".", ":", "@", "_" or "-" (at most 128)')
 const label = z.string().min(1).max(128)
 const labels = z.array(label).max(64, 'at most 64 items')
 const status = z.enum(AGENT_STATUSES, { message: `expected one of ${AGENT_STATUSES.join(', ')}` })
-const metadataValue = z.union([z.string().max(4096), z.number(), z.boolean(), z.null()])
+/** Any JSON, as the coordinator's metadata holds (nested values occur); the record size bounds it. */
+const metadataValue = z.json()
+const chainLike = z.string().min(1).max(64).regex(/^[\w.:-]+$/, 'expected letters, digits, ".", ":", "_" or "-" (at most 64)')
 const loadMetrics = z.record(label, z.number().finite().min(0, 'load values are not negative')).refine(v => Object.keys(v).length <= 64, 'at most 64 load metrics')
 
 /** What a caller gives to register (or re-register) an agent. */
 export const registerInput = z.object({
   agent_id: id,
-  agent_type: z.string().min(1).max(64).regex(/^[\w.:-]+$/, 'expected letters, digits, ".", ":", "_" or "-"'),
+  agent_type: z.enum(AGENT_TYPES, { message: `expected one of the AITBC coordinator's agent types ${AGENT_TYPES.join(', ')}` }),
   status: status.default('active'),
   capabilities: labels.default([]),
   services: labels.default([]),
@@ -24,7 +28,10 @@ export const registerInput = z.object({
   metadata: z.record(label, metadataValue).refine(v => Object.keys(v).length <= 128, 'at most 128 metadata entries').default({}),
   load_metrics: loadMetrics.default({}),
   version: z.string().max(64).default('1.0.0'),
-  tags: labels.default([])
+  tags: labels.default([]),
+  /** Default: agents.chainId of the config, else the coordinator's default chain. */
+  chain_id: chainLike.optional(),
+  island_id: chainLike.optional()
 }).strict()
 export type RegisterInput = z.input<typeof registerInput>
 
@@ -61,6 +68,8 @@ export const agentRecordSchema = z.object({
   health_score: z.number().min(0).max(1),
   version: z.string().max(64),
   tags: labels,
+  chain_id: chainLike,
+  island_id: chainLike,
   owner_node: z.string().min(1).max(63)
 }).strict()
 export type AgentRecord = z.infer<typeof agentRecordSchema>

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
-import { AGENT_INACTIVE_AFTER_S, AGENT_REMOVE_AFTER_INACTIVE_S, AGENT_SWEEP_INTERVAL_MS, AGENT_TOMBSTONE_RETENTION_MS } from '../constants.js'
+import { AGENT_INACTIVE_AFTER_S, AGENT_REMOVE_AFTER_INACTIVE_S, AGENT_SWEEP_INTERVAL_MS, AGENT_TOMBSTONE_RETENTION_MS, COORDINATOR_RECORD_TTL_S } from '../constants.js'
+import { toCoordinatorRecord, type CoordinatorRecord, type RecordFields } from '../coordinator/record.js'
 import { errorMessage, UsageError } from '../errors.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
 import { DirtyWriter } from '../store/writer.js'
@@ -14,7 +15,7 @@ import { checkBounds, clockFrom, entryFromStored, toStored, type AgentEntry, typ
 
 export type { AgentEntry } from './entry.js'
 
-/** The agent as the AITBC coordinator reads it (derived status and health score). */
+/** The agent as the AITBC coordinator reads it: exactly its fields, derived status and health score. */
 export const AGENT_KEY_PREFIX = 'agent:'
 export const ACTIVE_SET = 'agents:active'
 /** The signed change behind each agent (record or removal): what the registry loads at start. */
@@ -37,7 +38,14 @@ export interface RegistryInit {
   authority: ChangeAuthority
   /** trust.clockSkewMs: how far a peer's stamps may be from our clock. */
   clockSkewMs: number
+  /** The record layout the local AITBC coordinator loads (coordinator.recordFields). */
+  recordFields: RecordFields
+  /** chain_id and island_id of agents registered here without them. */
+  agentDefaults: { chainId: string, islandId: string }
 }
+
+/** What became of an agent the local coordinator registered, changed or holds. */
+export type CoordinatorImportResult = 'imported' | 'unchanged' | 'reasserted' | 'ignored'
 
 /** What applying a peer's change did; a change that may not be applied throws ChangeRejected. */
 export type ApplyResult = 'applied' | 'stale'
@@ -73,6 +81,11 @@ export class AgentRegistry {
   private readonly authority: ChangeAuthority
   /** Called for every change made here, so it can be gossiped. */
   onLocalChange?: (entry: AgentEntry) => void
+  /**
+   * Called after each store sync with the `agent:*` records the mesh does not know (the local
+   * coordinator's own), by id, for the coordinator import to take in.
+   */
+  onCoordinatorRecords?: (records: Map<string, unknown>) => void
   private readonly watchers = new Set<(entry: AgentEntry) => void>()
 
   constructor (private readonly init: RegistryInit) {
@@ -81,6 +94,11 @@ export class AgentRegistry {
     this.log = init.log
     this.authority = init.authority
     this.writer = new DirtyWriter(init.store, (id, now) => this.opsFor(id, now), init.log, 'agents')
+  }
+
+  /** Resolves once a store sync under way (at start or after a reconnect) has finished. */
+  async whenSynced (): Promise<void> {
+    await this.flushing
   }
 
   async start (): Promise<void> {
@@ -128,6 +146,8 @@ export class AgentRegistry {
       health_score: 1,
       version: data.version,
       tags: data.tags,
+      chain_id: data.chain_id ?? existing?.record?.chain_id ?? this.init.agentDefaults.chainId,
+      island_id: data.island_id ?? existing?.record?.island_id ?? this.init.agentDefaults.islandId,
       owner_node: this.node
     }
     record.health_score = viewOf(record, now).health_score
@@ -181,6 +201,76 @@ export class AgentRegistry {
   watch (listener: (entry: AgentEntry) => void): () => void {
     this.watchers.add(listener)
     return () => { this.watchers.delete(listener) }
+  }
+
+  // ---- the local AITBC coordinator ----
+
+  /**
+   * An agent the local coordinator registered or changed (`event`), or holds in its store
+   * without the mesh knowing it (`found`). Agents of this node (or new ones) become this node's
+   * change, signed and replicated like any registration; the coordinator's writes about agents
+   * of other nodes (its inactivity marking, the echo of an export) never override the mesh's
+   * record: it is written back instead.
+   */
+  async fromCoordinator (incoming: CoordinatorRecord, event: 'registered' | 'updated' | 'found'): Promise<CoordinatorImportResult> {
+    const now = Date.now()
+    const id = incoming.agent_id
+    const current = this.entries.get(id)
+    const live = current?.record != null && !isExpired(current.record, now) ? current as AgentEntry & { record: AgentRecord } : undefined
+    if (live != null && live.owner !== this.node) return this.reassert(id)
+    // The coordinator never heard this agent's heartbeats (they come through the mesh): its
+    // inactivity marking is not news.
+    const heartbeat = Math.min(Date.parse(incoming.last_heartbeat), now)
+    if (incoming.status === 'inactive' && (live == null || heartbeat <= Date.parse(live.record.last_heartbeat))) {
+      return live != null ? this.reassert(id) : 'ignored'
+    }
+    if (live == null && event === 'found' && current != null) return 'ignored' // removed here: the removal stands
+    const record: AgentRecord = {
+      agent_id: id,
+      agent_type: incoming.agent_type,
+      status: incoming.status,
+      capabilities: incoming.capabilities,
+      services: incoming.services,
+      endpoints: incoming.endpoints,
+      metadata: incoming.metadata as AgentRecord['metadata'],
+      last_heartbeat: new Date(Math.max(heartbeat, live != null ? Date.parse(live.record.last_heartbeat) : 0)).toISOString(),
+      registration_time: live?.record.registration_time ?? new Date(Math.min(Date.parse(incoming.registration_time), heartbeat)).toISOString(),
+      load_metrics: incoming.load_metrics,
+      health_score: 1,
+      version: incoming.version,
+      tags: incoming.tags,
+      chain_id: incoming.chain_id ?? live?.record.chain_id ?? this.init.agentDefaults.chainId,
+      island_id: incoming.island_id ?? live?.record.island_id ?? this.init.agentDefaults.islandId,
+      owner_node: this.node
+    }
+    if (isExpired(record, now)) return 'ignored'
+    record.health_score = viewOf(record, now).health_score
+    if (live != null && sameAgent(live.record, record)) return 'unchanged'
+    try {
+      assertRecordSize(record)
+    } catch (err) {
+      this.log.warn({ event: 'coordinator_import_refused', agentId: id, err: errorMessage(err) }, 'an agent of the local coordinator is too large for the mesh')
+      return 'ignored'
+    }
+    await this.commitLocal(id, current?.clock, now, record)
+    return 'imported'
+  }
+
+  /** The local coordinator unregistered an agent: removed if this node may remove it, else written back. */
+  async removedByCoordinator (agentId: string): Promise<'removed' | 'reasserted' | 'ignored'> {
+    const now = Date.now()
+    const current = this.entries.get(agentId)
+    if (current?.record == null || isExpired(current.record, now)) return 'ignored'
+    if (current.owner !== this.node && !this.authority.mayRemoveOthers(this.node)) return this.reassert(agentId)
+    await this.commitLocal(agentId, current.clock, now, undefined, current.owner)
+    return 'removed'
+  }
+
+  /** Writes the mesh's record of an agent again over whatever the coordinator wrote. */
+  private reassert (agentId: string): 'reasserted' {
+    this.writer.mark(agentId)
+    void this.writer.soon()
+    return 'reasserted'
   }
 
   // ---- replication ----
@@ -251,7 +341,7 @@ export class AgentRegistry {
   /** A change that could never be written is refused before it is applied, never queued. */
   private assertWritable (entry: AgentEntry, now: number): void {
     try {
-      opsForEntry(entry.agentId, entry, now)
+      opsForEntry(entry.agentId, entry, now, this.init.recordFields)
     } catch (err) {
       throw new ChangeRejected('malformed', `change of ${entry.agentId} cannot be stored: ${errorMessage(err)}`)
     }
@@ -270,7 +360,7 @@ export class AgentRegistry {
 
   private opsFor (agentId: string, now: number): WriteOp[] {
     const entry = this.entries.get(agentId)
-    const ops = opsForEntry(agentId, entry, now)
+    const ops = opsForEntry(agentId, entry, now, this.init.recordFields)
     if (entry?.record != null && viewOf(entry.record, now).status === 'active') this.activeWritten.add(agentId)
     else this.activeWritten.delete(agentId)
     return ops
@@ -289,7 +379,7 @@ export class AgentRegistry {
           try {
             this.authority.verify(entry)
             this.authority.authorise(entry, current?.record != null && !isExpired(current.record, now) ? current : undefined)
-            opsForEntry(entry.agentId, entry, now)
+            opsForEntry(entry.agentId, entry, now, this.init.recordFields)
           } catch (err) {
             refused++
             loaded.drop.push(entry.agentId)
@@ -307,6 +397,8 @@ export class AgentRegistry {
         await this.writer.flush()
         const legacyKeys = loaded.legacyTombstones.map(id => ({ op: 'del' as const, key: LEGACY_TOMBSTONE_KEY_PREFIX + id }))
         if (legacyKeys.length > 0) await this.store.write(legacyKeys)
+        const unknown = new Map([...loaded.coordinatorRecords].filter(([id]) => !this.entries.has(id)))
+        if (unknown.size > 0) this.onCoordinatorRecords?.(unknown)
         this.log.info({
           event: 'store_synced', store: this.store.location, kind: this.store.kind, agents: this.liveRecords(Date.now()).length,
           loaded: loaded.entries.length, merged, refused, migrated: loaded.migrated, legacyForeign: this.legacyForeign.size
@@ -325,7 +417,7 @@ export class AgentRegistry {
    * now with their original clocks (peers then take them as usual); other nodes' are left for
    * their owners to send signed.
    */
-  private async loadFromStore (now: number): Promise<{ entries: AgentEntry[], drop: string[], legacyForeign: Map<string, number>, legacyTombstones: string[], migrated: number }> {
+  private async loadFromStore (now: number): Promise<{ entries: AgentEntry[], drop: string[], legacyForeign: Map<string, number>, legacyTombstones: string[], migrated: number, coordinatorRecords: Map<string, unknown> }> {
     const entries: AgentEntry[] = []
     const drop: string[] = []
     const seen = new Set<string>()
@@ -342,6 +434,7 @@ export class AgentRegistry {
     }
     let migrated = 0
     const legacyForeign = new Map<string, number>()
+    const coordinatorRecords = new Map<string, unknown>()
     for (const [key, value] of await this.store.scan(AGENT_KEY_PREFIX)) {
       let stored: LegacyStoredAgent
       try {
@@ -349,11 +442,15 @@ export class AgentRegistry {
       } catch {
         continue
       }
-      // Records without a clock are not the mesh's (the coordinator's own, or a derived view).
-      if (stored?.mesh_clock == null) continue
+      // Records without a clock are the coordinator's, or the mesh's own view of an agent it has.
+      if (stored?.mesh_clock == null) {
+        const id = key.slice(AGENT_KEY_PREFIX.length)
+        if (typeof stored === 'object' && stored != null) coordinatorRecords.set(id, stored)
+        continue
+      }
       const { mesh_clock: rawClock, ...rest } = stored
       try {
-        const record = agentRecordSchema.parse(rest)
+        const record = agentRecordSchema.parse({ chain_id: this.init.agentDefaults.chainId, island_id: this.init.agentDefaults.islandId, ...(rest as Record<string, unknown>) })
         const clock = clockFrom(rawClock)
         if (seen.has(record.agent_id)) continue
         if (clock.node === this.node && record.owner_node === this.node) {
@@ -384,7 +481,8 @@ export class AgentRegistry {
         this.log.warn({ event: 'store_record_skipped', key, err: errorMessage(err) }, 'skipped an unreadable tombstone in the store')
       }
     }
-    return { entries, drop, legacyForeign, legacyTombstones, migrated }
+    for (const id of seen) coordinatorRecords.delete(id)
+    return { entries, drop, legacyForeign, legacyTombstones, migrated, coordinatorRecords }
   }
 
   /** Applies expiry the same way on every node: inactive after 120 s, gone after an hour more. */
@@ -414,7 +512,7 @@ export class AgentRegistry {
 }
 
 /** The store's contents for one agent: the coordinator's view, the signed change, the active set. */
-function opsForEntry (agentId: string, entry: AgentEntry | undefined, now: number): WriteOp[] {
+function opsForEntry (agentId: string, entry: AgentEntry | undefined, now: number, fields: RecordFields): WriteOp[] {
   const agentKey = AGENT_KEY_PREFIX + agentId
   const changeKey = CHANGE_KEY_PREFIX + agentId
   if (entry == null) {
@@ -428,9 +526,20 @@ function opsForEntry (agentId: string, entry: AgentEntry | undefined, now: numbe
   }
   const view = viewOf(entry.record, now)
   if (!Number.isFinite(heartbeatAge(entry.record, now))) throw new Error('last_heartbeat is not a time')
+  // A record the coordinator could not load (an agent type it does not know, from an earlier
+  // version) is kept out of the keys it reads: one such record would end its whole load.
+  const forCoordinator = toCoordinatorRecord(view, fields)
   return [
-    { op: 'set', key: agentKey, value: JSON.stringify(view) },
+    forCoordinator != null
+      ? { op: 'set', key: agentKey, value: JSON.stringify(forCoordinator), ttlS: COORDINATOR_RECORD_TTL_S }
+      : { op: 'del', key: agentKey },
     { op: 'set', key: changeKey, value: change },
     view.status === 'active' ? { op: 'sadd', set: ACTIVE_SET, member: agentId } : { op: 'srem', set: ACTIVE_SET, member: agentId }
   ]
+}
+
+/** Whether two records say the same about an agent, apart from when it was last heard of. */
+function sameAgent (a: AgentRecord, b: AgentRecord): boolean {
+  const strip = (r: AgentRecord): string => JSON.stringify({ ...r, last_heartbeat: '', health_score: 0 })
+  return strip(a) === strip(b) && Math.abs(Date.parse(a.last_heartbeat) - Date.parse(b.last_heartbeat)) < 1000
 }

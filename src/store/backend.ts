@@ -5,7 +5,11 @@
  */
 
 export type WriteOp =
-  | { op: 'set', key: string, value: string }
+  /**
+   * `ttlS`: Redis lets the key expire after this many seconds unless it is written again (as
+   * the AITBC coordinator's SETEX does); the embedded store, which nothing else reads, keeps it.
+   */
+  | { op: 'set', key: string, value: string, ttlS?: number }
   | { op: 'del', key: string }
   | { op: 'sadd', set: string, member: string }
   | { op: 'srem', set: string, member: string }

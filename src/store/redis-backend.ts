@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { errorMessage } from '../errors.js'
-import { REDIS_COMMAND_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, REDIS_MAX_RETRY_DELAY_MS } from '../constants.js'
+import { REDIS_COMMAND_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, REDIS_DISCONNECT_TIMEOUT_MS, REDIS_MAX_RETRY_DELAY_MS } from '../constants.js'
 import { StoreUnavailableError, type BackendHealth, type StoreBackend, type WriteOp } from './backend.js'
 
 /** The URL without its password, for logs. */
@@ -36,6 +36,7 @@ export class RedisBackend implements StoreBackend {
       maxRetriesPerRequest: 0,
       connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
       commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+      disconnectTimeout: REDIS_DISCONNECT_TIMEOUT_MS,
       retryStrategy: times => Math.min(REDIS_MAX_RETRY_DELAY_MS, 100 * 2 ** Math.min(times, 10))
     })
     this.redis.on('ready', () => {
@@ -106,7 +107,10 @@ export class RedisBackend implements StoreBackend {
     this.check()
     const multi = this.redis.multi()
     for (const op of ops) {
-      if (op.op === 'set') multi.set(this.prefix + op.key, op.value)
+      if (op.op === 'set') {
+        if (op.ttlS != null) multi.set(this.prefix + op.key, op.value, 'EX', op.ttlS)
+        else multi.set(this.prefix + op.key, op.value)
+      }
       else if (op.op === 'del') multi.del(this.prefix + op.key)
       else if (op.op === 'sadd') multi.sadd(this.prefix + op.set, op.member)
       else if (op.op === 'srem') multi.srem(this.prefix + op.set, op.member)

@@ -26,7 +26,7 @@ describe('authority: the target decides from its own config who may write its co
   let hostile: HostilePeer
   const base = tempDir('aitbc-mesh-authority-')
   const markers = join(base, 'markers')
-  const envOf = (node: string): string => join(base, `etc-${node}`, 'node.env')
+  const envOf = (node: string): string => join(base, `etc-${node}`, 'chain.env')
   const markerOf = (action: string, node: string): string => join(markers, `${action}-${node}`)
   const repo = join(base, 'repo-aitbc1')
 
@@ -118,7 +118,7 @@ describe('authority: the target decides from its own config who may write its co
     expect(onAitbc2).toMatchObject({ state: 'refused', reason: expect.stringContaining('only at the request of the genesis node') })
     for (const node of ['aitbc1', 'aitbc2']) {
       expect(readFileSync(envOf(node), 'utf8')).toBe('CHAIN_ID=ait-mainnet\nSECRET_TOKEN=genesis-only\n')
-      expect(readdirSync(join(base, `etc-${node}`))).toEqual(['node.env']) // no backup, no temporary file
+      expect(readdirSync(join(base, `etc-${node}`))).toEqual(['chain.env']) // no backup, no temporary file
     }
   })
 

@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process'
 import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
-import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { Server, utils } from 'ssh2'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { CLI_ENTRY } from '../../src/devmesh/local-mesh.js'
 import { onCleanup, runCli, startTestMesh, statusOfPeer, tempDir, waitAllOnline, waitFor, type TestMesh } from '../helpers.js'
+import { holdPort } from '../port-holder.js'
 import { TestRedis } from '../redis.js'
 
 /** The lines of `aitbc-mesh doctor` for node `aitbc`, with its exit code. */
@@ -195,20 +196,20 @@ describe('aitbc-mesh doctor on a two-node mesh with Redis, RPC, swarm key and SS
 
   it('with the daemon stopped: its port held by another process fails, and the mesh checks say to start the daemon', async () => {
     await t.mesh.stop('aitbc')
-    // Another program on the port (it hangs up on aitbc1's redials).
-    const squatter: NetServer = createServer(socket => { socket.destroy() })
-    await new Promise<void>(resolve => squatter.listen(7070, host, () => { resolve() }))
+    // Another program on the port, as the AITBC gossip relay on the hub (it hangs up on aitbc1's redials).
+    const squatter = await holdPort(host, 7070)
+    const name = readFileSync(`/proc/${squatter.pid}/comm`, 'utf8').trim()
     try {
       const { code, lines } = await doctor(t)
       expect(code).toBe(1)
-      expect(lineOf(lines, `listen /ip4/${host}/tcp/7070`)).toBe(`FAIL listen /ip4/${host}/tcp/7070: port 7070 on ${host} is in use by another process — fix: find it with \`ss -ltnp 'sport = :7070'\` and stop it, or change listen: in ${t.mesh.node('aitbc').configFile}`)
+      expect(lineOf(lines, `listen /ip4/${host}/tcp/7070`)).toBe(`FAIL listen /ip4/${host}/tcp/7070: port 7070 on ${host} is in use by pid ${squatter.pid} (${name}: ${squatter.cmdline}) — fix: stop or move pid ${squatter.pid} (${name}), or give the mesh another listen address in listen: of ${t.mesh.node('aitbc').configFile}`)
       expect(lineOf(lines, 'daemon running')).toMatch(/^FAIL daemon running: cannot reach the daemon on .*mesh\.sock: .* — fix: start the daemon: systemctl start aitbc-mesh/)
       expect(lineOf(lines, 'peer aitbc1 over the mesh')).toMatch(/^FAIL peer aitbc1 over the mesh: not checked: the local daemon is not running — fix: start the daemon: systemctl start aitbc-mesh/)
       expect(lineOf(lines, 'clock skew against peers')).toMatch(/^FAIL clock skew against peers: not checked: the local daemon is not running — fix: start the daemon/)
       // Local checks still run without the daemon.
       expect(lineOf(lines, 'redis reachable')).toMatch(/^PASS /)
     } finally {
-      await new Promise(resolve => squatter.close(resolve))
+      await squatter.stop()
     }
     const { lines } = await doctor(t)
     expect(lineOf(lines, `listen /ip4/${host}/tcp/7070`)).toBe(`PASS listen /ip4/${host}/tcp/7070 (port 7070 is free; the daemon is not running)`)

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/config.js'
 import { freeLoopbackBlock, LocalMesh } from '../../src/devmesh/local-mesh.js'
 import { onCleanup, runCli, tempDir, waitFor } from '../helpers.js'
+import { holdPort } from '../port-holder.js'
 
 describe('aitbc-mesh init', () => {
   it('writes an Ed25519 identity (0600) and a config, and prints name, role, peer id and full addrs', async () => {
@@ -59,6 +60,30 @@ describe('aitbc-mesh init', () => {
       expect(res.code, args.join(' ')).toBe(2)
       expect(res.stderr).toMatch(message)
     }
+  })
+
+  it('warns, naming the process and the fix, when another process holds the listen port; still writes the node', async () => {
+    const [host] = await freeLoopbackBlock(1)
+    const relay = await holdPort(host!, 7070)
+    const name = readFileSync(`/proc/${relay.pid}/comm`, 'utf8').trim()
+    const dir = tempDir()
+    const warning = `listen /ip4/${host!}/tcp/7070: port 7070 on ${host!} is in use by pid ${relay.pid} (${name}: ${relay.cmdline}); the daemon cannot start while it is; ` +
+      `fix: stop or move pid ${relay.pid} (${name}), or give the mesh another --listen /ip4/<address>/tcp/<port> (init --force rewrites the config), or another listen: in ${join(dir, 'mesh.yaml')}`
+    const human = await runCli(['init', '--name', 'hub', '--role', 'genesis', '--dir', dir, '--listen', `/ip4/${host!}/tcp/7070`])
+    expect(human.code, human.stderr).toBe(0)
+    expect(human.stderr).toBe(`aitbc-mesh: warning: ${warning}\n`)
+    expect(human.stdout).toMatch(/^config: {4}.*mesh\.yaml \(written\)$/m)
+
+    const json = await runCli(['init', '--name', 'hub', '--role', 'genesis', '--dir', dir, '--listen', `/ip4/${host!}/tcp/7070`, '--json'])
+    expect(json.code, json.stderr).toBe(0)
+    expect(JSON.parse(json.stdout).warnings).toEqual([warning])
+
+    // Once the port is free, no warning and no warnings field.
+    await relay.stop()
+    const free = await runCli(['init', '--name', 'hub', '--role', 'genesis', '--dir', dir, '--listen', `/ip4/${host!}/tcp/7070`, '--json'])
+    expect(free.code, free.stderr).toBe(0)
+    expect(free.stderr).toBe('')
+    expect(JSON.parse(free.stdout)).not.toHaveProperty('warnings')
   })
 
   it('creates a config the daemon starts with', async () => {

@@ -29,7 +29,7 @@ describe('logs', () => {
     const sent = await mesh.cli('aitbc', ['send', '--to', 'aitbc1', '--wait', '--json', 'restart window at 02:00'])
     expect(sent.code, sent.stderr).toBe(0)
     const messageId = JSON.parse(sent.stdout).id as string
-    expect((await mesh.cli('aitbc1', ['agents', 'register', '--id', 'agent-7', '--type', 'miner'])).code).toBe(0)
+    expect((await mesh.cli('aitbc1', ['agents', 'register', '--id', 'agent-7', '--type', 'worker'])).code).toBe(0)
     const status = await mesh.cli('aitbc', ['status', '--json'])
     expect(status.code, status.stderr).toBe(0)
     expect((await mesh.cli('aitbc', ['reload'])).code).toBe(0)

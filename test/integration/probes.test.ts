@@ -118,6 +118,24 @@ describe('probes send chain_id: the mempool of the named chain, per chain', () =
       rpc1.state.mempool = 7
     }
   })
+  it('an agent registered without --chain is filed under the node\'s first probes.chainId; without one, under ait-hub', async () => {
+    for (const [node, id] of [['aitbc', 'on-mainnet'], ['aitbc1', 'on-hub']] as const) {
+      const res = await t.mesh.cli(node, ['agents', 'register', '--id', id, '--type', 'worker'])
+      expect(res.code, res.stderr).toBe(0)
+    }
+    // Each node's own default, seen from the other node after replication.
+    await waitFor('both agents on aitbc1', async () => {
+      const list = JSON.parse((await t.mesh.cli('aitbc1', ['agents', 'list', '--json'])).stdout) as Array<{ agent_id: string }>
+      return list.length === 2
+    }, 10_000, 50)
+    const agents = JSON.parse((await t.mesh.cli('aitbc1', ['agents', 'list', '--json'])).stdout) as Array<{ agent_id: string, chain_id: string, owner_node: string }>
+    expect(agents.find(a => a.agent_id === 'on-mainnet')).toMatchObject({ chain_id: 'ait-mainnet', owner_node: 'aitbc' })
+    expect(agents.find(a => a.agent_id === 'on-hub')).toMatchObject({ chain_id: 'ait-hub', owner_node: 'aitbc1' })
+    // --chain still wins.
+    expect((await t.mesh.cli('aitbc', ['agents', 'register', '--id', 'on-devnet', '--type', 'worker', '--chain', 'ait-devnet'])).code).toBe(0)
+    const own = JSON.parse((await t.mesh.cli('aitbc', ['agents', 'list', '--json'])).stdout) as Array<{ agent_id: string, chain_id: string }>
+    expect(own.find(a => a.agent_id === 'on-devnet')).toMatchObject({ chain_id: 'ait-devnet' })
+  })
 })
 
 describe('HTTP 429 from the RPC: rate-limited, not degraded; the wait is honoured; it recovers', () => {

@@ -25,15 +25,15 @@ async function list (mesh: LocalMesh, node: string): Promise<Agent[]> {
 }
 
 async function register (mesh: LocalMesh, node: string, id: string): Promise<void> {
-  const res = await mesh.cli(node, ['agents', 'register', '--id', id, '--type', 'trainer', '--endpoint', `api=http://${node}.example:9000`, '--json'])
+  const res = await mesh.cli(node, ['agents', 'register', '--id', id, '--type', 'worker', '--endpoint', `api=http://${node}.example:9000`, '--json'])
   if (res.code !== 0) throw new Error(`agents register ${id} on ${node}: ${res.stderr}`)
 }
 
 function record (id: string, owner: string, over: Partial<AgentRecord> = {}): AgentRecord {
   const now = new Date().toISOString()
   return {
-    agent_id: id, agent_type: 'trainer', status: 'active', capabilities: [], services: [], endpoints: { api: 'http://attacker.example:1' }, metadata: {},
-    last_heartbeat: now, registration_time: now, load_metrics: {}, health_score: 1, version: '1.0.0', tags: [], owner_node: owner, ...over
+    agent_id: id, agent_type: 'worker', status: 'active', capabilities: [], services: [], endpoints: { api: 'http://attacker.example:1' }, metadata: {},
+    last_heartbeat: now, registration_time: now, load_metrics: {}, health_score: 1, version: '1.0.0', tags: [], chain_id: 'ait-hub', island_id: 'default', owner_node: owner, ...over
   }
 }
 

@@ -5,6 +5,7 @@ import { AgentUpdate } from '../../protocols/agents.js'
 import { AllowlistGater } from '../../src/mesh/gater.js'
 import { loadIdentity } from '../../src/mesh/identity.js'
 import { createMeshLibp2p } from '../../src/mesh/libp2p.js'
+import { COORDINATOR_FIELDS_15 } from '../../src/coordinator/record.js'
 import { AGENTS_TOPIC } from '../../src/registry/replication.js'
 import type { LocalMesh } from '../../src/devmesh/local-mesh.js'
 import { onCleanup, startTestMesh, waitAllOnline, waitFor, type TestMesh } from '../helpers.js'
@@ -23,7 +24,7 @@ async function ids (mesh: LocalMesh, node: string): Promise<string[]> {
 }
 
 async function register (mesh: LocalMesh, node: string, id: string, extra: string[] = []): Promise<void> {
-  const res = await mesh.cli(node, ['agents', 'register', '--id', id, '--type', 'trainer', '--capability', 'gpu', ...extra, '--json'])
+  const res = await mesh.cli(node, ['agents', 'register', '--id', id, '--type', 'worker', '--capability', 'gpu', ...extra, '--json'])
   if (res.code !== 0) throw new Error(`agents register ${id} on ${node}: ${res.stderr}`)
 }
 
@@ -53,8 +54,12 @@ describe('agent registry across three daemons, each with its own Redis', () => {
       try {
         await waitFor(`agent:agent-1 in ${node}'s Redis`, async () => await client.get('agent:agent-1') != null)
         const stored = JSON.parse((await client.get('agent:agent-1'))!)
-        expect(stored).toMatchObject({ agent_id: 'agent-1', agent_type: 'trainer', status: 'active', capabilities: ['gpu'], services: ['inference'], tags: ['eu'], endpoints: { api: 'http://10.0.0.1:9000' }, metadata: { gpu: 'a100' }, owner_node: 'aitbc' })
-        expect(Object.keys(stored)).toEqual(expect.arrayContaining(['last_heartbeat', 'registration_time', 'load_metrics', 'health_score', 'version']))
+        expect(stored).toMatchObject({ agent_id: 'agent-1', agent_type: 'worker', status: 'active', capabilities: ['gpu'], services: ['inference'], tags: ['eu'], endpoints: { api: 'http://10.0.0.1:9000' }, metadata: { gpu: 'a100' }, chain_id: 'ait-hub', island_id: 'default' })
+        // Exactly the AITBC coordinator's fields: the owner, clock and signature live under mesh:agent-change:.
+        expect(Object.keys(stored).sort()).toEqual([...COORDINATOR_FIELDS_15].sort())
+        expect(stored.last_heartbeat).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/)
+        expect(await client.ttl('agent:agent-1')).toBeGreaterThan(24 * 3600 - 60)
+        expect(JSON.parse((await client.get('mesh:agent-change:agent-1'))!)).toMatchObject({ owner: 'aitbc', removed: false })
         expect(await client.smembers('agents:active')).toContain('agent-1')
       } finally {
         client.disconnect()
@@ -195,10 +200,10 @@ describe('agent registry across three daemons, each with its own Redis', () => {
   it('refuses bad registrations with exit 2 and stores nothing', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['agents', 'register', '--id', 'x1'], /required option '--type <type>' not specified/],
-      [['agents', 'register', '--id', 'x1', '--type', 'trainer', '--status', 'sleeping'], /"status": expected one of active, inactive, busy, maintenance, error/],
-      [['agents', 'register', '--id', 'has space', '--type', 'trainer'], /"agent_id": expected letters, digits/],
-      [['agents', 'register', '--id', 'x1', '--type', 'trainer', '--meta', `blob=${'x'.repeat(4000)}`, ...Array.from({ length: 20 }, (_, i) => ['--meta', `k${i}=${'y'.repeat(4000)}`]).flat()], /over the 65536 byte limit/],
-      [['agents', 'register', '--id', 'x1', '--type', 'trainer', '--endpoint', 'no-equals-sign'], /--endpoint "no-equals-sign": expected KEY=VALUE/],
+      [['agents', 'register', '--id', 'x1', '--type', 'worker', '--status', 'sleeping'], /"status": expected one of active, inactive, busy, maintenance, error/],
+      [['agents', 'register', '--id', 'has space', '--type', 'worker'], /"agent_id": expected letters, digits/],
+      [['agents', 'register', '--id', 'x1', '--type', 'worker', '--meta', `blob=${'x'.repeat(4000)}`, ...Array.from({ length: 20 }, (_, i) => ['--meta', `k${i}=${'y'.repeat(4000)}`]).flat()], /over the 65536 byte limit/],
+      [['agents', 'register', '--id', 'x1', '--type', 'worker', '--endpoint', 'no-equals-sign'], /--endpoint "no-equals-sign": expected KEY=VALUE/],
       [['agents', 'heartbeat', 'x1'], /unknown agent "x1"/],
       [['agents', 'heartbeat', 'agent-1', '--load', 'cpu=high'], /--load "cpu=high": expected a number/],
       [['agents', 'list', '--min-health', '2'], /--min-health "2": expected a number from 0 to 1/]
@@ -220,7 +225,7 @@ describe('agent registry across three daemons, each with its own Redis', () => {
     onCleanup(async () => { await forger.stop() })
     forger.services.pubsub.subscribe(AGENTS_TOPIC)
     await forger.dial(multiaddr(genesis.addr))
-    const record = (id: string): string => JSON.stringify({ agent_id: id, agent_type: 't', status: 'active', capabilities: [], services: [], endpoints: {}, metadata: {}, last_heartbeat: new Date().toISOString(), registration_time: new Date().toISOString(), load_metrics: {}, health_score: 1, version: '1', tags: [], owner_node: 'aitbc1' })
+    const record = (id: string): string => JSON.stringify({ agent_id: id, agent_type: 'worker', status: 'active', capabilities: [], services: [], endpoints: {}, metadata: {}, last_heartbeat: new Date().toISOString(), registration_time: new Date().toISOString(), load_metrics: {}, health_score: 1, version: '1', tags: [], chain_id: 'ait-hub', island_id: 'default', owner_node: 'aitbc1' })
     const bad: Array<[Uint8Array, RegExp]> = [
       [new Uint8Array([0xff, 0xff, 0xff, 0x01]), /"reason":"undecodable"/],
       [AgentUpdate.encode({ origin: 'aitbc1', agentId: 'forged', clock: { ms: BigInt(Date.now()), counter: 0, node: 'aitbc1' }, removed: false, recordJson: record('forged'), owner: 'aitbc1', signature: new Uint8Array(64) }), /claims origin \\"aitbc1\\"/],

@@ -95,7 +95,7 @@ async function registerAgents (node: Node, count: number): Promise<void> {
   const client = await ControlClient.connect(node.socket)
   try {
     for (let i = 0; i < count; i++) {
-      await client.call('agents.register', { agent_id: `agent-${String(i).padStart(4, '0')}`, agent_type: 'trainer', capabilities: ['gpu', 'inference'], metadata: { note: 'x'.repeat(200) } })
+      await client.call('agents.register', { agent_id: `agent-${String(i).padStart(4, '0')}`, agent_type: 'worker', capabilities: ['gpu', 'inference'], metadata: { note: 'x'.repeat(200) } })
     }
   } finally {
     client.close()

@@ -4,8 +4,9 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { allNodes, loadConfig, parseConfig } from '../../src/config/config.js'
+import { allNodes, defaultAgentChainId, loadConfig, parseConfig } from '../../src/config/config.js'
 import { ConfigError } from '../../src/errors.js'
+import { DEFAULT_KEEP_LOCAL_KEYS } from '../../src/constants.js'
 
 const FILE = '/etc/aitbc/mesh.yaml'
 
@@ -232,6 +233,12 @@ describe('parseConfig refuses bad configs with a ConfigError naming file, field 
     expect(configError(`${base}probes: { services: ["rm -rf /"] }\n`).field).toBe('probes.services[0]')
   })
 
+  it('agents default to agents.chainId, else the first chain the node probes, else the coordinator\'s ait-hub', () => {
+    expect(defaultAgentChainId(parseConfig(base, FILE, {}))).toBe('ait-hub')
+    expect(defaultAgentChainId(parseConfig(`${base}probes: { chainId: [ait-mainnet, ait-devnet] }\n`, FILE, {}))).toBe('ait-mainnet')
+    expect(defaultAgentChainId(parseConfig(`${base}probes: { chainId: ait-mainnet }\nagents: { chainId: ait-devnet }\n`, FILE, {}))).toBe('ait-devnet')
+  })
+
   it('a probes.rpc that is not an http URL', () => {
     expect(configError(`${base}probes: { rpc: ftp://host/x }\n`).message).toBe(`${FILE}: probes.rpc: expected an http:// or https:// URL`)
     expect(configError(`${base}probes: { rpc: not a url }\n`).message).toContain('probes.rpc: expected an http(s) URL')
@@ -276,7 +283,7 @@ describe('parseConfig of a good config', () => {
       'swarmKey: ../swarm.key',
       'probes:',
       '  repo: /opt/aitbc',
-      '  configFiles: [conf/node.env, /etc/aitbc/chain.json]',
+      '  configFiles: [conf/chain.env, /etc/aitbc/chain.json]',
       ''
     ].join('\n'), file, {})
     expect(config.file).toBe(file)
@@ -285,7 +292,7 @@ describe('parseConfig of a good config', () => {
     expect(config.controlSocket).toBe('/srv/aitbc/mesh/run/mesh.sock')
     expect(config.swarmKeyFile).toBe('/srv/aitbc/swarm.key')
     expect(config.probes.repo).toBe('/opt/aitbc')
-    expect(config.probes.configFiles).toEqual(['/srv/aitbc/mesh/conf/node.env', '/etc/aitbc/chain.json'])
+    expect(config.probes.configFiles).toEqual([{ path: '/srv/aitbc/mesh/conf/chain.env' }, { path: '/etc/aitbc/chain.json' }])
   })
 
   it('resolves a relative probes.repo too', () => {
@@ -412,5 +419,67 @@ describe('example configs in config/', () => {
     expect(genesis.peers.map(p => [p.name, p.role])).toEqual([['aitbc1', 'follower']])
     expect(follower.peers.map(p => [p.name, p.role])).toEqual([['aitbc', 'genesis']])
     expect(genesis.controlSocket).toBe('/run/aitbc/mesh.sock')
+  })
+
+  it('catch up by starting aitbc-blockchain-sync.service, update after git, and sync only blockchain.env, by key', async () => {
+    const { readFileSync } = await import('node:fs')
+    const { fileURLToPath } = await import('node:url')
+    const dir = fileURLToPath(new URL('../../config/', import.meta.url))
+    for (const name of ['genesis.yaml', 'follower.yaml']) {
+      const config = parseConfig(readFileSync(dir + name, 'utf8'), '/etc/aitbc/mesh.yaml', {})
+      expect(config.sync.catchUp).toEqual({ action: 'blockchain-sync' })
+      expect(config.actions['blockchain-sync']?.run).toEqual(['systemctl', 'start', 'aitbc-blockchain-sync.service'])
+      expect(config.sync.afterGit).toEqual({ action: 'aitbc-update' })
+      expect(config.actions['aitbc-update']?.run).toEqual(['systemctl', 'start', 'aitbc-update.service'])
+      expect(config.probes.configFiles.map(f => [f.path, f.keys])).toEqual([['/etc/aitbc/blockchain.env', 'env']])
+      expect(config.probes.configFiles[0]!.keepLocal).toEqual(expect.arrayContaining(['NODE_ID', 'p2p_node_id', 'proposer_id', '*SECRET*']))
+    }
+  })
+})
+
+describe('probes.configFiles and sync actions', () => {
+  const base = 'node: { name: aitbc, role: genesis }\ndataDir: /var/lib/aitbc/mesh\n'
+  const file = '/etc/aitbc/mesh.yaml'
+
+  it('takes a path (whole file) or { path, keys: env, keepLocal }, whose keepLocal adds to the default list', () => {
+    const config = parseConfig(`${base}probes:\n  configFiles:\n    - chain.json\n    - { path: /etc/aitbc/blockchain.env, keys: env, keepLocal: [CHAIN_ID, 'island_*'] }\n`, file, {})
+    expect(config.probes.configFiles[0]).toEqual({ path: '/etc/aitbc/chain.json' })
+    expect(config.probes.configFiles[1]).toMatchObject({ path: '/etc/aitbc/blockchain.env', keys: 'env' })
+    expect(config.probes.configFiles[1]!.keepLocal).toEqual([...DEFAULT_KEEP_LOCAL_KEYS, 'CHAIN_ID', 'island_*'])
+  })
+
+  it('refuses files that hold per-node identity or secrets, naming the entry and the reason', () => {
+    const entry = (value: string): string => `${base}probes:\n  configFiles:\n    - /etc/aitbc/blockchain.env\n    - ${value}\n`
+    expect(() => parseConfig(entry('/etc/aitbc/node.env'), file, {})).toThrow(`${file}: probes.configFiles[1]: /etc/aitbc/node.env is unique to each node (NODE_ID, p2p_node_id, p2p_peers); configuration sync must not share it, so leave it out`)
+    expect(() => parseConfig(entry('{ path: /etc/aitbc/node.env, keys: env }'), file, {})).toThrow(/probes\.configFiles\[1\]: \/etc\/aitbc\/node\.env is unique to each node/)
+    expect(() => parseConfig(entry('/etc/aitbc/blockchain-secrets.env'), file, {})).toThrow(/probes\.configFiles\[1\]: \/etc\/aitbc\/blockchain-secrets\.env holds secrets; configuration sync never copies secrets/)
+    expect(() => parseConfig(entry('{ path: /etc/aitbc/blockchain-secrets.env, keys: env }'), file, {})).toThrow(/holds secrets/)
+    expect(() => parseConfig(entry('/etc/aitbc/.env'), file, {})).toThrow(/probes\.configFiles\[1\]: \/etc\/aitbc\/\.env holds per-node values .* sync its shared keys with \{ path: \/etc\/aitbc\/\.env, keys: env \}/)
+    expect(parseConfig(entry('{ path: /etc/aitbc/.env, keys: env }'), file, {}).probes.configFiles[1]).toMatchObject({ path: '/etc/aitbc/.env', keys: 'env' })
+  })
+
+  it('refuses a malformed entry with what is expected', () => {
+    const entry = (value: string): string => `${base}probes:\n  configFiles:\n    - ${value}\n`
+    expect(() => parseConfig(entry('{ path: /etc/aitbc/chain.json, keys: json }'), file, {})).toThrow(`${file}: probes.configFiles[0]: expected a path, or { path, keys: env, keepLocal: [...] }`)
+    expect(() => parseConfig(entry('{ path: /etc/aitbc/a.env, keys: env, keepLocal: ["NODE ID"] }'), file, {})).toThrow(`${file}: probes.configFiles[0].keepLocal[0]: expected a key name, or a pattern with * such as *SECRET*`)
+    expect(() => parseConfig(entry('{ path: /etc/aitbc/a.env, keys: env, keep: [X] }'), file, {})).toThrow(`${file}: probes.configFiles[0]: unknown field(s) keep`)
+  })
+
+  it('bounds what a node answers about its files: at most 64 files, 256 keep-local patterns of at most 256 characters', () => {
+    const files = (n: number): string => `${base}probes:\n  configFiles: [${Array.from({ length: n }, (_, i) => `/etc/aitbc/f${i}.json`).join(', ')}]\n`
+    expect(parseConfig(files(64), file, {}).probes.configFiles).toHaveLength(64)
+    expect(() => parseConfig(files(65), file, {})).toThrow(`${file}: probes.configFiles: expected at most 64 files`)
+    const keep = (patterns: string[]): string => `${base}probes:\n  configFiles:\n    - { path: /etc/aitbc/a.env, keys: env, keepLocal: [${patterns.join(', ')}] }\n`
+    const many = Array.from({ length: 256 }, (_, i) => `K${i}`)
+    expect(parseConfig(keep(many), file, {}).probes.configFiles[0]!.keepLocal).toHaveLength(256 + DEFAULT_KEEP_LOCAL_KEYS.length)
+    expect(() => parseConfig(keep([...many, 'K256']), file, {})).toThrow(`${file}: probes.configFiles[0].keepLocal: expected at most 256 patterns, got 257`)
+    expect(() => parseConfig(keep(['K'.repeat(257)]), file, {})).toThrow(`${file}: probes.configFiles[0].keepLocal[0]: expected at most 256 characters`)
+  })
+
+  it('refuses sync.catchUp or sync.afterGit naming an action the config does not have', () => {
+    const actions = 'actions:\n  blockchain-sync: { run: [systemctl, start, aitbc-blockchain-sync.service] }\n'
+    expect(parseConfig(`${base}${actions}sync: { catchUp: { action: blockchain-sync } }\n`, file, {}).sync.catchUp).toEqual({ action: 'blockchain-sync' })
+    expect(() => parseConfig(`${base}${actions}sync: { catchUp: { action: blockchain-synk } }\n`, file, {})).toThrow(`${file}: sync.catchUp.action: "blockchain-synk" is not an action of this config (actions: blockchain-sync); add it under actions:`)
+    expect(() => parseConfig(`${base}sync: { afterGit: { action: aitbc-update } }\n`, file, {})).toThrow(`${file}: sync.afterGit.action: "aitbc-update" is not an action of this config (actions: none); add it under actions:`)
   })
 })

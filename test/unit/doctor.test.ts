@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseConfig } from '../../src/config/config.js'
 import { DOCTOR_MAX_CLOCK_SKEW_MS } from '../../src/constants.js'
-import { checkClockSkew, checkRpc, type PeerViewLike } from '../../src/doctor/checks.js'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { checkClockSkew, checkCoordinatorRedis, checkRpc, type PeerViewLike } from '../../src/doctor/checks.js'
 import { StandInRpc } from '../../src/devmesh/stand-in-rpc.js'
+import { tempDir } from '../helpers.js'
 import { formatCheck } from '../../src/doctor/doctor.js'
 
 const ID1 = '12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo'
@@ -82,5 +85,42 @@ describe('doctor: blockchain RPC', () => {
     const down = await checkRpc(withProbes('{ rpc: "http://127.254.254.254:8006", service: aitbc-blockchain-node.service, services: [aitbc-blockchain-rpc.service] }'), 2000)
     expect(down.ok).toBe(false)
     expect(down.fix).toBe('start the blockchain node (systemctl start aitbc-blockchain-node.service aitbc-blockchain-rpc.service) or correct probes.rpc in /etc/aitbc/mesh.yaml; today\'s AITBC serves the RPC on http://127.0.0.1:8202 (aitbc-blockchain-rpc.service)')
+  })
+})
+
+describe('doctor: the AITBC coordinator\'s Redis', () => {
+  const base = `
+node: { name: aitbc, role: genesis }
+dataDir: /var/lib/aitbc/mesh
+`
+  function withCoordinator (extra: string, envText?: string): ReturnType<typeof checkCoordinatorRedis> {
+    let envLine = ''
+    if (envText != null) {
+      const dir = tempDir('aitbc-mesh-doctor-')
+      writeFileSync(join(dir, 'coordinator.env'), envText)
+      envLine = `\n  envFile: ${join(dir, 'coordinator.env')}`
+    }
+    return checkCoordinatorRedis(parseConfig(`${base}${extra}\ncoordinator:\n  url: http://127.0.0.1:8107${envLine}\n`, '/etc/aitbc/mesh.yaml', {}))
+  }
+
+  it('passes when the mesh writes to the coordinator\'s Redis and database (its default: db 1 on localhost)', () => {
+    expect(withCoordinator('redis: redis://127.0.0.1:6379/1')).toMatchObject({ ok: true, detail: expect.stringMatching(/127\.0\.0\.1:6379 database 1 \(its default/) })
+    expect(withCoordinator('redis: redis://127.0.0.1:6379/1', '# coordinator\nexport REDIS_URL="redis://localhost:6379/1"\n')).toMatchObject({ ok: true, detail: expect.stringMatching(/REDIS_URL in/) })
+  })
+
+  it.each([
+    ['another database', 'redis: redis://127.0.0.1:6379/2', undefined, /writes to redis:\/\/127\.0\.0\.1:6379\/2, the coordinator reads redis:\/\/localhost:6379\/1/],
+    ['the coordinator\'s REDIS_URL elsewhere', 'redis: redis://127.0.0.1:6379/1', 'REDIS_URL=redis://:secret@127.0.0.1:6380/1\n', /the coordinator reads redis:\/\/\*\*\*@127\.0\.0\.1:6380\/1/],
+    ['no Redis at all', '', undefined, /this node has no Redis/],
+    ['a key prefix', 'redis: redis://127.0.0.1:6379/1\nkeyPrefix: "mesh:"', undefined, /keyPrefix "mesh:" puts the agents where the coordinator does not read them/]
+  ])('fails with %s, naming both and the fix', (_what, extra, envText, detail) => {
+    const result = withCoordinator(extra, envText)
+    expect(result).toMatchObject({ ok: false, detail: expect.stringMatching(detail) })
+    expect(result?.fix).toBeTruthy()
+    expect(JSON.stringify(result)).not.toContain('secret')
+  })
+
+  it('is not run without a coordinator in the config', () => {
+    expect(checkCoordinatorRedis(parseConfig(base, '/etc/aitbc/mesh.yaml', {}))).toBeUndefined()
   })
 })

@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { COORDINATOR_FIELDS_15, pythonIsoformat } from '../../src/coordinator/record.js'
 import { UsageError } from '../../src/errors.js'
 import { discover, effectiveStatus, healthScore, isExpired, listInput, type AgentRecord } from '../../src/registry/agent.js'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -16,6 +17,7 @@ import { tempDir } from '../helpers.js'
 const log = pino({ level: 'silent' })
 const NODE = 'aitbc'
 const SKEW_MS = 60_000
+const DEFAULTS = { chainId: 'ait-hub', islandId: 'default' }
 
 /** Keys of the nodes of the test mesh: aitbc (genesis, this node), aitbc1 and aitbc2 (followers), and an outsider. */
 const keys = new Map<string, PrivateKey>()
@@ -47,7 +49,7 @@ function record (id: string, over: Partial<AgentRecord> = {}, now = Date.now()):
   const iso = new Date(now).toISOString()
   return {
     agent_id: id,
-    agent_type: 'trainer',
+    agent_type: 'worker',
     status: 'active',
     capabilities: [],
     services: [],
@@ -59,6 +61,8 @@ function record (id: string, over: Partial<AgentRecord> = {}, now = Date.now()):
     health_score: 1,
     version: '1.0.0',
     tags: [],
+    chain_id: 'ait-hub',
+    island_id: 'default',
     owner_node: 'aitbc1',
     ...over
   }
@@ -75,7 +79,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
 
   async function openRegistry (node = NODE, backend?: SqliteBackend): Promise<void> {
     store = backend ?? new SqliteBackend(file, '')
-    registry = new AgentRegistry({ node, store, log, authority: authorityOf(node), clockSkewMs: SKEW_MS })
+    registry = new AgentRegistry({ node, store, log, authority: authorityOf(node), clockSkewMs: SKEW_MS, recordFields: 15, agentDefaults: DEFAULTS })
     await registry.start()
   }
 
@@ -100,7 +104,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
       const before = Date.now()
       const rec = await registry.register({
         agent_id: 'agent-1',
-        agent_type: 'trainer',
+        agent_type: 'worker',
         capabilities: ['gpu'],
         services: ['inference'],
         endpoints: { api: 'http://10.0.0.1:9000' },
@@ -111,7 +115,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
 
       expect(rec).toMatchObject({
         agent_id: 'agent-1',
-        agent_type: 'trainer',
+        agent_type: 'worker',
         status: 'active',
         capabilities: ['gpu'],
         services: ['inference'],
@@ -128,7 +132,11 @@ describe('AgentRegistry over an embedded SQLite store', () => {
       expect(registered).toBeLessThanOrEqual(after)
       expect(rec.last_heartbeat).toBe(rec.registration_time)
 
-      expect(await stored('agent-1')).toMatchObject({ ...rec })
+      // Stored as the AITBC coordinator loads it: exactly its 15 fields, Python isoformat times.
+      const { owner_node: _owner, ...fields } = rec
+      expect(await stored('agent-1')).toEqual({ ...fields, last_heartbeat: pythonIsoformat(rec.last_heartbeat, true), registration_time: pythonIsoformat(rec.registration_time, true) })
+      expect(Object.keys((await stored('agent-1'))!).sort()).toEqual([...COORDINATOR_FIELDS_15].sort())
+      expect(JSON.parse((await store.get('mesh:agent-change:agent-1'))!)).toMatchObject({ owner: NODE, removed: false })
       expect(await store.smembers('agents:active')).toEqual(['agent-1'])
       expect(registry.get('agent-1')).toEqual(rec)
       expect(registry.list({})).toEqual([rec])
@@ -138,28 +146,29 @@ describe('AgentRegistry over an embedded SQLite store', () => {
       vi.useFakeTimers({ toFake: ['Date'] })
       const t0 = Date.parse('2025-03-01T10:00:00.000Z')
       vi.setSystemTime(t0)
-      const first = await registry.register({ agent_id: 'agent-1', agent_type: 'trainer', capabilities: ['gpu'] })
+      const first = await registry.register({ agent_id: 'agent-1', agent_type: 'worker', capabilities: ['gpu'] })
       expect(first.registration_time).toBe('2025-03-01T10:00:00.000Z')
 
       vi.setSystemTime(t0 + 30_000)
-      const second = await registry.register({ agent_id: 'agent-1', agent_type: 'trainer', capabilities: ['gpu', 'cuda'], version: '2.0.0' })
+      const second = await registry.register({ agent_id: 'agent-1', agent_type: 'worker', capabilities: ['gpu', 'cuda'], version: '2.0.0' })
       expect(second).toMatchObject({
         registration_time: '2025-03-01T10:00:00.000Z',
         last_heartbeat: '2025-03-01T10:00:30.000Z',
         capabilities: ['gpu', 'cuda'],
         version: '2.0.0'
       })
-      expect(await stored('agent-1')).toMatchObject({ registration_time: '2025-03-01T10:00:00.000Z', last_heartbeat: '2025-03-01T10:00:30.000Z', version: '2.0.0' })
+      expect(await stored('agent-1')).toMatchObject({ registration_time: '2025-03-01T10:00:00.000000+00:00', last_heartbeat: '2025-03-01T10:00:30.000000+00:00', version: '2.0.0' })
       expect(registry.list({})).toHaveLength(1)
     })
 
     it.each([
       ['missing agent_type', { agent_id: 'a1' }, /"agent_type" is required/],
-      ['unknown status', { agent_id: 'a1', agent_type: 't', status: 'sleeping' }, /"status".*expected one of active, inactive, busy, maintenance, error/],
-      ['unknown field', { agent_id: 'a1', agent_type: 't', colour: 'blue' }, /unknown field\(s\) colour/],
-      ['capabilities not an array', { agent_id: 'a1', agent_type: 't', capabilities: 'gpu' }, /"capabilities"/],
-      ['a 70 KB metadata value', { agent_id: 'a1', agent_type: 't', metadata: { blob: 'x'.repeat(70 * 1024) } }, /"metadata\.blob"/],
-      ['a bad agent_id', { agent_id: 'has space', agent_type: 't' }, /"agent_id"/],
+      ['unknown status', { agent_id: 'a1', agent_type: 'worker', status: 'sleeping' }, /"status".*expected one of active, inactive, busy, maintenance, error/],
+      ['unknown field', { agent_id: 'a1', agent_type: 'worker', colour: 'blue' }, /unknown field\(s\) colour/],
+      ['capabilities not an array', { agent_id: 'a1', agent_type: 'worker', capabilities: 'gpu' }, /"capabilities"/],
+      ['a 70 KB metadata value', { agent_id: 'a1', agent_type: 'worker', metadata: { blob: 'x'.repeat(70 * 1024) } }, /record is \d+ bytes, over the 65536 byte limit/],
+      ['an agent type the AITBC coordinator does not know', { agent_id: 'a1', agent_type: 'trainer' }, /"agent_type": expected one of the AITBC coordinator's agent types coordinator, worker, specialist, monitor, gateway, orchestrator/],
+      ['a bad agent_id', { agent_id: 'has space', agent_type: 'worker' }, /"agent_id"/],
       ['not an object', ['a1'], /expected a JSON object/]
     ])('refuses %s with a UsageError naming it, and stores nothing', async (_what, input, message) => {
       const attempt = registry.register(input)
@@ -172,7 +181,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
 
     it('refuses a record over the 64 KiB limit (many metadata values), and stores nothing', async () => {
       const metadata = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, 'x'.repeat(4000)]))
-      const attempt = registry.register({ agent_id: 'a1', agent_type: 't', metadata })
+      const attempt = registry.register({ agent_id: 'a1', agent_type: 'worker', metadata })
       await expect(attempt).rejects.toBeInstanceOf(UsageError)
       await expect(attempt).rejects.toThrow(/agent a1: record is \d+ bytes, over the 65536 byte limit/)
       expect(registry.get('a1')).toBeUndefined()
@@ -182,7 +191,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
 
   describe('heartbeat', () => {
     beforeEach(async () => {
-      await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
+      await registry.register({ agent_id: 'a1', agent_type: 'worker' })
     })
 
     it('busy with load {cpu: 0.7} gives health 0.8 (busy -0.1, average load over 0.6 -0.1), in memory and in the store', async () => {
@@ -235,8 +244,8 @@ describe('AgentRegistry over an embedded SQLite store', () => {
 
   describe('remove', () => {
     it('removes the agent from list, get, the store and agents:active, leaving a tombstone', async () => {
-      await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
-      await registry.register({ agent_id: 'a2', agent_type: 'trainer' })
+      await registry.register({ agent_id: 'a1', agent_type: 'worker' })
+      await registry.register({ agent_id: 'a2', agent_type: 'worker' })
       expect(await store.smembers('agents:active')).toEqual(['a1', 'a2'])
 
       expect(await registry.remove({ agent_id: 'a1' })).toEqual({ agent_id: 'a1', removed: true })
@@ -256,9 +265,9 @@ describe('AgentRegistry over an embedded SQLite store', () => {
     })
 
     it('a later register brings a removed agent back', async () => {
-      await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
+      await registry.register({ agent_id: 'a1', agent_type: 'worker' })
       await registry.remove({ agent_id: 'a1' })
-      await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
+      await registry.register({ agent_id: 'a1', agent_type: 'worker' })
       expect(ids(registry.list({}))).toEqual(['a1'])
       expect(await stored('a1')).toMatchObject({ agent_id: 'a1' })
       expect(JSON.parse((await store.get('mesh:agent-change:a1'))!)).toMatchObject({ agent_id: 'a1', removed: false })
@@ -268,11 +277,11 @@ describe('AgentRegistry over an embedded SQLite store', () => {
   it('concurrent registrations are each in the store by the time their call returns', async () => {
     const agentIds = ['c1', 'c2', 'c3', 'c4', 'c5']
     const results = await Promise.all(agentIds.map(async id => {
-      const rec = await registry.register({ agent_id: id, agent_type: 'trainer' })
+      const rec = await registry.register({ agent_id: id, agent_type: 'worker' })
       return { rec, storedAtReturn: await store.get(`agent:${id}`) }
     }))
     expect(results.map(r => r.rec.agent_id)).toEqual(agentIds)
-    for (const { rec, storedAtReturn } of results) expect(JSON.parse(storedAtReturn!)).toMatchObject({ agent_id: rec.agent_id, owner_node: NODE })
+    for (const { rec, storedAtReturn } of results) expect(JSON.parse(storedAtReturn!)).toMatchObject({ agent_id: rec.agent_id, agent_type: 'worker' })
     expect([...(await store.scan('agent:')).keys()].sort()).toEqual(agentIds.map(id => `agent:${id}`))
     expect(await store.smembers('agents:active')).toEqual(agentIds)
   })
@@ -280,7 +289,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
   it('tells onLocalChange about every local register, heartbeat and remove', async () => {
     const seen: AgentEntry[] = []
     registry.onLocalChange = entry => { seen.push(entry) }
-    await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
+    await registry.register({ agent_id: 'a1', agent_type: 'worker' })
     await registry.heartbeat({ agent_id: 'a1', status: 'busy' })
     await registry.remove({ agent_id: 'a1' })
     expect(seen.map(e => [e.agentId, e.record?.status ?? 'removed'])).toEqual([['a1', 'active'], ['a1', 'busy'], ['a1', 'removed']])
@@ -291,10 +300,10 @@ describe('AgentRegistry over an embedded SQLite store', () => {
 
   describe('list', () => {
     beforeEach(async () => {
-      await registry.register({ agent_id: 'g1', agent_type: 'trainer', capabilities: ['gpu', 'cuda'], services: ['inference'], tags: ['eu'] })
-      await registry.register({ agent_id: 'g2', agent_type: 'trainer', status: 'busy', load_metrics: { cpu: 0.7 }, capabilities: ['gpu'], services: ['inference', 'training'], tags: ['eu', 'prod'] })
-      await registry.register({ agent_id: 'c1', agent_type: 'validator', status: 'maintenance', capabilities: ['cpu'], tags: ['us'] })
-      await registry.register({ agent_id: 'e1', agent_type: 'trainer', status: 'error', load_metrics: { cpu: 0.9 }, capabilities: ['gpu', 'cuda'] })
+      await registry.register({ agent_id: 'g1', agent_type: 'worker', capabilities: ['gpu', 'cuda'], services: ['inference'], tags: ['eu'] })
+      await registry.register({ agent_id: 'g2', agent_type: 'worker', status: 'busy', load_metrics: { cpu: 0.7 }, capabilities: ['gpu'], services: ['inference', 'training'], tags: ['eu', 'prod'] })
+      await registry.register({ agent_id: 'c1', agent_type: 'specialist', status: 'maintenance', capabilities: ['cpu'], tags: ['us'] })
+      await registry.register({ agent_id: 'e1', agent_type: 'worker', status: 'error', load_metrics: { cpu: 0.9 }, capabilities: ['gpu', 'cuda'] })
     })
 
     it('lists every agent, best health first, ties by id', () => {
@@ -304,7 +313,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
     })
 
     it.each([
-      ['agent_type exact', { agent_type: 'trainer' }, ['g1', 'g2', 'e1']],
+      ['agent_type exact', { agent_type: 'worker' }, ['g1', 'g2', 'e1']],
       ['agent_type is not a prefix match', { agent_type: 'train' }, []],
       ['status exact', { status: 'busy' }, ['g2']],
       ['all capabilities', { capabilities: ['gpu', 'cuda'] }, ['g1', 'e1']],
@@ -314,7 +323,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
       ['one tag', { tags: ['eu'] }, ['g1', 'g2']],
       ['min_health_score', { min_health_score: 0.8 }, ['g1', 'c1', 'g2']],
       ['limit', { limit: 2 }, ['g1', 'c1']],
-      ['combined', { agent_type: 'trainer', capabilities: ['gpu'], min_health_score: 0.5 }, ['g1', 'g2']]
+      ['combined', { agent_type: 'worker', capabilities: ['gpu'], min_health_score: 0.5 }, ['g1', 'g2']]
     ])('filters by %s', (_what, query, expected) => {
       expect(ids(registry.list(query))).toEqual(expected)
     })
@@ -341,7 +350,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
 
     it('takes a new agent from its owner, in memory and in the store (the view, the signed change, the active set)', async () => {
       expect(registry.list({ capabilities: ['gpu'] }).map(r => [r.agent_id, r.owner_node])).toEqual([['r1', 'aitbc1']])
-      expect(await stored('r1')).toMatchObject({ agent_id: 'r1', owner_node: 'aitbc1' })
+      expect(await stored('r1')).toMatchObject({ agent_id: 'r1', chain_id: 'ait-hub', island_id: 'default' })
       expect(await stored('r1')).not.toHaveProperty('mesh_clock')
       expect(await change('r1')).toMatchObject({ agent_id: 'r1', clock: c1, owner: 'aitbc1', removed: false })
       expect(await store.smembers('agents:active')).toEqual(['r1'])
@@ -350,7 +359,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
     it('ignores an older change and one with the very same clock', async () => {
       expect(await registry.applyRemote(signed('aitbc1', { agentId: 'r1', clock: { ...c1, ms: c1.ms - 1000 }, record: record('r1', { agent_type: 'older' }) }))).toBe('stale')
       expect(await registry.applyRemote(signed('aitbc1', { agentId: 'r1', clock: { ...c1 }, record: record('r1', { agent_type: 'same' }) }))).toBe('stale')
-      expect(registry.get('r1')?.agent_type).toBe('trainer')
+      expect(registry.get('r1')?.agent_type).toBe('worker')
       expect(await change('r1')).toMatchObject({ clock: c1 })
     })
 
@@ -360,7 +369,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
       expect(registry.get('r1')).toMatchObject({ agent_type: 'newer', owner_node: 'aitbc1' })
       expect(registry.entry('r1')?.clock).toEqual(newer)
       await expect(registry.heartbeat({ agent_id: 'r1' })).rejects.toThrow(/agent "r1" is owned by node aitbc1; heartbeat it there/)
-      await expect(registry.register({ agent_id: 'r1', agent_type: 'trainer' })).rejects.toThrow(/owned by node aitbc1; register it there/)
+      await expect(registry.register({ agent_id: 'r1', agent_type: 'worker' })).rejects.toThrow(/owned by node aitbc1; register it there/)
     })
 
     it('the owner removes its agent; an older record after it does not bring it back, an older tombstone changes nothing', async () => {
@@ -397,7 +406,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
       const err = await registry.applyRemote(make()).then(() => undefined, (e: unknown) => e)
       expect(err).toBeInstanceOf(ChangeRejected)
       expect((err as ChangeRejected).reason).toBe(reason)
-      expect(registry.get('r1')).toMatchObject({ agent_type: 'trainer', owner_node: 'aitbc1', endpoints: {} })
+      expect(registry.get('r1')).toMatchObject({ agent_type: 'worker', owner_node: 'aitbc1', endpoints: {} })
       expect(registry.entry('r1')?.clock).toEqual(c1)
       expect(await change('r1')).toEqual(before)
       expect(registry.health()).toMatchObject({ ok: true, pendingWrites: 0 })
@@ -452,10 +461,10 @@ describe('AgentRegistry over an embedded SQLite store', () => {
   })
 
   it('a registry started on the same SQLite file after stop() has the agents, their tombstones and their clocks', async () => {
-    await registry.register({ agent_id: 'a1', agent_type: 'trainer', capabilities: ['gpu'], tags: ['eu'] })
+    await registry.register({ agent_id: 'a1', agent_type: 'worker', capabilities: ['gpu'], tags: ['eu'] })
     await registry.heartbeat({ agent_id: 'a1', status: 'busy', load_metrics: { cpu: 0.7 } })
-    await registry.register({ agent_id: 'a2', agent_type: 'validator' })
-    await registry.register({ agent_id: 'gone', agent_type: 'trainer' })
+    await registry.register({ agent_id: 'a2', agent_type: 'specialist' })
+    await registry.register({ agent_id: 'gone', agent_type: 'worker' })
     const goneClock = registry.entry('gone')!.clock
     await registry.remove({ agent_id: 'gone' })
     const r1 = signed('aitbc1', { agentId: 'r1', clock: { ms: Date.now(), counter: 0, node: 'aitbc1' }, record: record('r1') })
@@ -485,7 +494,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
   })
 
   it('loads nothing from the store that does not verify: a tampered record or a change by a node no longer in the allowlist', async () => {
-    await registry.register({ agent_id: 'mine', agent_type: 'trainer' })
+    await registry.register({ agent_id: 'mine', agent_type: 'worker' })
     await registry.applyRemote(signed('aitbc1', { agentId: 'r1', clock: { ms: Date.now(), counter: 0, node: 'aitbc1' }, record: record('r1') }))
     await registry.stop()
     // Someone with access to the store points the agent elsewhere.
@@ -531,7 +540,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
     expect(await registry.applyRemote(theirs)).toBe('applied')
     expect(JSON.parse((await store.get('agent:theirs'))!)).not.toHaveProperty('mesh_clock')
     // Migrated own changes verify anywhere: a peer takes them.
-    const peer = new AgentRegistry({ node: 'aitbc1', store: new SqliteBackend(join(tempDir('aitbc-mesh-registry-'), 'peer.db'), ''), log, authority: authorityOf('aitbc1'), clockSkewMs: SKEW_MS })
+    const peer = new AgentRegistry({ node: 'aitbc1', store: new SqliteBackend(join(tempDir('aitbc-mesh-registry-'), 'peer.db'), ''), log, authority: authorityOf('aitbc1'), clockSkewMs: SKEW_MS, recordFields: 15, agentDefaults: DEFAULTS })
     expect(await peer.applyRemote(registry.entry('own')!)).toBe('applied')
   })
 
@@ -547,9 +556,9 @@ describe('AgentRegistry over an embedded SQLite store', () => {
     }
     await openRegistry(NODE, backend)
     const results = await Promise.allSettled([
-      registry.register({ agent_id: 'ok-1', agent_type: 'trainer' }),
-      registry.register({ agent_id: 'poison', agent_type: 'trainer' }),
-      registry.register({ agent_id: 'ok-2', agent_type: 'trainer' })
+      registry.register({ agent_id: 'ok-1', agent_type: 'worker' }),
+      registry.register({ agent_id: 'poison', agent_type: 'worker' }),
+      registry.register({ agent_id: 'ok-2', agent_type: 'worker' })
     ])
     expect(results.map(r => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
     expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/agent poison: the store refused the change \(WRONGTYPE/)
@@ -557,7 +566,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
     expect(await store.get('agent:ok-2')).not.toBeNull()
     expect(registry.health()).toMatchObject({ ok: true, pendingWrites: 0, droppedWrites: 1 })
     // Later changes are written as usual, not held behind the dropped one.
-    await registry.register({ agent_id: 'ok-3', agent_type: 'trainer' })
+    await registry.register({ agent_id: 'ok-3', agent_type: 'worker' })
     expect(await store.get('agent:ok-3')).not.toBeNull()
     expect(registry.health()).toMatchObject({ ok: true, pendingWrites: 0 })
   })
@@ -566,7 +575,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
     vi.useFakeTimers({ toFake: ['Date'] })
     const t0 = Date.parse('2025-03-01T10:00:00.000Z')
     vi.setSystemTime(t0)
-    await registry.register({ agent_id: 'a1', agent_type: 'trainer' })
+    await registry.register({ agent_id: 'a1', agent_type: 'worker' })
 
     vi.setSystemTime(t0 + 130_000)
     expect(registry.get('a1')).toMatchObject({ status: 'inactive', health_score: 0.5 })
@@ -580,7 +589,7 @@ describe('AgentRegistry over an embedded SQLite store', () => {
     expect(registry.list({})).toEqual([])
     await expect(registry.heartbeat({ agent_id: 'a1' })).rejects.toThrow(UsageError)
     // Registering again starts a new registration.
-    expect((await registry.register({ agent_id: 'a1', agent_type: 'trainer' })).registration_time).toBe(new Date(t0 + 130_000 + 3730_000).toISOString())
+    expect((await registry.register({ agent_id: 'a1', agent_type: 'worker' })).registration_time).toBe(new Date(t0 + 130_000 + 3730_000).toISOString())
   })
 })
 

@@ -186,6 +186,10 @@ describe('operation answers are bounded', () => {
     expect(() => fromWire(report({ p2pConnections: 100_000 }), expected, NOW, SKEW)).toThrow('report has p2p_connections 100000, over 1024')
     expect(() => fromWire(report({ daemonUptimeMs: MAX_U64 }), expected, NOW, SKEW)).toThrow(/daemon_uptime_ms/)
     expect(fromWire(report({ serviceUptime: 'u'.repeat(5000) }), expected, NOW, SKEW).service_uptime).toHaveLength(65)
+    // Every issue is kept whole up to the limit, however many there are; a long one is cut.
+    const issues = fromWire(report({ issues: ['first issue', 'second issue', 'third issue', 'x'.repeat(10_000)] }), expected, NOW, SKEW).issues
+    expect(issues.slice(0, 3)).toEqual(['first issue', 'second issue', 'third issue'])
+    expect(issues[3]!.length).toBeLessThan(5000)
   })
 
   it('keeps issue texts whole up to 2048 characters, and cuts longer ones', () => {

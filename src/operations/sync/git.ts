@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process'
+import { SYNC_ANSWER_MAX_PATH_CHARS, SYNC_ANSWER_MAX_TEXT_CHARS } from '../../constants.js'
+import { fitList, fitText } from './answers.js'
 
 export interface GitState {
   head: string
@@ -6,9 +8,13 @@ export interface GitState {
   upstream_ref: string
   ahead: number
   behind: number
-  /** Tracked files with changes (`git status --porcelain`, untracked files left out: a reset keeps them). */
+  /**
+   * Tracked files with changes (`git status --porcelain`, untracked files left out: a reset
+   * keeps them), the first SYNC_ANSWER_MAX_LISTED; `dirty_file_count` counts them all.
+   */
   dirty_files: string[]
-  /** Commits on HEAD that the upstream does not have: what a reset would drop. */
+  dirty_file_count?: number
+  /** Commits on HEAD that the upstream does not have (what a reset would drop), the first SYNC_ANSWER_MAX_LISTED; `ahead` counts them all. */
   local_commits: string[]
 }
 
@@ -17,8 +23,11 @@ export interface GitApplyResult {
   reason: string
   head_before: string | null
   head_after: string | null
+  /** What a reset dropped, the first SYNC_ANSWER_MAX_LISTED of each; the counts are exact. */
   lost_commits: string[]
   lost_files: string[]
+  lost_commit_count?: number
+  lost_file_count?: number
 }
 
 async function git (repo: string, args: string[], timeoutMs: number): Promise<string> {
@@ -46,14 +55,16 @@ export async function inspectRepo (repo: string, timeoutMs: number): Promise<Git
     git(repo, ['log', '--format=%h %s', '@{u}..HEAD'], timeoutMs)
   ])
   const [ahead, behind] = counts.trim().split(/\s+/).map(Number)
+  const dirty = status.split('\n').filter(l => l.trim() !== '').map(l => l.slice(3))
   return {
     head: head.trim(),
     upstream: upstream.trim(),
-    upstream_ref: upstreamRef,
+    upstream_ref: fitText(upstreamRef),
     ahead: ahead ?? 0,
     behind: behind ?? 0,
-    dirty_files: status.split('\n').filter(l => l.trim() !== '').map(l => l.slice(3)),
-    local_commits: local.split('\n').filter(l => l !== '')
+    dirty_files: fitList(dirty, SYNC_ANSWER_MAX_PATH_CHARS),
+    dirty_file_count: dirty.length,
+    local_commits: fitList(local.split('\n').filter(l => l !== ''), SYNC_ANSWER_MAX_TEXT_CHARS)
   }
 }
 
@@ -67,31 +78,34 @@ export async function applyRepo (repo: string, force: boolean, timeoutMs: number
   try {
     state = await inspectRepo(repo, timeoutMs)
   } catch (err) {
-    return { state: 'failed', reason: (err as Error).message, head_before: null, head_after: null, lost_commits: [], lost_files: [] }
+    return { state: 'failed', reason: fitText((err as Error).message), head_before: null, head_after: null, lost_commits: [], lost_files: [] }
   }
   const base = { head_before: state.head, lost_commits: [] as string[], lost_files: [] as string[] }
-  if (state.behind === 0 && state.ahead === 0 && state.dirty_files.length === 0) {
+  const dirtyCount = state.dirty_file_count ?? state.dirty_files.length
+  if (state.behind === 0 && state.ahead === 0 && dirtyCount === 0) {
     return { ...base, state: 'up_to_date', reason: '', head_after: state.head }
   }
   const problems: string[] = []
-  if (state.dirty_files.length > 0) problems.push(`dirty work tree: ${state.dirty_files.length} changed file(s) (${state.dirty_files.slice(0, 5).join(', ')})`)
-  if (state.ahead > 0) problems.push(`diverged: ${state.ahead} local commit(s) not in ${state.upstream_ref} (${state.local_commits.slice(0, 3).join('; ')})`)
+  if (dirtyCount > 0) problems.push(`dirty work tree: ${dirtyCount} changed file(s) (${state.dirty_files.slice(0, 5).map(f => fitText(f, 256)).join(', ')})`)
+  if (state.ahead > 0) problems.push(`diverged: ${state.ahead} local commit(s) not in ${fitText(state.upstream_ref, 256)} (${state.local_commits.slice(0, 3).map(c => fitText(c, 256)).join('; ')})`)
   try {
     if (problems.length === 0) {
       await git(repo, ['merge', '--ff-only', '--quiet', '@{u}'], timeoutMs)
       return { ...base, state: 'fast_forwarded', reason: '', head_after: (await git(repo, ['rev-parse', 'HEAD'], timeoutMs)).trim() }
     }
-    if (!force) return { ...base, state: 'refused', reason: `${problems.join('; ')}; --force resets to ${state.upstream_ref} and drops them`, head_after: state.head }
+    if (!force) return { ...base, state: 'refused', reason: fitText(`${problems.join('; ')}; --force resets to ${state.upstream_ref} and drops them`), head_after: state.head }
     await git(repo, ['reset', '--hard', '--quiet', '@{u}'], timeoutMs)
     return {
       state: 'reset',
-      reason: problems.join('; '),
+      reason: fitText(problems.join('; ')),
       head_before: state.head,
       head_after: (await git(repo, ['rev-parse', 'HEAD'], timeoutMs)).trim(),
       lost_commits: state.local_commits,
-      lost_files: state.dirty_files
+      lost_files: state.dirty_files,
+      lost_commit_count: state.ahead,
+      lost_file_count: dirtyCount
     }
   } catch (err) {
-    return { ...base, state: 'failed', reason: (err as Error).message, head_after: null }
+    return { ...base, state: 'failed', reason: fitText((err as Error).message), head_after: null }
   }
 }
