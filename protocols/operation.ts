@@ -470,6 +470,12 @@ export namespace OperationResponse {
     index: number
   }
 
+  export interface OperationResponseReportChecksStateFieldEvent {
+    field: '$.report.checks[].state'
+    value: string
+    index: number
+  }
+
   export interface OperationResponseReportDaemonUptimeMsFieldEvent {
     field: '$.report.daemonUptimeMs'
     value: bigint
@@ -478,6 +484,30 @@ export namespace OperationResponse {
   export interface OperationResponseReportProbedAtMsFieldEvent {
     field: '$.report.probedAtMs'
     value: bigint
+  }
+
+  export interface OperationResponseReportChainsChainIdFieldEvent {
+    field: '$.report.chains[].chainId'
+    value: string
+    index: number
+  }
+
+  export interface OperationResponseReportChainsBlockHeightFieldEvent {
+    field: '$.report.chains[].blockHeight'
+    value: bigint
+    index: number
+  }
+
+  export interface OperationResponseReportChainsMempoolSizeFieldEvent {
+    field: '$.report.chains[].mempoolSize'
+    value: bigint
+    index: number
+  }
+
+  export interface OperationResponseReportChainsMempoolAtLeastFieldEvent {
+    field: '$.report.chains[].mempoolAtLeast'
+    value: boolean
+    index: number
   }
 
   export interface OperationResponseActionResultActionFieldEvent {
@@ -538,7 +568,7 @@ export namespace OperationResponse {
     return decodeMessage(buf, OperationResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationResponse>): Generator<OperationResponseRequestIdFieldEvent | OperationResponseErrorFieldEvent | OperationResponseReportNodeFieldEvent | OperationResponseReportRoleFieldEvent | OperationResponseReportStatusFieldEvent | OperationResponseReportBlockHeightFieldEvent | OperationResponseReportMempoolSizeFieldEvent | OperationResponseReportP2pConnectionsFieldEvent | OperationResponseReportServiceUptimeFieldEvent | OperationResponseReportLastSyncFieldEvent | OperationResponseReportIssuesFieldEvent | OperationResponseReportChecksNameFieldEvent | OperationResponseReportChecksOkFieldEvent | OperationResponseReportChecksDetailFieldEvent | OperationResponseReportDaemonUptimeMsFieldEvent | OperationResponseReportProbedAtMsFieldEvent | OperationResponseActionResultActionFieldEvent | OperationResponseActionResultStateFieldEvent | OperationResponseActionResultExitCodeFieldEvent | OperationResponseActionResultDurationMsFieldEvent | OperationResponseActionResultOutputTailFieldEvent | OperationResponseActionResultReasonFieldEvent | OperationResponseActionResultDestructiveFieldEvent | OperationResponseActionResultHealthBeforeFieldEvent | OperationResponseActionResultHealthAfterFieldEvent | OperationResponsePayloadJsonFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationResponse>): Generator<OperationResponseRequestIdFieldEvent | OperationResponseErrorFieldEvent | OperationResponseReportNodeFieldEvent | OperationResponseReportRoleFieldEvent | OperationResponseReportStatusFieldEvent | OperationResponseReportBlockHeightFieldEvent | OperationResponseReportMempoolSizeFieldEvent | OperationResponseReportP2pConnectionsFieldEvent | OperationResponseReportServiceUptimeFieldEvent | OperationResponseReportLastSyncFieldEvent | OperationResponseReportIssuesFieldEvent | OperationResponseReportChecksNameFieldEvent | OperationResponseReportChecksOkFieldEvent | OperationResponseReportChecksDetailFieldEvent | OperationResponseReportChecksStateFieldEvent | OperationResponseReportDaemonUptimeMsFieldEvent | OperationResponseReportProbedAtMsFieldEvent | OperationResponseReportChainsChainIdFieldEvent | OperationResponseReportChainsBlockHeightFieldEvent | OperationResponseReportChainsMempoolSizeFieldEvent | OperationResponseReportChainsMempoolAtLeastFieldEvent | OperationResponseActionResultActionFieldEvent | OperationResponseActionResultStateFieldEvent | OperationResponseActionResultExitCodeFieldEvent | OperationResponseActionResultDurationMsFieldEvent | OperationResponseActionResultOutputTailFieldEvent | OperationResponseActionResultReasonFieldEvent | OperationResponseActionResultDestructiveFieldEvent | OperationResponseActionResultHealthBeforeFieldEvent | OperationResponseActionResultHealthAfterFieldEvent | OperationResponsePayloadJsonFieldEvent> {
     return streamMessage(buf, OperationResponse.codec(), opts)
   }
 }
@@ -828,6 +858,7 @@ export interface NodeReport {
   checks: HealthCheck[]
   daemonUptimeMs: bigint
   probedAtMs?: bigint
+  chains: ChainReading[]
 }
 
 export namespace NodeReport {
@@ -904,6 +935,13 @@ export namespace NodeReport {
           w.uint64(obj.probedAtMs)
         }
 
+        if (obj.chains != null && obj.chains.length > 0) {
+          for (const value of obj.chains) {
+            w.uint32(106)
+            ChainReading.codec().encode(value, w)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -915,7 +953,8 @@ export namespace NodeReport {
           p2pConnections: 0,
           issues: [],
           checks: [],
-          daemonUptimeMs: 0n
+          daemonUptimeMs: 0n,
+          chains: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -982,6 +1021,16 @@ export namespace NodeReport {
               obj.probedAtMs = reader.uint64()
               break
             }
+            case 13: {
+              if (opts.limits?.chains != null && obj.chains.length === opts.limits.chains) {
+                throw new MaxLengthError('Decode error - repeated field "chains" had too many elements')
+              }
+
+              obj.chains.push(ChainReading.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.chains$
+              }))
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -993,7 +1042,8 @@ export namespace NodeReport {
       }, function * (reader, length, prefix, opts = {}) {
         const obj = {
           issues: 0,
-          checks: 0
+          checks: 0,
+          chains: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1105,6 +1155,24 @@ export namespace NodeReport {
               }
               break
             }
+            case 13: {
+              if (opts.limits?.chains != null && obj.chains === opts.limits.chains) {
+                throw new MaxLengthError('Streaming decode error - repeated field "chains" had too many elements')
+              }
+
+              for (const evt of ChainReading.codec().stream(reader, reader.uint32(), `${prefix}.chains[]`, {
+                limits: opts.limits?.chains$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.chains
+                }
+              }
+
+              obj.chains++
+
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1181,6 +1249,12 @@ export namespace NodeReport {
     index: number
   }
 
+  export interface NodeReportChecksStateFieldEvent {
+    field: '$.checks[].state'
+    value: string
+    index: number
+  }
+
   export interface NodeReportDaemonUptimeMsFieldEvent {
     field: '$.daemonUptimeMs'
     value: bigint
@@ -1191,6 +1265,30 @@ export namespace NodeReport {
     value: bigint
   }
 
+  export interface NodeReportChainsChainIdFieldEvent {
+    field: '$.chains[].chainId'
+    value: string
+    index: number
+  }
+
+  export interface NodeReportChainsBlockHeightFieldEvent {
+    field: '$.chains[].blockHeight'
+    value: bigint
+    index: number
+  }
+
+  export interface NodeReportChainsMempoolSizeFieldEvent {
+    field: '$.chains[].mempoolSize'
+    value: bigint
+    index: number
+  }
+
+  export interface NodeReportChainsMempoolAtLeastFieldEvent {
+    field: '$.chains[].mempoolAtLeast'
+    value: boolean
+    index: number
+  }
+
   export function encode (obj: Partial<NodeReport>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, NodeReport.codec())
   }
@@ -1199,8 +1297,164 @@ export namespace NodeReport {
     return decodeMessage(buf, NodeReport.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<NodeReport>): Generator<NodeReportNodeFieldEvent | NodeReportRoleFieldEvent | NodeReportStatusFieldEvent | NodeReportBlockHeightFieldEvent | NodeReportMempoolSizeFieldEvent | NodeReportP2pConnectionsFieldEvent | NodeReportServiceUptimeFieldEvent | NodeReportLastSyncFieldEvent | NodeReportIssuesFieldEvent | NodeReportChecksNameFieldEvent | NodeReportChecksOkFieldEvent | NodeReportChecksDetailFieldEvent | NodeReportDaemonUptimeMsFieldEvent | NodeReportProbedAtMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<NodeReport>): Generator<NodeReportNodeFieldEvent | NodeReportRoleFieldEvent | NodeReportStatusFieldEvent | NodeReportBlockHeightFieldEvent | NodeReportMempoolSizeFieldEvent | NodeReportP2pConnectionsFieldEvent | NodeReportServiceUptimeFieldEvent | NodeReportLastSyncFieldEvent | NodeReportIssuesFieldEvent | NodeReportChecksNameFieldEvent | NodeReportChecksOkFieldEvent | NodeReportChecksDetailFieldEvent | NodeReportChecksStateFieldEvent | NodeReportDaemonUptimeMsFieldEvent | NodeReportProbedAtMsFieldEvent | NodeReportChainsChainIdFieldEvent | NodeReportChainsBlockHeightFieldEvent | NodeReportChainsMempoolSizeFieldEvent | NodeReportChainsMempoolAtLeastFieldEvent> {
     return streamMessage(buf, NodeReport.codec(), opts)
+  }
+}
+
+export interface ChainReading {
+  chainId: string
+  blockHeight?: bigint
+  mempoolSize?: bigint
+  mempoolAtLeast: boolean
+}
+
+export namespace ChainReading {
+  let _codec: Codec<ChainReading>
+
+  export const codec = (): Codec<ChainReading> => {
+    if (_codec == null) {
+      _codec = message<ChainReading>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.chainId != null && obj.chainId !== '')) {
+          w.uint32(10)
+          w.string(obj.chainId)
+        }
+
+        if (obj.blockHeight != null) {
+          w.uint32(16)
+          w.uint64(obj.blockHeight)
+        }
+
+        if (obj.mempoolSize != null) {
+          w.uint32(24)
+          w.uint64(obj.mempoolSize)
+        }
+
+        if ((obj.mempoolAtLeast != null && obj.mempoolAtLeast !== false)) {
+          w.uint32(32)
+          w.bool(obj.mempoolAtLeast)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          chainId: '',
+          mempoolAtLeast: false
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.chainId = reader.string()
+              break
+            }
+            case 2: {
+              obj.blockHeight = reader.uint64()
+              break
+            }
+            case 3: {
+              obj.mempoolSize = reader.uint64()
+              break
+            }
+            case 4: {
+              obj.mempoolAtLeast = reader.bool()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.chainId`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.blockHeight`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.mempoolSize`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.mempoolAtLeast`,
+                value: reader.bool()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface ChainReadingChainIdFieldEvent {
+    field: '$.chainId'
+    value: string
+  }
+
+  export interface ChainReadingBlockHeightFieldEvent {
+    field: '$.blockHeight'
+    value: bigint
+  }
+
+  export interface ChainReadingMempoolSizeFieldEvent {
+    field: '$.mempoolSize'
+    value: bigint
+  }
+
+  export interface ChainReadingMempoolAtLeastFieldEvent {
+    field: '$.mempoolAtLeast'
+    value: boolean
+  }
+
+  export function encode (obj: Partial<ChainReading>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, ChainReading.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ChainReading>): ChainReading {
+    return decodeMessage(buf, ChainReading.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ChainReading>): Generator<ChainReadingChainIdFieldEvent | ChainReadingBlockHeightFieldEvent | ChainReadingMempoolSizeFieldEvent | ChainReadingMempoolAtLeastFieldEvent> {
+    return streamMessage(buf, ChainReading.codec(), opts)
   }
 }
 
@@ -1208,6 +1462,7 @@ export interface HealthCheck {
   name: string
   ok: boolean
   detail: string
+  state: string
 }
 
 export namespace HealthCheck {
@@ -1235,6 +1490,11 @@ export namespace HealthCheck {
           w.string(obj.detail)
         }
 
+        if ((obj.state != null && obj.state !== '')) {
+          w.uint32(34)
+          w.string(obj.state)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -1242,7 +1502,8 @@ export namespace HealthCheck {
         const obj: any = {
           name: '',
           ok: false,
-          detail: ''
+          detail: '',
+          state: ''
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1261,6 +1522,10 @@ export namespace HealthCheck {
             }
             case 3: {
               obj.detail = reader.string()
+              break
+            }
+            case 4: {
+              obj.state = reader.string()
               break
             }
             default: {
@@ -1299,6 +1564,13 @@ export namespace HealthCheck {
               }
               break
             }
+            case 4: {
+              yield {
+                field: `${prefix}.state`,
+                value: reader.string()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1326,6 +1598,11 @@ export namespace HealthCheck {
     value: string
   }
 
+  export interface HealthCheckStateFieldEvent {
+    field: '$.state'
+    value: string
+  }
+
   export function encode (obj: Partial<HealthCheck>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, HealthCheck.codec())
   }
@@ -1334,7 +1611,7 @@ export namespace HealthCheck {
     return decodeMessage(buf, HealthCheck.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<HealthCheck>): Generator<HealthCheckNameFieldEvent | HealthCheckOkFieldEvent | HealthCheckDetailFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<HealthCheck>): Generator<HealthCheckNameFieldEvent | HealthCheckOkFieldEvent | HealthCheckDetailFieldEvent | HealthCheckStateFieldEvent> {
     return streamMessage(buf, HealthCheck.codec(), opts)
   }
 }

@@ -44,15 +44,61 @@ export const OPERATION_MAX_OUTBOUND_STREAMS = 256
 /** Operation request ids as the requester makes them (a UUID); echoed in the answer and logged. */
 export const OPERATION_REQUEST_ID_PATTERN = /^[\w-]{1,64}$/
 /**
- * Probe results younger than this answer a status request without probing again. The daemon
- * re-probes every heartbeat interval, so a status answer is normally under one interval old;
- * health always probes afresh.
+ * Probes of the AITBC blockchain RPC. The RPC allows about AITBC_RPC_RATE_LIMIT_PER_MINUTE calls
+ * per minute per client IP and handler (/rpc/head, /rpc/mempool and /health each count apart),
+ * then answers HTTP 429; every local client on 127.0.0.1 (CLI, scripts, the sync service) shares
+ * that budget with us. One probe makes 1 call to /health and, per chain, 1 to /rpc/head and 1 to
+ * /rpc/mempool: per handler, chains x 60000 / probes.intervalMs calls a minute. At the default of
+ * 5 s that is 12 a minute per chain (6% of the limit); a config whose interval alone would make
+ * more than PROBE_RPC_BUDGET_PER_MINUTE is refused at load. Health probes use what is left.
  */
-export const PROBE_MAX_AGE_MS = 2500
+export const AITBC_RPC_RATE_LIMIT_PER_MINUTE = 200
+/** Our share of the RPC's per-handler limit, worst case (30%): the rest stays for other local clients. */
+export const PROBE_RPC_BUDGET_PER_MINUTE = 60
+export const DEFAULT_PROBE_INTERVAL_MS = 5000
+export const MIN_PROBE_INTERVAL_MS = 1000
+export const MAX_PROBE_INTERVAL_MS = 600_000
+/**
+ * Health probes afresh while the probes' calls in the last minute leave room in
+ * PROBE_RPC_BUDGET_PER_MINUTE after the periodic probes' share; beyond that (a burst of health
+ * requests: an operator's `watch`, a sync verifying every 500 ms) it answers from the last probe,
+ * at most one interval old, and says when that probe ran. At the default interval, health may
+ * probe 48 times a minute.
+ */
+export const PROBE_BUDGET_WINDOW_MS = 60_000
+/** Status answers from the last probe; older than this many intervals it is reported stale (degraded). */
+export const PROBE_STALE_AFTER_INTERVALS = 3
+/**
+ * Before a chain's first block /rpc/head answers 404 and the RPC logs a warning for each call:
+ * the periodic probe then asks again after a delay doubling from the interval up to this
+ * (1,440 lines a day at most instead of one per probe); health still asks each time.
+ */
+export const NO_BLOCK_RECHECK_MAX_MS = 60_000
+/**
+ * After HTTP 429 the RPC is not called until its Retry-After has passed (capped here, so a
+ * wrong header cannot silence the probes for a day); without the header, for a delay doubling
+ * from the interval up to RATE_LIMIT_MAX_BACKOFF_MS (AITBC's window is a minute).
+ */
+export const RATE_LIMIT_MAX_BACKOFF_MS = 60_000
+export const RATE_LIMIT_MAX_RETRY_AFTER_MS = 300_000
+/**
+ * `GET /rpc/mempool` has no count-only form: it returns up to `limit` pending transactions with
+ * their payloads and counts those. Asking for at most this many keeps each probe small; a count
+ * that reaches it is reported as "at least N" (mempool_at_least in the chain's entry).
+ */
+export const MEMPOOL_PROBE_LIMIT = 500
+/** Chains one node probes (probes.chainId as a list) and a report may carry. */
+export const MAX_PROBE_CHAINS = 8
+/** AITBC chain ids such as ait-devnet, ait-mainnet. */
+export const CHAIN_ID_PATTERN = /^[A-Za-z0-9][\w.-]{0,63}$/
 export const PROBE_HTTP_TIMEOUT_MS = 2000
 export const PROBE_COMMAND_TIMEOUT_MS = 3000
-/** `GET /rpc/mempool?limit=N` caps its count at N. */
-export const MEMPOOL_PROBE_LIMIT = 100000
+/** systemd units one node probes (probes.service plus probes.services). */
+export const MAX_PROBE_SERVICES = 8
+/** Today's AITBC layout: the RPC on 127.0.0.1:8202 in its own unit, beside the node's unit. */
+export const DEFAULT_AITBC_RPC_URL = 'http://127.0.0.1:8202'
+export const AITBC_NODE_UNIT = 'aitbc-blockchain-node.service'
+export const AITBC_RPC_UNIT = 'aitbc-blockchain-rpc.service'
 
 /** Control socket. */
 export const CONTROL_MAX_REQUEST_BYTES = 1024 * 1024

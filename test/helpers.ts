@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll } from 'vitest'
 import { freeLoopbackBlock, LocalMesh, type LocalNodeSpec } from '../src/devmesh/local-mesh.js'
-import { StandInRpc } from '../src/devmesh/stand-in-rpc.js'
+import { StandInRpc, type StandInRateLimit, type StandInRpcState } from '../src/devmesh/stand-in-rpc.js'
 
 export { waitFor, runCli } from '../src/devmesh/local-mesh.js'
 
@@ -39,17 +39,27 @@ export interface TestMesh {
  * with a stand-in blockchain RPC per node. Node 0 is the genesis node `aitbc`, the others
  * followers `aitbc1`, `aitbc2`, ...
  */
-export async function startTestMesh (count: number, opts: { swarmKey?: boolean, heights?: number[], start?: boolean, extra?: (i: number, host: string) => Record<string, unknown>, env?: NodeJS.ProcessEnv } = {}): Promise<TestMesh> {
+export async function startTestMesh (count: number, opts: {
+  swarmKey?: boolean
+  heights?: number[]
+  start?: boolean
+  /** Config fields of node i over the generated ones; `rpcUrl` is its stand-in RPC. */
+  extra?: (i: number, host: string, rpcUrl: string) => Record<string, unknown>
+  /** The stand-in RPC of node i: its state and rate limit (AITBC's 200 a minute by default). */
+  rpc?: (i: number) => { state?: Partial<StandInRpcState>, rateLimit?: StandInRateLimit | null }
+  env?: NodeJS.ProcessEnv
+} = {}): Promise<TestMesh> {
   const hosts = await freeLoopbackBlock(count)
   const rpcs = new Map<string, StandInRpc>()
   const specs: LocalNodeSpec[] = []
   for (let i = 0; i < count; i++) {
     const name = i === 0 ? 'aitbc' : `aitbc${i}`
-    const rpc = new StandInRpc({ height: opts.heights?.[i] ?? 1000 + i, mempool: 10 + i })
+    const custom = opts.rpc?.(i) ?? {}
+    const rpc = new StandInRpc({ height: opts.heights?.[i] ?? 1000 + i, mempool: 10 + i, ...custom.state }, custom.rateLimit !== undefined ? { rateLimit: custom.rateLimit } : {})
     const url = await rpc.start(hosts[i]!)
     onCleanup(async () => { await rpc.stop() })
     rpcs.set(name, rpc)
-    const extra = opts.extra?.(i, hosts[i]!) ?? {}
+    const extra = opts.extra?.(i, hosts[i]!, url) ?? {}
     specs.push({ name, role: i === 0 ? 'genesis' : 'follower', host: hosts[i]!, config: { ...extra, probes: { rpc: url, ...(extra.probes as object | undefined) } } })
   }
   const mesh = await LocalMesh.create(tempDir(), specs, { ...(opts.swarmKey != null ? { swarmKey: opts.swarmKey } : {}), ...(opts.env != null ? { env: opts.env } : {}) })

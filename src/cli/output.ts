@@ -28,19 +28,43 @@ export function printPeers (peers: Json[]): string {
   ) + '\n' + peers.filter(p => p.reason != null).map(p => `${String(p.name)}: ${String(p.reason)}`).join('\n')
 }
 
+/** "at least" counts (the probe's limit reached) print as ">=500". */
+function mempoolText (size: unknown, atLeast: unknown): string | number | null {
+  if (typeof size !== 'number') return null
+  return atLeast === true ? `>=${size}` : size
+}
+
+/** ok / FAIL, or the check's own state when it is neither (rate-limited, no-block, stale). */
+function checkLabel (check: Json): string {
+  const state = check.state
+  if (typeof state === 'string' && !['ok', 'failed', 'not-configured'].includes(state)) return state
+  return check.ok === true ? 'ok' : 'FAIL'
+}
+
 export function printOperation (result: Json): string {
   const nodes = (result.nodes_status ?? {}) as Record<string, Json>
+  const reports = result.operation === 'status' || result.operation === 'health'
+  const firstChain = (n: Json): Json | undefined => Object.values((n.chains ?? {}) as Record<string, Json>)[0]
   const rows = Object.entries(nodes).map(([name, n]) => [
-    name, n.role as string, n.status as string, n.block_height as number | null, n.mempool_size as number | null,
+    name, n.role as string, n.status as string, n.block_height as number | null,
+    mempoolText(n.mempool_size, firstChain(n)?.mempool_at_least),
     n.p2p_connections as number, n.service_uptime as string | null,
-    n.last_sync == null ? null : new Date((n.last_sync as number) * 1000).toISOString()
+    n.last_sync == null ? null : new Date((n.last_sync as number) * 1000).toISOString(),
+    ...(reports ? [ago(n.probe_age_ms as number | null)] : [])
   ])
-  const parts = [table(['NODE', 'ROLE', 'STATUS', 'HEIGHT', 'MEMPOOL', 'P2P', 'SERVICE UPTIME', 'LAST SYNC'], rows)]
+  const parts = [table(['NODE', 'ROLE', 'STATUS', 'HEIGHT', 'MEMPOOL', 'P2P', 'SERVICE UPTIME', 'LAST SYNC', ...(reports ? ['PROBED'] : [])], rows)]
+  // Per chain when a node probes more than one (the table above shows each node's first).
+  if (Object.values(nodes).some(n => Object.keys((n.chains ?? {}) as Json).length > 1)) {
+    const chainRows = Object.entries(nodes).flatMap(([name, n]) => Object.entries((n.chains ?? {}) as Record<string, Json>).map(([chain, c]) => [
+      name, chain, c.block_height as number | null, mempoolText(c.mempool_size, c.mempool_at_least)
+    ]))
+    parts.push('\n' + table(['NODE', 'CHAIN', 'HEIGHT', 'MEMPOOL'], chainRows))
+  }
   if (result.operation === 'health') {
     for (const [name, n] of Object.entries(nodes)) {
       const checks = (n.checks ?? []) as Json[]
       if (checks.length === 0) continue
-      parts.push(`\n${name}:\n` + checks.map(c => `  ${c.ok === true ? 'ok  ' : 'FAIL'}  ${String(c.name).padEnd(13)} ${String(c.detail)}`).join('\n'))
+      parts.push(`\n${name}:\n` + checks.map(c => `  ${checkLabel(c).padEnd(12)}  ${String(c.name).padEnd(13)} ${String(c.detail)}`).join('\n'))
     }
   }
   if (result.operation === 'coordinate') {

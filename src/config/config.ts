@@ -4,7 +4,7 @@ import { parseDocument } from 'yaml'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import { ConfigError } from '../errors.js'
-import { CONFIG_SYNC_MAX_KEEP_LOCAL, CONTROL_SOCKET_FILE_NAME, DEFAULT_CONFIG_PATH, DEFAULT_KEEP_LOCAL_KEYS, IDENTITY_FILE_NAME, OFFLINE_AFTER_INTERVALS } from '../constants.js'
+import { AITBC_RPC_RATE_LIMIT_PER_MINUTE, CONFIG_SYNC_MAX_KEEP_LOCAL, CONTROL_SOCKET_FILE_NAME, DEFAULT_AGENT_CHAIN_ID, DEFAULT_CONFIG_PATH, DEFAULT_KEEP_LOCAL_KEYS, IDENTITY_FILE_NAME, OFFLINE_AFTER_INTERVALS, PROBE_RPC_BUDGET_PER_MINUTE } from '../constants.js'
 import { configSchema, parseHttpAddress, redisUrlProblem, type ActionConfig, type RawConfig, type Role, type SshConfig } from './schema.js'
 
 export interface NodeEntry {
@@ -40,7 +40,16 @@ export interface MeshConfig {
   keyPrefix: string
   /** Every other node of the mesh; their peer ids form the allowlist. */
   peers: Array<Required<NodeEntry> & { ssh?: SshConfig }>
-  probes: { rpc?: string, service?: string, repo?: string, configFiles: ConfigFileSpec[] }
+  probes: {
+    rpc?: string
+    /** probes.chainId as a list; empty: the first of the RPC's supported_chains. */
+    chainIds: string[]
+    intervalMs: number
+    /** probes.service then probes.services, without repeats. */
+    services: string[]
+    repo?: string
+    configFiles: ConfigFileSpec[]
+  }
   actions: Record<string, ActionConfig>
   sync: RawConfig['sync']
   heartbeat: { intervalMs: number, offlineAfterMs: number }
@@ -132,6 +141,15 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     const known = Object.keys(raw.actions)
     throw new ConfigError(file, field, `"${step.action}" is not an action of this config (actions: ${known.length > 0 ? known.join(', ') : 'none'}); add it under actions:`)
   }
+  const chainIds = raw.probes.chainId ?? []
+  const repeatedChain = chainIds.find((c, i) => chainIds.indexOf(c) !== i)
+  if (repeatedChain != null) throw new ConfigError(file, 'probes.chainId', `"${repeatedChain}" is listed twice`)
+  // Calls a minute to each RPC handler: one per chain per probe (GET /health: one per probe).
+  const callsPerMinute = Math.max(1, chainIds.length) * 60_000 / raw.probes.intervalMs
+  if (callsPerMinute > PROBE_RPC_BUDGET_PER_MINUTE) {
+    const minimum = Math.ceil(Math.max(1, chainIds.length) * 60_000 / PROBE_RPC_BUDGET_PER_MINUTE)
+    throw new ConfigError(file, 'probes.intervalMs', `${raw.probes.intervalMs} with ${Math.max(1, chainIds.length)} chain(s) makes ${Math.round(callsPerMinute)} calls a minute to each RPC handler, more than the ${PROBE_RPC_BUDGET_PER_MINUTE} aitbc-mesh may use of the RPC's ${AITBC_RPC_RATE_LIMIT_PER_MINUTE} per client address; use at least ${minimum}`)
+  }
   raw.trust.removalsFrom.forEach((who, i) => {
     if (who !== 'genesis' && who !== 'follower' && !names.has(who)) {
       throw new ConfigError(file, `trust.removalsFrom[${i}]`, `"${who}" is neither a role (genesis, follower) nor a node of this config (${[...names].join(', ')})`)
@@ -172,7 +190,9 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     peers,
     probes: {
       ...(raw.probes.rpc != null ? { rpc: raw.probes.rpc.replace(/\/+$/, '') } : {}),
-      ...(raw.probes.service != null ? { service: raw.probes.service } : {}),
+      chainIds,
+      intervalMs: raw.probes.intervalMs,
+      services: [...new Set([...(raw.probes.service != null ? [raw.probes.service] : []), ...(raw.probes.services ?? [])])],
       ...(raw.probes.repo != null ? { repo: abs(raw.probes.repo) } : {}),
       configFiles
     },
@@ -202,6 +222,14 @@ function neverSynced (spec: ConfigFileSpec): string | null {
   if (name === 'node.env') return `${spec.path} is unique to each node (NODE_ID, p2p_node_id, p2p_peers); configuration sync must not share it, so leave it out`
   if (name === '.env' && spec.keys == null) return `${spec.path} holds per-node values (proposer_id, p2p_node_id) and must not be copied whole; sync its shared keys with { path: ${spec.path}, keys: env } or leave it out`
   return null
+}
+
+/**
+ * The chain of an agent registered here without one: agents.chainId, else the node's own chain
+ * (the first of probes.chainId), else the coordinator's default.
+ */
+export function defaultAgentChainId (config: { agents: Pick<MeshConfig['agents'], 'chainId'>, probes: Pick<MeshConfig['probes'], 'chainIds'> }): string {
+  return config.agents.chainId ?? config.probes.chainIds[0] ?? DEFAULT_AGENT_CHAIN_ID
 }
 
 /** Every node of the mesh, this one first. */

@@ -67,7 +67,7 @@ ${o.listen.map(a => `  - ${a}`).join('\n')}
 identity: ${yamlString(o.identity)}
 dataDir: ${yamlString(o.dataDir)}
 controlSocket: ${yamlString(o.controlSocket)}
-${o.swarmKey != null ? `swarmKey: ${yamlString(o.swarmKey)}\n` : '# swarmKey: /etc/aitbc/mesh.swarm.key   # private network: every node needs the same key\n'}# redis: redis://127.0.0.1:6379/2        # local persistence; REDIS_URL overrides
+${o.swarmKey != null ? `swarmKey: ${yamlString(o.swarmKey)}\n` : '# swarmKey: /etc/aitbc/mesh.swarm.key   # private network: every node needs the same key\n'}# redis: redis://127.0.0.1:6379/1        # local persistence (db 1, as the agent coordinator); REDIS_URL overrides
 # The allowlist: only these nodes may connect. Run here the \`aitbc-mesh config add-peer\` line that
 # \`aitbc-mesh init\` printed on each other node, then \`aitbc-mesh reload\`.
 peers: []
@@ -75,8 +75,12 @@ peers: []
 #    role: follower
 #    addr: /ip4/10.1.223.40/tcp/7070/p2p/12D3KooW...
 probes: {}
-#  rpc: http://127.0.0.1:8006
+#  rpc: http://127.0.0.1:8202                   # blockchain RPC (aitbc-blockchain-rpc.service)
+#  chainId: ait-mainnet                         # unset: the first of the RPC's supported_chains
+#  intervalMs: 5000
 #  service: aitbc-blockchain-node.service
+#  services: [aitbc-blockchain-rpc.service]
+#  configFiles: [{ path: /etc/aitbc/blockchain.env, keys: env }]   # shared keys only; never node.env
 heartbeat:
   intervalMs: 1000
 `

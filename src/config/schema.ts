@@ -2,6 +2,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
 import { CONFIG_SYNC_MAX_KEY_CHARS, DEFAULT_AGENT_ISLAND_ID, DEFAULT_COORDINATOR_INACTIVE_AFTER_S, DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, REDIS_MAX_DB_INDEX, RESERVED_TARGET_NAMES, SYNC_MAX_CONFIG_FILES } from '../constants.js'
+import { CHAIN_ID_PATTERN, DEFAULT_AITBC_RPC_URL, DEFAULT_PROBE_INTERVAL_MS, MAX_PROBE_CHAINS, MAX_PROBE_INTERVAL_MS, MAX_PROBE_SERVICES, MIN_PROBE_INTERVAL_MS } from '../constants.js'
 
 export const ROLES = ['genesis', 'follower'] as const
 export type Role = typeof ROLES[number]
@@ -39,10 +40,27 @@ const peerAddr = multiaddrString.superRefine((value, ctx) => {
   }
 })
 
-const httpUrl = z.string().url({ message: 'expected an http(s) URL such as http://127.0.0.1:8006' })
+const httpUrl = z.string().url({ message: `expected an http(s) URL such as ${DEFAULT_AITBC_RPC_URL}` })
   .refine(value => /^https?:\/\//.test(value), { message: 'expected an http:// or https:// URL' })
 
-const REDIS_URL_EXPECTED = 'expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2'
+const CHAIN_ID_EXPECTED = 'expected a chain id such as ait-devnet (letters, digits, ".", "_" or "-", at most 64)'
+/** One chain id, or a list of them; always a list after parsing. */
+const chainIdList = z.unknown().transform((value, ctx): string[] => {
+  const list = typeof value === 'string' ? [value] : value
+  if (!Array.isArray(list)) {
+    ctx.addIssue({ code: 'custom', message: `${CHAIN_ID_EXPECTED}, or a list of them` })
+    return z.NEVER
+  }
+  if (list.length === 0) ctx.addIssue({ code: 'custom', message: 'expected at least one chain id' })
+  if (list.length > MAX_PROBE_CHAINS) ctx.addIssue({ code: 'custom', message: `expected at most ${MAX_PROBE_CHAINS} chain ids` })
+  list.forEach((item, i) => {
+    if (typeof item !== 'string' || !CHAIN_ID_PATTERN.test(item)) ctx.addIssue({ code: 'custom', path: typeof value === 'string' ? [] : [i], message: CHAIN_ID_EXPECTED })
+  })
+  return list as string[]
+})
+const unitName = z.string().regex(/^[\w@.:-]+$/, 'expected a systemd unit name such as aitbc-blockchain-node.service')
+
+const REDIS_URL_EXPECTED = 'expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/1'
 
 /** Why a URL that does not parse was refused, naming the part at fault but never the password. */
 function unparseableRedisUrl (value: string): string {
@@ -174,10 +192,19 @@ export const configSchema = z.object({
   peers: z.array(peerSchema).default([]),
   probes: z.object({
     rpc: httpUrl.optional(),
-    service: z.string().regex(/^[\w@.:-]+$/, 'expected a systemd unit name such as aitbc-blockchain-node.service').optional(),
+    /**
+     * The chain(s) whose height and mempool are read (the RPC counts a mempool per chain);
+     * absent: the first of the RPC's `supported_chains` from GET /health.
+     */
+    chainId: chainIdList.optional(),
+    /** How often the daemon probes; status answers from the last probe. */
+    intervalMs: z.number().int().min(MIN_PROBE_INTERVAL_MS).max(MAX_PROBE_INTERVAL_MS).default(DEFAULT_PROBE_INTERVAL_MS),
+    service: unitName.optional(),
+    /** More units whose state is reported (with `service`, e.g. the node's and the RPC's). */
+    services: z.array(unitName).max(MAX_PROBE_SERVICES, `expected at most ${MAX_PROBE_SERVICES} units`).optional(),
     repo: z.string().min(1).optional(),
     configFiles: z.array(configFileEntry).max(SYNC_MAX_CONFIG_FILES, `expected at most ${SYNC_MAX_CONFIG_FILES} files`).default([])
-  }).strict().default({ configFiles: [] }),
+  }).strict().default({ configFiles: [], intervalMs: DEFAULT_PROBE_INTERVAL_MS }),
   actions: z.record(z.string().regex(/^[\w.-]+$/, 'expected an action name of letters, digits, ".", "_" or "-"'), actionSchema).default({}),
   sync: z.object({
     /** A node more than this many blocks behind the highest one runs its catch-up. */
@@ -203,7 +230,7 @@ export const configSchema = z.object({
   }).strict().default({ intervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS }),
   /** Agents registered on this node: the chain and island the AITBC coordinator files them under. */
   agents: z.object({
-    /** Default chain_id of an agent registered here (the coordinator's default chain when unset). */
+    /** Default chain_id of an agent registered here (unset: the first of probes.chainId, else the coordinator's default chain). */
     chainId: z.string().min(1).max(64).regex(/^[\w.:-]+$/, 'expected a chain id such as ait-hub').optional(),
     islandId: z.string().min(1).max(64).regex(/^[\w.:-]+$/, 'expected an island id of letters, digits, ".", ":", "_" or "-"').default(DEFAULT_AGENT_ISLAND_ID)
   }).strict().default({ islandId: DEFAULT_AGENT_ISLAND_ID }),

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
-import type { MeshConfig } from '../config/config.js'
+import { defaultAgentChainId, type MeshConfig } from '../config/config.js'
 import {
-  COORDINATOR_AGENT_TYPES, COORDINATOR_RATE_LIMITS_PER_MIN, DEFAULT_AGENT_CHAIN_ID, EXPORT_KEEPALIVE_INTERVAL_MS, EXPORT_KEEPALIVE_SHARE, EXPORT_MAX_IN_FLIGHT, EXPORT_RATE_SHARE,
+  COORDINATOR_AGENT_TYPES, COORDINATOR_RATE_LIMITS_PER_MIN, EXPORT_KEEPALIVE_INTERVAL_MS, EXPORT_KEEPALIVE_SHARE, EXPORT_MAX_IN_FLIGHT, EXPORT_RATE_SHARE,
   EXPORT_RECONCILE_INTERVAL_MS, EXPORT_REQUEST_TIMEOUT_MS, EXPORT_RETRY_INITIAL_MS, EXPORT_RETRY_MAX_MS
 } from '../constants.js'
 import { errorMessage } from '../errors.js'
@@ -249,14 +249,14 @@ export class CoordinatorExport {
   }
 
   /** The export the config asks for (`coordinator.url` set), or undefined. */
-  static fromConfig (config: Pick<MeshConfig, 'node' | 'agents' | 'coordinator'>, registry: Pick<AgentRegistry, 'watch' | 'get' | 'list' | 'entry'>, log: Logger): CoordinatorExport | undefined {
+  static fromConfig (config: Pick<MeshConfig, 'node' | 'agents' | 'coordinator'> & { probes: Pick<MeshConfig['probes'], 'chainIds'> }, registry: Pick<AgentRegistry, 'watch' | 'get' | 'list' | 'entry'>, log: Logger): CoordinatorExport | undefined {
     if (config.coordinator.url == null) return undefined
     return new CoordinatorExport({
       url: config.coordinator.url,
       source: exportSourceFromRegistry(registry, config.node.name),
       log,
       recordFields: config.coordinator.recordFields,
-      chainId: config.agents.chainId ?? DEFAULT_AGENT_CHAIN_ID,
+      chainId: defaultAgentChainId(config),
       islandId: config.agents.islandId,
       options: { keepaliveIntervalMs: Math.floor(config.coordinator.inactiveAfterS * 1000 * EXPORT_KEEPALIVE_SHARE) }
     })

@@ -1,7 +1,7 @@
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
-import { loadConfig, type MeshConfig } from '../config/config.js'
-import { DEFAULT_AGENT_CHAIN_ID, HANG_UP_TIMEOUT_MS, PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
+import { defaultAgentChainId, loadConfig, type MeshConfig } from '../config/config.js'
+import { HANG_UP_TIMEOUT_MS, PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
 import { ControlServer, controlMethod, type ControlMethod, type MethodContext } from '../control/server.js'
 import { ConfigError, errorMessage, UsageError, withTimeout } from '../errors.js'
 import { AllowlistGater } from '../mesh/gater.js'
@@ -104,7 +104,7 @@ export class Daemon {
   private readonly messaging: Messaging
   private readonly opLog: OperationLog
   private readonly control: ControlServer
-  private probeTimer?: NodeJS.Timeout
+  private stopProbes?: () => void
   /** Metrics, /health and the status page, when `http:` is configured. */
   private http?: HttpService
 
@@ -162,7 +162,7 @@ export class Daemon {
       authority,
       clockSkewMs: config.trust.clockSkewMs,
       recordFields: config.coordinator.recordFields,
-      agentDefaults: { chainId: config.agents.chainId ?? DEFAULT_AGENT_CHAIN_ID, islandId: config.agents.islandId }
+      agentDefaults: { chainId: defaultAgentChainId(config), islandId: config.agents.islandId }
     })
     const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log })
     const coordinatorImport = config.redisUrl != null ? new CoordinatorImport({ redisUrl: config.redisUrl, registry, recordFields: config.coordinator.recordFields, log }) : undefined
@@ -173,7 +173,8 @@ export class Daemon {
       connectedPeers: () => libp2p.getPeers().filter(p => gater.isAllowed(p)).length,
       startedAt,
       storeHealth: () => registry.health(),
-      lastSync: () => lastSync.get()
+      lastSync: () => lastSync.get(),
+      log
     })
     const heartbeat = new HeartbeatService({
       libp2p, peers, node: config.node, intervalMs: config.heartbeat.intervalMs, clockSkewMs: config.trust.clockSkewMs, log, localHealth: () => probes.latest()
@@ -230,7 +231,7 @@ export class Daemon {
       coordinatorExport?.start()
       await messaging.start()
       await protocol.start()
-      await probes.refresh(0)
+      await probes.probeNow()
       heartbeat.start()
       connector.start()
       await daemon.control.start()
@@ -242,10 +243,9 @@ export class Daemon {
       await daemon.stop()
       throw err
     }
-    // Probe on the heartbeat interval so heartbeats carry a current health verdict.
-    const probeTimer = setInterval(() => { void probes.refresh(config.heartbeat.intervalMs / 2).catch(() => {}) }, config.heartbeat.intervalMs)
-    probeTimer.unref()
-    daemon.probeTimer = probeTimer
+    // Probe every probes.intervalMs: heartbeats carry the latest verdict, status answers from it.
+    probes.start()
+    daemon.stopProbes = () => { probes.stop() }
     log.info({
       event: 'ready',
       peerId: libp2p.peerId.toString(),
@@ -481,7 +481,7 @@ export class Daemon {
   }
 
   private async doStop (): Promise<void> {
-    clearInterval(this.probeTimer)
+    this.stopProbes?.()
     const steps: Array<[string, () => Promise<void> | void]> = [
       ['control socket', async () => { await this.control.stop() }],
       ['http', async () => { await this.http?.stop() }],

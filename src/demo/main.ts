@@ -12,11 +12,14 @@ const NODES = [
   { name: 'aitbc2', role: 'follower' as const, host: '127.0.0.3', height: 15234, mempool: 15 }
 ]
 
+/** Where today's AITBC serves its RPC (127.0.0.1:8202), on each node's own loopback address. */
+const STAND_IN_RPC_PORT = 8202
+
 const baseDir = mkdtempSync(join(tmpdir(), 'aitbc-mesh-demo-'))
 const rpcs = NODES.map(n => new StandInRpc({ height: n.height, mempool: n.mempool }))
 
 async function main (): Promise<void> {
-  const rpcUrls = await Promise.all(rpcs.map(async (rpc, i) => await rpc.start(NODES[i]!.host, 8006)))
+  const rpcUrls = await Promise.all(rpcs.map(async (rpc, i) => await rpc.start(NODES[i]!.host, STAND_IN_RPC_PORT)))
   const mesh = await LocalMesh.create(baseDir, NODES.map((n, i) => ({
     name: n.name, role: n.role, host: n.host, config: { probes: { rpc: rpcUrls[i] } }
   })))

@@ -1,10 +1,11 @@
 import { readFileSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { loadConfig, type MeshConfig } from '../config/config.js'
-import { DOCTOR_MAX_CLOCK_SKEW_MS } from '../constants.js'
+import { AITBC_RPC_RATE_LIMIT_PER_MINUTE, AITBC_RPC_UNIT, DEFAULT_AITBC_RPC_URL, DOCTOR_MAX_CLOCK_SKEW_MS, PROBE_RPC_BUDGET_PER_MINUTE } from '../constants.js'
 import { ConfigError, errorMessage } from '../errors.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
 import { describePortOwners, findPortOwners, portInUseFix, tcpListenAddress, tryBind } from '../mesh/port-owner.js'
+import { parseRetryAfter, parseSupportedChains } from '../operations/probes/rpc.js'
 import { embeddedStoreFix, embeddedStorePaths, inspectEmbeddedStore } from '../store/embedded-check.js'
 
 /** One line of `aitbc-mesh doctor`: what was checked, the verdict, and for a failure how to fix it. */
@@ -176,17 +177,43 @@ export async function checkRpc (config: MeshConfig, timeoutMs: number): Promise<
   const name = 'blockchain RPC reachable'
   if (config.probes.rpc == null) return pass(name, 'probes.rpc not configured: block height and mempool are reported as null')
   const url = `${config.probes.rpc}/health`
-  const fix = `start the blockchain node${config.probes.service != null ? ` (systemctl start ${config.probes.service})` : ''} or correct probes.rpc in ${config.file}`
+  const units = config.probes.services
+  const fix = `start the blockchain node${units.length > 0 ? ` (systemctl start ${units.join(' ')})` : ''} or correct probes.rpc in ${config.file}`
+  let res: Response
+  let text: string
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } })
-    await res.body?.cancel()
-    if (!res.ok) return fail(name, `GET ${url} answered ${res.status}`, fix)
-    return pass(name, `GET ${url} answered ${res.status}`)
+    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } })
+    text = await res.text()
   } catch (err) {
     const name2 = (err as Error).name
     const why = name2 === 'TimeoutError' || name2 === 'AbortError' ? `no answer within ${timeoutMs} ms` : errorMessage(err)
-    return fail(name, `GET ${url}: ${why}`, fix)
+    // Releases before the RPC had its own unit served it on 8006.
+    const moved = /:8006$/.test(new URL(config.probes.rpc).host) ? `; today's AITBC serves the RPC on ${DEFAULT_AITBC_RPC_URL} (${AITBC_RPC_UNIT})` : ''
+    return fail(name, `GET ${url}: ${why}`, fix + moved)
   }
+  if (res.status === 429) {
+    const wait = parseRetryAfter(res.headers.get('retry-after'))
+    return fail(name, `GET ${url} answered 429: rate-limited${wait != null ? ` for ${Math.ceil(wait / 1000)} s` : ''} (the RPC allows about ${AITBC_RPC_RATE_LIMIT_PER_MINUTE} calls a minute per client address and handler)`,
+      `find the local client calling the RPC most (journalctl -u ${AITBC_RPC_UNIT}); aitbc-mesh itself makes at most ${PROBE_RPC_BUDGET_PER_MINUTE} a minute`)
+  }
+  if (!res.ok) return fail(name, `GET ${url} answered ${res.status}`, fix)
+  let supported: string[] | null = null
+  try {
+    supported = parseSupportedChains((JSON.parse(text) as { supported_chains?: unknown } | null)?.supported_chains)
+  } catch {
+    return fail(name, `GET ${url} answered ${res.status} with a body that is not JSON`, `check that probes.rpc in ${config.file} names the blockchain RPC (${DEFAULT_AITBC_RPC_URL})`)
+  }
+  const configured = config.probes.chainIds
+  if (supported == null) {
+    return pass(name, `GET ${url} answered ${res.status}; it lists no supported_chains${configured.length > 0 ? `, probing ${configured.join(', ')}` : ''}`)
+  }
+  const unknown = configured.filter(c => !supported.includes(c))
+  if (unknown.length > 0) {
+    return fail(name, `GET ${url} answered ${res.status}, but probes.chainId ${unknown.join(', ')} is not among the chains it serves (${supported.join(', ') || 'none'})`,
+      `set probes.chainId in ${config.file} to chains this node serves: ${supported.join(', ') || '(none listed)'}`)
+  }
+  const probing = configured.length > 0 ? configured.join(', ') : supported[0] != null ? `${supported[0]} (the first; probes.chainId chooses)` : 'no chain: the mempool is not counted'
+  return pass(name, `GET ${url} answered ${res.status}; chains ${supported.join(', ') || '(none)'}; probing ${probing}`)
 }
 
 /** The fields of the daemon's `peers` answer the doctor reads. */

@@ -6,7 +6,7 @@ import {
 } from '../../protocols/operation.js'
 import { ROLES, type Role } from '../config/schema.js'
 import {
-  DEFAULT_TRUST_CLOCK_SKEW_MS, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT, OPERATION_MAX_INBOUND_STREAMS,
+  CHAIN_ID_PATTERN, MAX_PROBE_CHAINS, DEFAULT_TRUST_CLOCK_SKEW_MS, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT, OPERATION_MAX_INBOUND_STREAMS,
   OPERATION_MAX_OUTBOUND_STREAMS, OPERATION_REQUEST_ID_PATTERN, OPERATION_STREAM_MAX_MESSAGE_BYTES
 } from '../constants.js'
 import { errorMessage, ProtocolError, TimeoutError, UnreachableError } from '../errors.js'
@@ -14,7 +14,7 @@ import type { MeshLibp2p } from '../mesh/libp2p.js'
 import type { PeerTable } from '../mesh/peer-table.js'
 import { RejectionLog } from '../mesh/rejection-log.js'
 import { aheadOfClock, clipText, MAX_WIRE_INTEGER } from '../mesh/wire-bounds.js'
-import type { HealthCheck, NodeReport } from './report.js'
+import { CHECK_STATES, type ChainReport, type CheckState, type HealthCheck, type NodeReport } from './report.js'
 import type { ActionResult } from './actions.js'
 import type { Requester } from './authority.js'
 
@@ -86,9 +86,15 @@ function toWire (report: NodeReport): WireReport {
     ...(report.service_uptime != null ? { serviceUptime: report.service_uptime } : {}),
     ...(report.last_sync != null ? { lastSync: BigInt(report.last_sync) } : {}),
     issues: report.issues,
-    checks: report.checks,
+    checks: report.checks.map(c => ({ name: c.name, ok: c.ok, detail: c.detail, state: c.state ?? '' })),
     daemonUptimeMs: BigInt(report.daemon_uptime_ms),
-    ...(report.probed_at_ms != null ? { probedAtMs: BigInt(report.probed_at_ms) } : {})
+    ...(report.probed_at_ms != null ? { probedAtMs: BigInt(report.probed_at_ms) } : {}),
+    chains: Object.entries(report.chains).map(([chainId, c]) => ({
+      chainId,
+      ...(c.block_height != null ? { blockHeight: BigInt(c.block_height) } : {}),
+      ...(c.mempool_size != null ? { mempoolSize: BigInt(c.mempool_size) } : {}),
+      mempoolAtLeast: c.mempool_at_least
+    }))
   }
 }
 
@@ -113,7 +119,14 @@ export function fromWire (wire: WireReport, expected: { name: string, role: Role
   const future = (wire.lastSync != null ? aheadOfClock('last_sync', wire.lastSync * 1000n, now, clockSkewMs) : undefined) ??
     (wire.probedAtMs != null ? aheadOfClock('probed_at', wire.probedAtMs, now, clockSkewMs) : undefined)
   if (future != null) throw new ProtocolError(`report has ${future}`)
-  const checks: HealthCheck[] = wire.checks.slice(0, MAX_CHECKS).map(c => ({ name: clip(c.name), ok: c.ok, detail: clip(c.detail) }))
+  const checks: HealthCheck[] = wire.checks.slice(0, MAX_CHECKS).map(c => ({
+    name: clip(c.name),
+    ok: c.ok,
+    detail: clip(c.detail),
+    // A state this daemon does not know (a newer peer's) is left out; ok still tells.
+    ...((CHECK_STATES as readonly string[]).includes(c.state) ? { state: c.state as CheckState } : {})
+  }))
+  const chains = chainsFromWire(wire.chains)
   return {
     node: wire.node,
     role: wire.role as Role,
@@ -126,8 +139,27 @@ export function fromWire (wire: WireReport, expected: { name: string, role: Role
     issues: wire.issues.slice(0, MAX_ISSUES).map(issue => clip(issue)),
     checks,
     daemon_uptime_ms: Number(wire.daemonUptimeMs),
-    probed_at_ms: wire.probedAtMs != null ? Number(wire.probedAtMs) : null
+    probed_at_ms: wire.probedAtMs != null ? Number(wire.probedAtMs) : null,
+    chains
   }
+}
+
+function chainsFromWire (wire: WireReport['chains']): Record<string, ChainReport> {
+  if (wire.length > MAX_PROBE_CHAINS) throw new ProtocolError(`report has ${wire.length} chains, over ${MAX_PROBE_CHAINS}`)
+  const chains: Record<string, ChainReport> = {}
+  for (const c of wire) {
+    if (!CHAIN_ID_PATTERN.test(c.chainId)) throw new ProtocolError(`report has chain id "${clipText(c.chainId, 64)}", expected letters, digits, ".", "_" or "-"`)
+    if (Object.hasOwn(chains, c.chainId)) throw new ProtocolError(`report lists chain ${c.chainId} twice`)
+    for (const [field, value] of [['block_height', c.blockHeight], ['mempool_size', c.mempoolSize]] as const) {
+      if (value != null && value > MAX_WIRE_INTEGER) throw new ProtocolError(`report has ${field} ${String(value)} for chain ${c.chainId}, over ${String(MAX_WIRE_INTEGER)}`)
+    }
+    chains[c.chainId] = {
+      block_height: c.blockHeight != null ? Number(c.blockHeight) : null,
+      mempool_size: c.mempoolSize != null ? Number(c.mempoolSize) : null,
+      mempool_at_least: c.mempoolAtLeast
+    }
+  }
+  return chains
 }
 
 /**

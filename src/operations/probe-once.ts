@@ -15,5 +15,5 @@ export async function probeOnce (configFile: string): Promise<NodeReport> {
     connectedPeers: () => 0,
     startedAt: Date.now()
   })
-  return await probes.report(0)
+  return await probes.reportFor('health')
 }

@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import { allNodes, type MeshConfig, type NodeEntry } from '../config/config.js'
 import { errorMessage, ProtocolError, TimeoutError, UnreachableError, UsageError } from '../errors.js'
 import type { PeerTable } from '../mesh/peer-table.js'
-import { MAX_CONCURRENT_OPERATIONS } from '../constants.js'
+import { AITBC_NODE_UNIT, AITBC_RPC_RATE_LIMIT_PER_MINUTE, AITBC_RPC_UNIT, MAX_CONCURRENT_OPERATIONS } from '../constants.js'
 import { AnswerUnreadableError, type OperationProtocol, type ReportKind } from './operation-protocol.js'
 import type { HealthCheck, NodeReport } from './report.js'
 import { parseOperationRequest, type OperationRequest } from './request.js'
@@ -24,6 +24,10 @@ export type TargetOutcome = 'ok' | 'failed' | 'timed_out' | 'unreachable'
 /** One target in `nodes_status`: the report's public fields, plus what the operation adds. */
 export type NodeStatusEntry = Pick<NodeReport, 'role' | 'status' | 'block_height' | 'mempool_size' | 'p2p_connections' | 'service_uptime' | 'last_sync'> & {
   checks?: HealthCheck[]
+  /** status and health: per chain values, and when the report's probe ran (status answers from the last one). */
+  chains?: NodeReport['chains']
+  probed_at?: string | null
+  probe_age_ms?: number | null
   delivery?: { state: string, reason?: string, receipt_at?: string }
   action?: ActionResult | { state: string, reason: string }
   sync?: Record<string, unknown>
@@ -109,6 +113,7 @@ function offlineReport (node: NodeEntry, reason: string): NodeReport {
     last_sync: null,
     issues: [`${node.name}: offline: ${reason}`],
     checks: [],
+    chains: {},
     daemon_uptime_ms: 0,
     probed_at_ms: null
   }
@@ -445,6 +450,9 @@ export class OperationRunner {
         p2p_connections: report.p2p_connections,
         service_uptime: report.service_uptime,
         last_sync: report.last_sync,
+        chains: report.chains,
+        probed_at: report.probed_at_ms != null ? new Date(report.probed_at_ms).toISOString() : null,
+        probe_age_ms: report.probed_at_ms != null ? Math.max(0, Date.now() - report.probed_at_ms) : null,
         ...(kind === 'health' ? { checks: report.checks } : {})
       }
       issues.push(...report.issues)
@@ -537,10 +545,13 @@ function recommend (node: NodeEntry, report: NodeReport, outcome: TargetOutcome,
     out.push(`${node.name} is heartbeating but did not answer in time; check its load and journal (journalctl -u aitbc-mesh).`)
   }
   if (report.issues.some(i => /rpc health|block_height: GET|mempool_size: GET/.test(i))) {
-    out.push(`Check the blockchain node on ${node.name} (systemctl status aitbc-blockchain-node) and its RPC.`)
+    out.push(`Check the blockchain node on ${node.name} (systemctl status ${AITBC_NODE_UNIT} ${AITBC_RPC_UNIT}) and its RPC.`)
+  }
+  if (report.issues.some(i => /: rpc: rate-limited/.test(i))) {
+    out.push(`The blockchain RPC on ${node.name} answers HTTP 429 to its local clients (about ${AITBC_RPC_RATE_LIMIT_PER_MINUTE} calls a minute per address and handler): find the client calling it most (journalctl -u ${AITBC_RPC_UNIT}); aitbc-mesh waits and resumes by itself.`)
   }
   if (report.issues.some(i => /service_uptime: .* is (inactive|failed|activating|deactivating)/.test(i))) {
-    out.push(`Start the blockchain service on ${node.name} (systemctl start ${config.node.name === node.name && config.probes.service != null ? config.probes.service : "aitbc-blockchain-node.service"}).`)
+    out.push(`Start the blockchain service on ${node.name} (systemctl start ${config.node.name === node.name && config.probes.services.length > 0 ? config.probes.services.join(' ') : `${AITBC_NODE_UNIT} ${AITBC_RPC_UNIT}`}).`)
   }
   if (report.issues.some(i => /lagging/.test(i))) {
     out.push(`Catch ${node.name} up: aitbc-mesh sync --type blockchain --target ${node.name}.`)

@@ -3,9 +3,9 @@ import ssh2 from 'ssh2'
 import { z } from 'zod'
 import type { SshConfig } from '../config/schema.js'
 import type { Role } from '../config/schema.js'
-import { DEFAULT_TRUST_CLOCK_SKEW_MS, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
+import { CHAIN_ID_PATTERN, MAX_PROBE_CHAINS, DEFAULT_TRUST_CLOCK_SKEW_MS, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
 import { ProtocolError, TimeoutError, UnreachableError } from '../errors.js'
-import type { NodeReport } from './report.js'
+import { CHECK_STATES, type NodeReport } from './report.js'
 
 // ssh2 is CommonJS: take its exports from the default import.
 const { Client, utils } = ssh2
@@ -22,9 +22,15 @@ const reportSchema = z.object({
   // Seconds; a date the status table can print, not ahead of this node's clock.
   last_sync: z.number().int().min(0).refine(v => v * 1000 <= Date.now() + DEFAULT_TRUST_CLOCK_SKEW_MS, 'last_sync is in the future').nullable(),
   issues: z.array(z.string().max(2048)).max(64),
-  checks: z.array(z.object({ name: z.string().max(64), ok: z.boolean(), detail: z.string().max(2048) })).max(64),
+  checks: z.array(z.object({ name: z.string().max(64), ok: z.boolean(), detail: z.string().max(2048), state: z.enum(CHECK_STATES).optional().catch(undefined) })).max(64),
   daemon_uptime_ms: z.number().nonnegative().max(MAX_PLAUSIBLE_UPTIME_MS),
-  probed_at_ms: z.number().min(0).max(8.64e15).nullable()
+  probed_at_ms: z.number().min(0).max(8.64e15).nullable(),
+  // Older daemons print none.
+  chains: z.record(z.string().regex(CHAIN_ID_PATTERN), z.object({
+    block_height: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).nullable(),
+    mempool_size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).nullable(),
+    mempool_at_least: z.boolean()
+  })).refine(chains => Object.keys(chains).length <= MAX_PROBE_CHAINS, `at most ${MAX_PROBE_CHAINS} chains`).default({})
 })
 
 /** The pinned key as the base64 blob of "ssh-ed25519 AAAA... comment". */

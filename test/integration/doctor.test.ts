@@ -101,7 +101,7 @@ describe('aitbc-mesh doctor on a two-node mesh with Redis, RPC, swarm key and SS
       `PASS swarm key (${swarmKeyFile}, mode 0600)`,
       `PASS listen /ip4/${host}/tcp/7070 (held by this node's daemon, peer id ${t.mesh.node('aitbc').peerId})`,
       expect.stringMatching(new RegExp(`^PASS redis reachable \\(redis://127\\.0\\.0\\.1:${redis.port}/0: PONG in \\d+ ms\\)$`)),
-      expect.stringMatching(/^PASS blockchain RPC reachable \(GET http:\/\/[\d.]+:\d+\/health answered 200\)$/),
+      expect.stringMatching(/^PASS blockchain RPC reachable \(GET http:\/\/[\d.]+:\d+\/health answered 200; chains ait-devnet; probing ait-devnet \(the first; probes\.chainId chooses\)\)$/),
       expect.stringMatching(new RegExp(`^PASS daemon running \\(answers on ${t.mesh.node('aitbc').socket}, peer id 12D3KooW\\w+, up since `)),
       expect.stringMatching(/^PASS peer aitbc1 over the mesh \(connected, online, /),
       `PASS peer aitbc1 over SSH (aitbc@127.0.0.1:${sshPort} ran "aitbc-mesh probe --json": aitbc1 is online)`,

@@ -29,9 +29,15 @@ describe('a three-node mesh of real daemons on 127.x.y.1-3, port 7070', () => {
     expect(out.nodes_status.aitbc).toMatchObject({ role: 'genesis', status: 'online', block_height: 15234, mempool_size: 10, p2p_connections: 2 })
     expect(out.nodes_status.aitbc1).toMatchObject({ role: 'follower', status: 'online', block_height: 15232, mempool_size: 11, p2p_connections: 2 })
     expect(out.nodes_status.aitbc2).toMatchObject({ role: 'follower', status: 'online', block_height: 15230, mempool_size: 12, p2p_connections: 2 })
+    // Per chain too: the stand-in serves ait-devnet, which each daemon found in its /health.
+    expect(out.nodes_status.aitbc.chains).toEqual({ 'ait-devnet': { block_height: 15234, mempool_size: 10, mempool_at_least: false } })
     for (const node of Object.values(out.nodes_status) as Array<Record<string, unknown>>) {
-      expect(Object.keys(node).sort()).toEqual(['block_height', 'last_sync', 'mempool_size', 'p2p_connections', 'role', 'service_uptime', 'status'])
+      expect(Object.keys(node).sort()).toEqual(['block_height', 'chains', 'last_sync', 'mempool_size', 'p2p_connections', 'probe_age_ms', 'probed_at', 'role', 'service_uptime', 'status'])
       expect(node.service_uptime).toBeNull()
+      // Status answers from the daemon's last probe and says when that was.
+      expect(Date.parse(node.probed_at as string)).toBeLessThanOrEqual(Date.now())
+      expect(node.probe_age_ms as number).toBeGreaterThanOrEqual(0)
+      expect(node.probe_age_ms as number).toBeLessThan(15_000)
     }
     // A null value always comes with an issue naming the node and why.
     for (const name of ['aitbc', 'aitbc1', 'aitbc2']) {
@@ -67,11 +73,12 @@ describe('a three-node mesh of real daemons on 127.x.y.1-3, port 7070', () => {
     const healthy = JSON.parse((await t.mesh.cli('aitbc', ['health', '--target', 'all', '--json'])).stdout)
     expect(healthy.validation_status).toBe('success')
     const checks = healthy.nodes_status.aitbc2.checks as Array<{ name: string, ok: boolean }>
-    expect(checks.find(c => c.name === 'block_height')).toMatchObject({ ok: true, detail: 'height 15230' })
+    expect(checks.find(c => c.name === 'block_height')).toMatchObject({ ok: true, state: 'ok', detail: 'ait-devnet: height 15230' })
+    expect(checks.find(c => c.name === 'mempool')).toMatchObject({ ok: true, state: 'ok', detail: 'ait-devnet: 12 transactions' })
 
     const rpc = t.rpcs.get('aitbc2')!
     rpc.state.healthy = false
-    rpc.state.headStatus = 404
+    rpc.state.headStatus = 500
     try {
       const res = await t.mesh.cli('aitbc', ['health', '--target', 'aitbc2', '--json'])
       expect(res.code).toBe(1)
@@ -79,7 +86,7 @@ describe('a three-node mesh of real daemons on 127.x.y.1-3, port 7070', () => {
       expect(out.nodes_status.aitbc2.status).toBe('degraded')
       expect(out.nodes_status.aitbc2.block_height).toBeNull()
       expect(out.validation_status).toBe('failed')
-      expect(out.issues).toContainEqual(expect.stringMatching(/^aitbc2: block_height: no block yet \(GET http:\/\/.*\/rpc\/head returned 404\)/))
+      expect(out.issues).toContainEqual(expect.stringMatching(/^aitbc2: block_height: GET http:\/\/.*\/rpc\/head\?chain_id=ait-devnet returned HTTP 500$/))
       expect(out.issues).toContainEqual(expect.stringMatching(/^aitbc2: rpc health: GET .*\/health returned HTTP 503/))
       // The degraded verdict travels in heartbeats too.
       await waitFor('aitbc to see aitbc2 degraded', async () => await statusOfPeer(t.mesh, 'aitbc', 'aitbc2') === 'degraded', 5000)
@@ -87,7 +94,8 @@ describe('a three-node mesh of real daemons on 127.x.y.1-3, port 7070', () => {
       rpc.state.healthy = true
       rpc.state.headStatus = 200
     }
-    await waitFor('aitbc2 to recover', async () => await statusOfPeer(t.mesh, 'aitbc', 'aitbc2') === 'online', 5000)
+    // The next periodic probe (probes.intervalMs, 5 s by default) clears it.
+    await waitFor('aitbc2 to recover', async () => await statusOfPeer(t.mesh, 'aitbc', 'aitbc2') === 'online', 15_000)
   })
 
   it('answers the same through `op` JSON, in and out', async () => {
@@ -125,7 +133,7 @@ describe('a three-node mesh of real daemons on 127.x.y.1-3, port 7070', () => {
     const res = await t.mesh.cli('aitbc', ['status', '--target', 'all', '--json', '--timeout', '30'])
     expect(res.code).toBe(1)
     const out = JSON.parse(res.stdout)
-    expect(out.nodes_status.aitbc2).toEqual({ role: 'follower', status: 'offline', block_height: null, mempool_size: null, p2p_connections: 0, service_uptime: null, last_sync: null })
+    expect(out.nodes_status.aitbc2).toEqual({ role: 'follower', status: 'offline', block_height: null, mempool_size: null, p2p_connections: 0, service_uptime: null, last_sync: null, chains: {}, probed_at: null, probe_age_ms: null })
     expect(out.issues).toContainEqual(expect.stringMatching(/^aitbc2: offline: /))
     expect(out.validation_status).toBe('partial')
     expect(out.execution_time).toBeLessThan(5)

@@ -272,7 +272,7 @@ describe('daemon start-up checks its files', () => {
       const refusal = await refusedStart(node)
       expect(refusal.code, url).toBe(2)
       expect(refusal.elapsedMs).toBeLessThan(PROMPT_EXIT_MS)
-      expect(refusal.stderr).toBe(`aitbc-mesh: ${node.config}: redis: ${reason}; expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2\n`)
+      expect(refusal.stderr).toBe(`aitbc-mesh: ${node.config}: redis: ${reason}; expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/1\n`)
       expect(refusal.stderr).not.toContain('s3cret')
     }
   })

@@ -118,7 +118,7 @@ describe('sync step answers from a hostile allowlisted peer are checked before u
           await pb.write({
             requestId: request.requestId,
             error: '',
-            report: { node: HOSTILE, role: 'follower', status: 'online', blockHeight: hostileHeight, mempoolSize: 12n, p2pConnections: 2, issues: [], checks: [], daemonUptimeMs: 60_000n, probedAtMs: BigInt(Date.now()) }
+            report: { node: HOSTILE, role: 'follower', status: 'online', blockHeight: hostileHeight, mempoolSize: 12n, p2pConnections: 2, issues: [], checks: [], daemonUptimeMs: 60_000n, probedAtMs: BigInt(Date.now()), chains: [] }
           }, OperationResponse)
         }
         await stream.close()

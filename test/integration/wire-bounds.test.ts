@@ -243,7 +243,7 @@ describe('wire values from a hostile allowlisted peer are bounded', () => {
       await pb.write({
         requestId: request.requestId,
         error: '',
-        report: { node: 'aitbc2', role: 'follower', status: 'online', blockHeight: 1000n, p2pConnections: 2, lastSync: MAX_U64, issues: [], checks: [], daemonUptimeMs: 1000n }
+        report: { node: 'aitbc2', role: 'follower', status: 'online', blockHeight: 1000n, p2pConnections: 2, lastSync: MAX_U64, issues: [], checks: [], daemonUptimeMs: 1000n, chains: [] }
       }, OperationResponse)
       await stream.close()
     })

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { allNodes, loadConfig, parseConfig } from '../../src/config/config.js'
+import { allNodes, defaultAgentChainId, loadConfig, parseConfig } from '../../src/config/config.js'
 import { ConfigError } from '../../src/errors.js'
 import { DEFAULT_KEEP_LOCAL_KEYS } from '../../src/constants.js'
 
@@ -161,11 +161,11 @@ describe('parseConfig refuses bad configs with a ConfigError naming file, field 
 
   it('a redis URL that is not redis://', () => {
     const err = configError(`${base}redis: http://127.0.0.1:6379\n`)
-    expect(err.message).toBe(`${FILE}: redis: expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2`)
+    expect(err.message).toBe(`${FILE}: redis: expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/1`)
   })
 
   it('a redis URL that would fail at every connect: bad port, unclosed IPv6 bracket, database out of range; never echoing the password', () => {
-    const expected = '; expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2'
+    const expected = '; expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/1'
     const cases: Array<[string, string]> = [
       ['redis://:pw-secret@127.0.0.1:notaport/2', 'port "notaport" is not a number from 1 to 65535'],
       ['redis://user:pw-secret@[bad', 'IPv6 address "[bad" has no closing "]"'],
@@ -199,9 +199,44 @@ describe('parseConfig refuses bad configs with a ConfigError naming file, field 
     }
     expect(err).toBeInstanceOf(ConfigError)
     expect((err as ConfigError).field).toBe('REDIS_URL (environment)')
-    expect((err as ConfigError).message).toBe(`${FILE}: REDIS_URL (environment): port "port" is not a number from 1 to 65535; expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/2; ` +
+    expect((err as ConfigError).message).toBe(`${FILE}: REDIS_URL (environment): port "port" is not a number from 1 to 65535; expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379/1; ` +
       'fix: correct REDIS_URL where it is set (under systemd: /etc/aitbc/mesh.env), or unset it to use redis: from this file')
     expect((err as ConfigError).message).not.toContain('pw-secret')
+  })
+
+  it('probes.chainId that is not a chain id, an empty or too long list, or a repeat', () => {
+    expect(configError(`${base}probes: { chainId: "ait devnet" }\n`).message).toBe(`${FILE}: probes.chainId: expected a chain id such as ait-devnet (letters, digits, ".", "_" or "-", at most 64)`)
+    expect(configError(`${base}probes: { chainId: [ait-devnet, "../x"] }\n`).field).toBe('probes.chainId[1]')
+    expect(configError(`${base}probes: { chainId: [] }\n`).message).toContain('probes.chainId: expected at least one chain id')
+    expect(configError(`${base}probes: { chainId: [a, b, c, d, e, f, g, h, i], intervalMs: 60000 }\n`).message).toContain('probes.chainId: expected at most 8 chain ids')
+    expect(configError(`${base}probes: { chainId: [ait-devnet, ait-devnet] }\n`).message).toBe(`${FILE}: probes.chainId: "ait-devnet" is listed twice`)
+    expect(configError(`${base}probes: { chainId: 7 }\n`).field).toBe('probes.chainId')
+  })
+
+  it('probes.intervalMs out of range, or so short that the probes would use more than their share of the RPC rate limit', () => {
+    expect(configError(`${base}probes: { intervalMs: 500 }\n`).field).toBe('probes.intervalMs')
+    expect(configError(`${base}probes: { intervalMs: 5000.5 }\n`).field).toBe('probes.intervalMs')
+    expect(configError(`${base}probes: { intervalMs: 3600000 }\n`).field).toBe('probes.intervalMs')
+    // 2 chains every second: 120 calls a minute to /rpc/head.
+    expect(configError(`${base}probes: { chainId: [ait-devnet, ait-testnet], intervalMs: 1000 }\n`).message).toBe(
+      `${FILE}: probes.intervalMs: 1000 with 2 chain(s) makes 120 calls a minute to each RPC handler, more than the 60 aitbc-mesh may use of the RPC's 200 per client address; use at least 2000`)
+    expect(parseConfig(`${base}probes: { chainId: [ait-devnet, ait-testnet], intervalMs: 2000 }\n`, FILE, {}).probes).toMatchObject({ chainIds: ['ait-devnet', 'ait-testnet'], intervalMs: 2000 })
+    expect(parseConfig(`${base}probes: { intervalMs: 1000 }\n`, FILE, {}).probes.intervalMs).toBe(1000)
+  })
+
+  it('probes.chainId as one id or a list; probes.service and probes.services merged without repeats', () => {
+    expect(parseConfig(`${base}probes: { chainId: ait-mainnet }\n`, FILE, {}).probes.chainIds).toEqual(['ait-mainnet'])
+    expect(parseConfig(`${base}probes: { chainId: [ait-mainnet, ait-devnet] }\n`, FILE, {}).probes.chainIds).toEqual(['ait-mainnet', 'ait-devnet'])
+    const config = parseConfig(`${base}probes: { service: aitbc-blockchain-node.service, services: [aitbc-blockchain-rpc.service, aitbc-blockchain-node.service] }\n`, FILE, {})
+    expect(config.probes.services).toEqual(['aitbc-blockchain-node.service', 'aitbc-blockchain-rpc.service'])
+    expect(parseConfig(`${base}probes: { services: [aitbc-blockchain-rpc.service] }\n`, FILE, {}).probes.services).toEqual(['aitbc-blockchain-rpc.service'])
+    expect(configError(`${base}probes: { services: ["rm -rf /"] }\n`).field).toBe('probes.services[0]')
+  })
+
+  it('agents default to agents.chainId, else the first chain the node probes, else the coordinator\'s ait-hub', () => {
+    expect(defaultAgentChainId(parseConfig(base, FILE, {}))).toBe('ait-hub')
+    expect(defaultAgentChainId(parseConfig(`${base}probes: { chainId: [ait-mainnet, ait-devnet] }\n`, FILE, {}))).toBe('ait-mainnet')
+    expect(defaultAgentChainId(parseConfig(`${base}probes: { chainId: ait-mainnet }\nagents: { chainId: ait-devnet }\n`, FILE, {}))).toBe('ait-devnet')
   })
 
   it('a probes.rpc that is not an http URL', () => {
@@ -279,7 +314,7 @@ describe('parseConfig of a good config', () => {
     expect(config.swarmKeyFile).toBeUndefined()
     expect(config.redisUrl).toBeUndefined()
     expect(config.peers).toEqual([])
-    expect(config.probes).toEqual({ configFiles: [] })
+    expect(config.probes).toEqual({ chainIds: [], intervalMs: 5000, services: [], configFiles: [] })
     expect(config.actions).toEqual({})
     expect(config.heartbeat).toEqual({ intervalMs: 1000, offlineAfterMs: 3000 })
   })
@@ -320,10 +355,10 @@ describe('parseConfig of a good config', () => {
   })
 
   it('strips trailing slashes from probes.rpc and keeps service, actions and logLevel', () => {
-    const config = parseConfig(`${base}probes: { rpc: "http://127.0.0.1:8006//", service: aitbc-blockchain-node.service }\n` +
+    const config = parseConfig(`${base}probes: { rpc: "http://127.0.0.1:8202//", service: aitbc-blockchain-node.service }\n` +
       'actions: { restart: { run: [systemctl, restart, aitbc-blockchain-node.service], destructive: true } }\nlogLevel: debug\n', file, {})
-    expect(config.probes.rpc).toBe('http://127.0.0.1:8006')
-    expect(config.probes.service).toBe('aitbc-blockchain-node.service')
+    expect(config.probes.rpc).toBe('http://127.0.0.1:8202')
+    expect(config.probes.services).toEqual(['aitbc-blockchain-node.service'])
     expect(config.actions).toEqual({ restart: { run: ['systemctl', 'restart', 'aitbc-blockchain-node.service'], destructive: true } })
     expect(config.logLevel).toBe('debug')
   })

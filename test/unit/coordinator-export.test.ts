@@ -96,15 +96,20 @@ describe('coordinator export: faults of its own', () => {
     expect(notify).toBeUndefined()
   })
 
-  it('is built from the config only when coordinator.url is set, with the configured chain and island', () => {
+  it('is built from the config only when coordinator.url is set, with the configured chain (else the node\'s probed chain) and island', () => {
     const registry = { watch: () => () => {}, get: () => undefined, list: () => [], entry: () => undefined }
     const log = pino({ level: 'silent' })
-    const base = { node: { name: 'aitbc', role: 'genesis' as const }, agents: { islandId: 'isl-1' }, coordinator: { recordFields: 15 as const } }
+    const base = { node: { name: 'aitbc', role: 'genesis' as const }, agents: { islandId: 'isl-1' }, probes: { chainIds: [] as string[] }, coordinator: { recordFields: 15 as const, inactiveAfterS: 3600 } }
     expect(CoordinatorExport.fromConfig(base, registry, log)).toBeUndefined()
-    const exporter = CoordinatorExport.fromConfig({ ...base, coordinator: { recordFields: 15, url: 'http://127.0.0.1:8107' } }, registry, log)!
+    const exporter = CoordinatorExport.fromConfig({ ...base, coordinator: { recordFields: 15, inactiveAfterS: 3600, url: 'http://127.0.0.1:8107' } }, registry, log)!
     const record: ExportedView = { agent_id: 'a', agent_type: 'worker', status: 'active', capabilities: [], services: [], endpoints: {}, metadata: {}, load_metrics: {}, last_heartbeat: new Date().toISOString() }
     expect(exporter.registerBody(record)).toMatchObject({ chain_id: 'ait-hub', island_id: 'isl-1' })
-    const devnet = CoordinatorExport.fromConfig({ ...base, agents: { chainId: 'ait-devnet', islandId: 'isl-1' }, coordinator: { recordFields: 15, url: 'http://127.0.0.1:8107' } }, registry, log)!
+    const devnet = CoordinatorExport.fromConfig({ ...base, agents: { chainId: 'ait-devnet', islandId: 'isl-1' }, coordinator: { recordFields: 15, inactiveAfterS: 3600, url: 'http://127.0.0.1:8107' } }, registry, log)!
     expect(devnet.registerBody(record)).toMatchObject({ chain_id: 'ait-devnet' })
+    // Without agents.chainId, the first chain the node probes; agents.chainId still wins.
+    const probed = CoordinatorExport.fromConfig({ ...base, probes: { chainIds: ['ait-mainnet', 'ait-devnet'] }, coordinator: { recordFields: 15, inactiveAfterS: 3600, url: 'http://127.0.0.1:8107' } }, registry, log)!
+    expect(probed.registerBody(record)).toMatchObject({ chain_id: 'ait-mainnet' })
+    const both = CoordinatorExport.fromConfig({ ...base, agents: { chainId: 'ait-devnet', islandId: 'isl-1' }, probes: { chainIds: ['ait-mainnet'] }, coordinator: { recordFields: 15, inactiveAfterS: 3600, url: 'http://127.0.0.1:8107' } }, registry, log)!
+    expect(both.registerBody(record)).toMatchObject({ chain_id: 'ait-devnet' })
   })
 })

@@ -1,9 +1,10 @@
-import { describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseConfig } from '../../src/config/config.js'
 import { DOCTOR_MAX_CLOCK_SKEW_MS } from '../../src/constants.js'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { checkClockSkew, checkCoordinatorRedis, type PeerViewLike } from '../../src/doctor/checks.js'
+import { checkClockSkew, checkCoordinatorRedis, checkRpc, type PeerViewLike } from '../../src/doctor/checks.js'
+import { StandInRpc } from '../../src/devmesh/stand-in-rpc.js'
 import { tempDir } from '../helpers.js'
 import { formatCheck } from '../../src/doctor/doctor.js'
 
@@ -40,6 +41,50 @@ describe('doctor: clock skew against peers', () => {
 
   it('says to start the daemon when it is not running', () => {
     expect(checkClockSkew(config, undefined)).toMatchObject({ ok: false, detail: 'not checked: the local daemon is not running', fix: expect.stringMatching(/^start the daemon: systemctl start aitbc-mesh/) })
+  })
+})
+
+describe('doctor: blockchain RPC', () => {
+  const stand = new StandInRpc({ otherChains: { 'ait-mainnet': { height: 5, mempool: 0, headStatus: 200 } } }, { rateLimit: null })
+  let url: string
+  beforeAll(async () => { url = await stand.start('127.0.0.1', 0) })
+  afterAll(async () => { await stand.stop() })
+
+  const withProbes = (probes: string): ReturnType<typeof parseConfig> => parseConfig(`node: { name: aitbc, role: genesis }\ndataDir: /var/lib/aitbc/mesh\nprobes: ${probes}\n`, '/etc/aitbc/mesh.yaml', {})
+
+  it('passes naming the chains the RPC serves and the one probed', async () => {
+    expect(formatCheck(await checkRpc(withProbes(`{ rpc: "${url}" }`), 2000))).toBe(`PASS blockchain RPC reachable (GET ${url}/health answered 200; chains ait-devnet, ait-mainnet; probing ait-devnet (the first; probes.chainId chooses))`)
+    expect(formatCheck(await checkRpc(withProbes(`{ rpc: "${url}", chainId: [ait-mainnet, ait-devnet] }`), 2000))).toBe(`PASS blockchain RPC reachable (GET ${url}/health answered 200; chains ait-devnet, ait-mainnet; probing ait-mainnet, ait-devnet)`)
+  })
+
+  it('fails a probes.chainId the RPC does not serve, listing those it does', async () => {
+    expect(formatCheck(await checkRpc(withProbes(`{ rpc: "${url}", chainId: [ait-devnet, ait-testnet] }`), 2000))).toBe(
+      `FAIL blockchain RPC reachable: GET ${url}/health answered 200, but probes.chainId ait-testnet is not among the chains it serves (ait-devnet, ait-mainnet) — fix: set probes.chainId in /etc/aitbc/mesh.yaml to chains this node serves: ait-devnet, ait-mainnet`)
+  })
+
+  it('fails HTTP 429 as rate-limited, with its wait and what to look for', async () => {
+    stand.forceRateLimit = { retryAfterS: 20 }
+    try {
+      expect(formatCheck(await checkRpc(withProbes(`{ rpc: "${url}" }`), 2000))).toBe(
+        `FAIL blockchain RPC reachable: GET ${url}/health answered 429: rate-limited for 20 s (the RPC allows about 200 calls a minute per client address and handler) — fix: find the local client calling the RPC most (journalctl -u aitbc-blockchain-rpc.service); aitbc-mesh itself makes at most 60 a minute`)
+    } finally {
+      stand.forceRateLimit = null
+    }
+  })
+
+  it('an RPC that lists no chains passes, saying so', async () => {
+    stand.state.omitSupportedChains = true
+    try {
+      expect((await checkRpc(withProbes(`{ rpc: "${url}" }`), 2000)).detail).toBe(`GET ${url}/health answered 200; it lists no supported_chains`)
+    } finally {
+      stand.state.omitSupportedChains = false
+    }
+  })
+
+  it('names both units in the fix, and points an old :8006 URL at today\'s RPC', async () => {
+    const down = await checkRpc(withProbes('{ rpc: "http://127.254.254.254:8006", service: aitbc-blockchain-node.service, services: [aitbc-blockchain-rpc.service] }'), 2000)
+    expect(down.ok).toBe(false)
+    expect(down.fix).toBe('start the blockchain node (systemctl start aitbc-blockchain-node.service aitbc-blockchain-rpc.service) or correct probes.rpc in /etc/aitbc/mesh.yaml; today\'s AITBC serves the RPC on http://127.0.0.1:8202 (aitbc-blockchain-rpc.service)')
   })
 })
 

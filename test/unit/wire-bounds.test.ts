@@ -171,7 +171,7 @@ describe('PeerTable: refused heartbeats', () => {
 })
 
 function report (extra: Partial<WireReport> = {}): WireReport {
-  return { node: 'aitbc1', role: 'follower', status: 'online', blockHeight: 1000n, mempoolSize: 3n, p2pConnections: 2, lastSync: BigInt(Math.floor(NOW / 1000) - 60), issues: [], checks: [], daemonUptimeMs: 3600_000n, probedAtMs: BigInt(NOW - 500), ...extra }
+  return { node: 'aitbc1', role: 'follower', status: 'online', blockHeight: 1000n, mempoolSize: 3n, p2pConnections: 2, lastSync: BigInt(Math.floor(NOW / 1000) - 60), issues: [], checks: [], daemonUptimeMs: 3600_000n, probedAtMs: BigInt(NOW - 500), chains: [], ...extra }
 }
 
 describe('operation answers are bounded', () => {
@@ -190,6 +190,35 @@ describe('operation answers are bounded', () => {
     const issues = fromWire(report({ issues: ['first issue', 'second issue', 'third issue', 'x'.repeat(10_000)] }), expected, NOW, SKEW).issues
     expect(issues.slice(0, 3)).toEqual(['first issue', 'second issue', 'third issue'])
     expect(issues[3]!.length).toBeLessThan(5000)
+  })
+
+  it('keeps issue texts whole up to 2048 characters, and cuts longer ones', () => {
+    const issues = ['aitbc1: service_uptime: not probed (probes.service is not configured)', 'aitbc1: rpc: rate-limited: x', 'i'.repeat(3000)]
+    const out = fromWire(report({ issues }), expected, NOW, SKEW).issues
+    expect(out.slice(0, 2)).toEqual(issues.slice(0, 2))
+    expect(out[2]).toBe(`${'i'.repeat(2048)}…`)
+  })
+
+  it('reads per chain values and check states; refuses too many chains, bad chain ids, repeats and impossible counts', () => {
+    const chains = [
+      { chainId: 'ait-mainnet', blockHeight: 1000n, mempoolSize: 500n, mempoolAtLeast: true },
+      { chainId: 'ait-devnet', mempoolAtLeast: false }
+    ]
+    const checks = [{ name: 'rpc', ok: true, detail: 'x', state: 'rate-limited' }, { name: 'mesh', ok: true, detail: 'y', state: '' }, { name: 'z', ok: false, detail: 'z', state: 'from-the-future' }]
+    const out = fromWire(report({ chains, checks }), expected, NOW, SKEW)
+    expect(out.chains).toEqual({
+      'ait-mainnet': { block_height: 1000, mempool_size: 500, mempool_at_least: true },
+      'ait-devnet': { block_height: null, mempool_size: null, mempool_at_least: false }
+    })
+    expect(Object.keys(out.chains)).toEqual(['ait-mainnet', 'ait-devnet'])
+    expect(out.checks).toEqual([{ name: 'rpc', ok: true, detail: 'x', state: 'rate-limited' }, { name: 'mesh', ok: true, detail: 'y' }, { name: 'z', ok: false, detail: 'z' }])
+    const many = Array.from({ length: 9 }, (_, i) => ({ chainId: `c${i}`, mempoolAtLeast: false }))
+    expect(() => fromWire(report({ chains: many }), expected, NOW, SKEW)).toThrow('report has 9 chains, over 8')
+    expect(() => fromWire(report({ chains: [{ chainId: '../x', mempoolAtLeast: false }] }), expected, NOW, SKEW)).toThrow(/report has chain id "\.\.\/x"/)
+    expect(() => fromWire(report({ chains: [{ chainId: 'a', mempoolAtLeast: false }, { chainId: 'a', mempoolAtLeast: false }] }), expected, NOW, SKEW)).toThrow('report lists chain a twice')
+    expect(() => fromWire(report({ chains: [{ chainId: 'a', blockHeight: MAX_U64, mempoolAtLeast: false }] }), expected, NOW, SKEW)).toThrow(/block_height 18446744073709551615 for chain a/)
+    // An older daemon sends no chains.
+    expect(fromWire(report(), expected, NOW, SKEW).chains).toEqual({})
   })
 
   it('refuses an action duration longer than the exchange lasted', () => {
