@@ -51,10 +51,14 @@ async function run (size: number): Promise<void> {
         }
       }).catch(() => {})
     }
-    // Every watch is in place, and gossip reaches every node, once a first agent is seen everywhere.
+    // A watch sees only what happens after it reached its daemon, and the stream sends nothing
+    // before: every watch is in place once one warm-up agent is seen on every node.
     const others = size - 1
-    await origin.call('agents.register', { agent_id: `warmup-${size}`, agent_type: 'worker' })
-    await waitFor('the warm-up agent on every node', () => (seen.get(`warmup-${size}`)?.size ?? 0) === others, 60000, 5)
+    await waitFor('every watch in place', async () => {
+      const id = `warmup-${size}-${seen.size}`
+      await origin.call('agents.register', { agent_id: id, agent_type: 'worker' })
+      return await waitFor(`${id} seen everywhere`, () => (seen.get(id)?.size ?? 0) === others, 2000, 5).then(() => true, () => false)
+    }, 60000, 0)
 
     const latencies: number[] = []
     for (let i = 0; i < REGISTRATIONS; i++) {
