@@ -72,7 +72,7 @@ export async function startTestMesh (count: number, opts: {
   return { mesh, rpcs, hosts }
 }
 
-export interface PeerRow { name: string, status: string, connected: boolean, self: boolean, reason: string | null }
+export interface PeerRow { name: string, status: string, connected: boolean, self: boolean, reason: string | null, since: string | null }
 
 export async function peersOf (mesh: LocalMesh, name: string): Promise<PeerRow[]> {
   const client = await mesh.client(name)

@@ -14,7 +14,8 @@ interface NodeEntry {
 }
 
 interface OperationOut {
-  nodes_status: Record<string, NodeEntry>
+  // Keyed by node name; the tests name nodes they started.
+  nodes_status: Record<string, NodeEntry> & { aitbc: NodeEntry }
   issues: string[]
   recommendations: string[]
   validation_status: string

@@ -34,7 +34,7 @@ describe('joining and removing a node on a running mesh', () => {
       await statusAt(mesh, 'aitbc', 'aitbc1') === 'online' && await statusAt(mesh, 'aitbc1', 'aitbc') === 'online')
     expect((await peersOf(mesh, 'aitbc')).map(p => p.name)).toEqual(['aitbc', 'aitbc1'])
     await waitFor('aitbc to refuse the unknown aitbc2', () => logMatches(mesh, 'aitbc', new RegExp(`"event":"peer_refused".*"peerId":"${newcomer.peerId}"`)).length > 0, 10000)
-    const linkBefore = (await peersOf(mesh, 'aitbc') as Array<{ name: string, since: string | null }>).find(p => p.name === 'aitbc1')?.since
+    const linkBefore = (await peersOf(mesh, 'aitbc')).find(p => p.name === 'aitbc1')?.since
     expect(linkBefore).toBeTruthy()
     const genesisPid = genesis.process?.pid
     const genesisLogMark = genesis.logLines.length
@@ -66,7 +66,7 @@ describe('joining and removing a node on a running mesh', () => {
     expect(genesis.process?.pid).toBe(genesisPid)
     expect(genesis.process?.exitCode).toBeNull()
     expect(logMatches(mesh, 'aitbc', /"event":"peer_disconnected".*"peer":"aitbc1"/, genesisLogMark)).toEqual([])
-    const linkAfter = (await peersOf(mesh, 'aitbc') as Array<{ name: string, since: string | null }>).find(p => p.name === 'aitbc1')?.since
+    const linkAfter = (await peersOf(mesh, 'aitbc')).find(p => p.name === 'aitbc1')?.since
     expect(linkAfter).toBe(linkBefore)
 
     // An operation now reaches the new node too.
