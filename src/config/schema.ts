@@ -7,7 +7,8 @@ import { CHAIN_ID_PATTERN, DEFAULT_AITBC_RPC_URL, DEFAULT_PROBE_INTERVAL_MS, MAX
 export const ROLES = ['genesis', 'follower'] as const
 export type Role = typeof ROLES[number]
 
-const NODE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/i
+/** A node name's shape (the reserved target keywords are refused by `nodeName` too). */
+export const NODE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/i
 
 export const nodeName = z.string()
   .regex(NODE_NAME, 'expected a node name of letters, digits, ".", "_" or "-" (at most 63, starting with a letter or digit)')
