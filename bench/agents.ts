@@ -3,7 +3,7 @@
 // many registrations per second one node sustains.
 //   npm run bench:agents [-- --registrations 200 --sizes 3,10 --burst 2000 --store embedded|redis]
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ControlClient } from '../src/control/client.js'
@@ -20,6 +20,20 @@ const REGISTRATIONS = Number(arg('registrations', '200'))
 const SIZES = arg('sizes', '3,10').split(',').map(Number)
 const BURST = Number(arg('burst', '2000'))
 const STORE = arg('store', 'embedded')
+
+/** User and system CPU seconds the daemons of the mesh have used so far (Linux /proc). */
+function daemonCpuSeconds (mesh: LocalMesh, names: string[]): number {
+  const ticksPerSecond = 100
+  let ticks = 0
+  for (const name of names) {
+    const pid = mesh.node(name).process?.pid
+    if (pid == null) continue
+    // Fields after the command (in parentheses): utime and stime are the 12th and 13th.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+    ticks += Number(fields[11]) + Number(fields[12])
+  }
+  return ticks / ticksPerSecond
+}
 
 async function run (size: number): Promise<void> {
   const hosts = await freeLoopbackBlock(size)
@@ -71,6 +85,7 @@ async function run (size: number): Promise<void> {
 
     // Sustained rate: many registrations in flight on one node; acknowledged, then replicated everywhere.
     const concurrency = 64
+    const cpuBefore = daemonCpuSeconds(mesh, names)
     const started = performance.now()
     let next = 0
     await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -85,10 +100,12 @@ async function run (size: number): Promise<void> {
       return true
     }, 120000, 20)
     const replicated = performance.now() - started
+    const cpuMsPerRegistration = (daemonCpuSeconds(mesh, names) - cpuBefore) * 1000 / BURST
 
     process.stdout.write([
       line(`register -> listed on all ${size - 1} other nodes (${size} nodes)`, latencies),
       `${`sustained registrations on one node (${size} nodes)`.padEnd(44)} ${BURST} in ${(acked / 1000).toFixed(2)} s = ${Math.round(BURST / (acked / 1000))}/s acknowledged; replicated everywhere at ${Math.round(BURST / (replicated / 1000))}/s`,
+      `${`daemon CPU per registration (${size} nodes)`.padEnd(44)} ${cpuMsPerRegistration.toFixed(2)} ms, all daemons together (user + system, during the burst)`,
       ''
     ].join('\n'))
   } finally {
