@@ -1,12 +1,11 @@
 import { spawn } from 'node:child_process'
 import { chownSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { CLI_ENTRY, freeLoopbackBlock, WaitAborted } from '../../src/devmesh/local-mesh.js'
 import { onCleanup, runCli, tempDir, waitFor } from '../helpers.js'
 import { holdPort, type HeldPort } from '../port-holder.js'
-import { TestRedis } from '../redis.js'
+import { freePort, TestRedis } from '../redis.js'
 
 /**
  * A hang check, not a performance figure: loading the daemon takes a second or two (two more
@@ -29,17 +28,6 @@ async function newNode (extraConfig = ''): Promise<Node> {
   return { host: host!, dir, config, socket: join(dir, 'mesh.sock') }
 }
 
-/** A TCP port on 127.0.0.1 nothing listens on. */
-async function closedPort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port
-      server.close(() => { resolve(port) })
-    })
-  })
-}
 
 interface Run { code: number | null, stderr: string, log: Array<Record<string, unknown>>, elapsedMs: number }
 
@@ -91,8 +79,8 @@ describe('daemon: its listen port held by another process', () => {
   const stores: Array<[string, () => Promise<string>]> = [
     ['the embedded store', async () => ''],
     ['Redis configured and running', async () => `redis: ${(await new TestRedis().start()).url}\n`],
-    ['Redis configured but not running', async () => `redis: redis://127.0.0.1:${await closedPort()}/0\n`],
-    ['http: configured', async () => `http: 127.0.0.1:${await closedPort()}\n`]
+    ['Redis configured but not running', async () => `redis: redis://127.0.0.1:${await freePort()}/0\n`],
+    ['http: configured', async () => `http: 127.0.0.1:${await freePort()}\n`]
   ]
   for (const [what, config] of stores) {
     it(`with ${what}: exits 75 within seconds, naming the address, the holder's pid and command line, and the fix`, async () => {
