@@ -46,8 +46,19 @@ export class CoordinatorImport {
     // Store outages are reported by the store itself; this connection only follows events.
     subscriber.on('error', () => {})
     subscriber.on('message', this.onMessage)
+    // Subscribed on the first connection, whenever it comes (Redis may be down at start);
+    // ioredis subscribes again by itself after every reconnect.
+    let subscribed = false
+    subscriber.on('ready', () => {
+      if (subscribed) return
+      subscribed = true
+      subscriber.subscribe(COORDINATOR_EVENTS_CHANNEL).catch((err: unknown) => {
+        subscribed = false
+        this.init.log.warn({ event: 'coordinator_events_unavailable', err: errorMessage(err) }, 'could not subscribe to the coordinator\'s agent events')
+      })
+    })
     this.subscriber = subscriber
-    subscriber.connect().then(async () => await subscriber.subscribe(COORDINATOR_EVENTS_CHANNEL), (err: unknown) => {
+    subscriber.connect().catch((err: unknown) => {
       this.init.log.warn({ event: 'coordinator_events_unavailable', err: errorMessage(err) }, 'not yet subscribed to the coordinator\'s agent events; retrying')
     })
   }
