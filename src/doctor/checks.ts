@@ -6,6 +6,7 @@ import { ConfigError, errorMessage } from '../errors.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
 import { describePortOwners, findPortOwners, portInUseFix, tcpListenAddress, tryBind } from '../mesh/port-owner.js'
 import { parseRetryAfter, parseSupportedChains } from '../operations/probes/rpc.js'
+import { parseEnv } from '../operations/sync/config-files.js'
 import { embeddedStoreFix, embeddedStorePaths, inspectEmbeddedStore } from '../store/embedded-check.js'
 
 /** One line of `aitbc-mesh doctor`: what was checked, the verdict, and for a failure how to fix it. */
@@ -304,13 +305,10 @@ function redisTarget (url: string): { host: string, port: number, db: number } |
   }
 }
 
-/** REDIS_URL from an environment file (KEY=VALUE lines, optional quotes, `export`). */
+/** A key's value in an environment file (the last assignment wins, quotes removed), as configuration sync reads it. */
 export function readEnvValue (text: string, key: string): string | undefined {
-  for (const line of text.split('\n')) {
-    const match = /^\s*(?:export\s+)?([A-Za-z_][\w]*)\s*=\s*(.*?)\s*$/.exec(line)
-    if (match?.[1] === key) return (match[2] ?? '').replace(/^(['"])(.*)\1$/, '$2')
-  }
-  return undefined
+  const found = parseEnv(text).assignments.filter(a => a.key === key).pop()
+  return found?.value.replace(/^(['"])(.*)\1$/, '$2')
 }
 
 /**

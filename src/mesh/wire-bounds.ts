@@ -7,7 +7,7 @@
 export const MAX_WIRE_INTEGER = BigInt(Number.MAX_SAFE_INTEGER)
 
 /** The latest instant a Date can hold; `new Date(x).toISOString()` throws beyond it. */
-const MAX_DATE_MS = 8.64e15
+export const MAX_DATE_MS = 8.64e15
 
 /** A wire time for a log line or a reason: ISO when it is a real date, else the raw number. */
 export function wireTime (ms: bigint | number): string {

@@ -5,6 +5,7 @@ import type { SshConfig } from '../config/schema.js'
 import type { Role } from '../config/schema.js'
 import { CHAIN_ID_PATTERN, MAX_PROBE_CHAINS, DEFAULT_TRUST_CLOCK_SKEW_MS, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
 import { ProtocolError, TimeoutError, UnreachableError } from '../errors.js'
+import { MAX_DATE_MS } from '../mesh/wire-bounds.js'
 import { CHECK_STATES, type NodeReport } from './report.js'
 
 // ssh2 is CommonJS: take its exports from the default import.
@@ -24,7 +25,7 @@ const reportSchema = z.object({
   issues: z.array(z.string().max(2048)).max(64),
   checks: z.array(z.object({ name: z.string().max(64), ok: z.boolean(), detail: z.string().max(2048), state: z.enum(CHECK_STATES).optional().catch(undefined) })).max(64),
   daemon_uptime_ms: z.number().nonnegative().max(MAX_PLAUSIBLE_UPTIME_MS),
-  probed_at_ms: z.number().min(0).max(8.64e15).nullable(),
+  probed_at_ms: z.number().min(0).max(MAX_DATE_MS).nullable(),
   // Older daemons print none.
   chains: z.record(z.string().regex(CHAIN_ID_PATTERN), z.object({
     block_height: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).nullable(),

@@ -1,6 +1,7 @@
 import type { AgentUpdate } from '../../protocols/agents.js'
 import { AGENT_CLOCK_MAX_COUNTER, AGENT_ID_MAX_LENGTH, AGENT_TOMBSTONE_RETENTION_MS, MAX_AGENT_RECORD_BYTES } from '../constants.js'
 import { NODE_NAME } from '../config/schema.js'
+import { MAX_DATE_MS } from '../mesh/wire-bounds.js'
 import { agentRecordSchema, type AgentRecord } from './agent.js'
 import { ChangeRejected } from './authorship.js'
 import type { Clock } from './clock.js'
@@ -57,9 +58,6 @@ export function toWire (entry: AgentEntry, origin: string): AgentUpdate {
     signature: entry.signature as Uint8Array<ArrayBuffer>
   }
 }
-
-/** The largest time a JavaScript Date holds; a stamp past it cannot even be written as a date. */
-const MAX_DATE_MS = 8.64e15
 
 function malformed (detail: string): ChangeRejected {
   return new ChangeRejected('malformed', detail)

@@ -289,22 +289,26 @@ export class AgentRegistry {
    * within the clock-skew window, its signature the author's and the author allowed to make it;
    * otherwise ChangeRejected says why and nothing is applied.
    */
-  async applyRemote (entry: AgentEntry, opts: { verified?: boolean, now?: number } = {}): Promise<ApplyResult> {
+  async applyRemote (entry: AgentEntry, opts: { vetted?: boolean, now?: number } = {}): Promise<ApplyResult> {
     if (this.vet(entry, opts) === 'stale') return 'stale'
     await this.commit(entry, false)
     return 'applied'
   }
 
-  /** Every check of applyRemote, applying nothing: 'stale' if ours is as new, else 'applied' would happen. */
-  vet (entry: AgentEntry, opts: { verified?: boolean, now?: number } = {}): ApplyResult {
+  /**
+   * Every check of applyRemote, applying nothing: 'stale' if ours is as new, else 'applied' would
+   * happen. `vetted`: the entry passed vet already (the gossip validator), so the checks of the
+   * entry alone (signature, storable) are not run again; those against our state are.
+   */
+  vet (entry: AgentEntry, opts: { vetted?: boolean, now?: number } = {}): ApplyResult {
     const now = opts.now ?? Date.now()
     checkBounds(entry, now, this.init.clockSkewMs)
     const current = this.entries.get(entry.agentId)
     if (current != null && compareClocks(entry.clock, current.clock) <= 0) return 'stale'
     if (entry.record != null && isExpired(entry.record, now)) return 'stale'
-    if (opts.verified !== true) this.authority.verify(entry)
+    if (opts.vetted !== true) this.authority.verify(entry)
     this.authority.authorise(entry, current?.record != null && !isExpired(current.record, now) ? current : undefined)
-    this.assertWritable(entry, now)
+    if (opts.vetted !== true) this.assertWritable(entry, now)
     return 'applied'
   }
 

@@ -64,7 +64,7 @@ export class AgentReplication {
   private readonly syncing = new Set<string>()
   private started = false
   private readonly rejections: RejectionLog
-  /** Gossip already verified by the topic validator, so its signature is not checked twice. */
+  /** Gossip already vetted by the topic validator, so its signature is not checked twice. */
   private readonly vetted = new WeakMap<Message, AgentEntry>()
 
   constructor (private readonly init: ReplicationInit) {
@@ -151,7 +151,7 @@ export class AgentReplication {
     if (msg.topic !== AGENTS_TOPIC) return
     const entry = this.vetted.get(msg)
     if (entry == null) return
-    void this.init.registry.applyRemote(entry, { verified: true }).catch(err => {
+    void this.init.registry.applyRemote(entry, { vetted: true }).catch(err => {
       const rejected = rejectionOf(err)
       this.rejections.reject('agent_change_rejected', entry.clock.node, rejected.reason, { agentId: entry.agentId, detail: rejected.message }, 'agent change not applied')
     })
