@@ -3,6 +3,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { PeerId, Stream } from '@libp2p/interface'
 import { readFileSync } from 'node:fs'
 import type { LocalMesh } from '../src/devmesh/local-mesh.js'
+import { SHUTDOWN_STEP_TIMEOUT_MS } from '../src/constants.js'
+import { withTimeout } from '../src/errors.js'
 import { AllowlistGater } from '../src/mesh/gater.js'
 import { loadIdentity } from '../src/mesh/identity.js'
 import { createMeshLibp2p, type MeshLibp2p } from '../src/mesh/libp2p.js'
@@ -38,7 +40,8 @@ export async function startHostilePeer (mesh: LocalMesh, as: string, connectTo: 
     ...(swarmKey != null ? { swarmKey } : {})
   })
   await libp2p.start()
-  onCleanup(async () => { await Promise.race([libp2p.stop(), new Promise(resolve => setTimeout(resolve, 2000))]) })
+  // libp2p's stop() can hang; the cleanup gives up after a bound (and cleanups swallow errors).
+  onCleanup(async () => { await withTimeout('hostile peer stop', Promise.resolve(libp2p.stop()), SHUTDOWN_STEP_TIMEOUT_MS) })
   for (const node of others) {
     await waitFor(`hostile peer ${as} connected to ${node.spec.name}`, async () => {
       try {
