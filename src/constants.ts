@@ -184,6 +184,39 @@ export const REDIS_MAX_RETRY_DELAY_MS = 2000
  */
 export const REDIS_DISCONNECT_TIMEOUT_MS = 200
 
+/** Embedded store: expired keys are deleted this often, at most this many rows a time (a few ms). */
+export const EMBEDDED_EXPIRY_SWEEP_MS = 5000
+export const EMBEDDED_EXPIRY_SWEEP_BATCH = 1000
+
+/**
+ * What a store that can lose acknowledged writes (Redis without an fsynced append-only file, or
+ * whose settings cannot be read) does to the node: `degraded` runs and says so in status,
+ * `/health`, the log and `doctor`. Not `refuse`, because a Redis restart's loss is given back
+ * by the peers (senders keep delivered messages for retention.sent and resend them to a node
+ * whose store lost them), so refusing would turn a setting into an outage.
+ */
+export const STORE_DURABILITY_MODES = ['refuse', 'degraded', 'accept'] as const
+export const DEFAULT_STORE_DURABILITY = 'degraded'
+
+/**
+ * Retention. Inbox: what a consumer reading with `inbox --since` can still fetch. Sent: records
+ * of messages whose targets all ended, and the bodies a receiver that lost its store gets back.
+ * Operations: `aitbc-mesh ops` history. Dedupe ids are kept until the message expires (a retry
+ * after that is refused as expired anyway); agent tombstones for AGENT_TOMBSTONE_RETENTION_MS.
+ */
+export const DEFAULT_INBOX_RETENTION_S = 7 * 24 * 3600
+export const DEFAULT_INBOX_RETENTION_COUNT = 100_000
+export const DEFAULT_SENT_RETENTION_S = 7 * 24 * 3600
+export const DEFAULT_SENT_RETENTION_COUNT = 100_000
+export const DEFAULT_OPERATION_RETENTION_S = 30 * 24 * 3600
+export const DEFAULT_OPERATION_RETENTION_COUNT = 1000
+/** Retention may be set this short (tests, small disks) and no shorter. */
+export const MIN_RETENTION_S = 1
+/** Pruning deletes at most this many entries per store write, then yields to other work. */
+export const RETENTION_PRUNE_BATCH = 500
+/** How often each retention pass runs. */
+export const RETENTION_PRUNE_INTERVAL_MS = 5000
+
 /** Agent registry (AITBC coordinator rules). */
 /** The coordinator's default chain: agents registered without one are filed under it. */
 export const DEFAULT_AGENT_CHAIN_ID = 'ait-hub'

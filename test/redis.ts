@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
@@ -25,6 +25,16 @@ export async function freePort (): Promise<number> {
   })
 }
 
+export interface TestRedisOptions {
+  /**
+   * Persistence: `always` (append-only, fsync per write; the default), `everysec`, or `none`
+   * (Redis's stock settings without a config file: nothing on disk but snapshots, which are off here).
+   */
+  persistence?: 'always' | 'everysec' | 'none'
+  /** More redis-server arguments, e.g. ['--rename-command', 'CONFIG', '']. */
+  extraArgs?: string[]
+}
+
 /** A redis-server of the test's own, on a free port, with the append-only file in its own folder. */
 export class TestRedis {
   private process?: ChildProcess
@@ -32,7 +42,7 @@ export class TestRedis {
   port = 0
 
   /** With a password, the server requires AUTH and `url` carries it. */
-  constructor (readonly password?: string) {
+  constructor (readonly password?: string, private readonly options: TestRedisOptions = {}) {
     requireRedisServer()
     this.dir = join(tempDir('aitbc-mesh-redis-'), 'data')
     mkdirSync(this.dir, { recursive: true })
@@ -45,9 +55,11 @@ export class TestRedis {
 
   async start (): Promise<this> {
     if (this.port === 0) this.port = await freePort()
+    const persistence = this.options.persistence ?? 'always'
+    const aof = persistence === 'none' ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', persistence]
     const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir,
-      '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--daemonize', 'no', '--loglevel', 'warning',
-      ...(this.password != null ? ['--requirepass', this.password] : [])], { stdio: 'ignore' })
+      ...aof, '--save', '', '--daemonize', 'no', '--loglevel', 'warning',
+      ...(this.password != null ? ['--requirepass', this.password] : []), ...(this.options.extraArgs ?? [])], { stdio: 'ignore' })
     this.process = child
     await waitFor(`redis-server on port ${this.port}`, async () => {
       if (child.exitCode != null) throw new Error(`redis-server exited with ${child.exitCode}`)
@@ -67,6 +79,24 @@ export class TestRedis {
     const exited = new Promise(resolve => child.once('exit', resolve))
     child.kill(signal)
     await exited
+  }
+
+  /** Stalls the server (SIGSTOP): connections stay open, nothing is answered until `resume`. */
+  pause (): void {
+    this.process?.kill('SIGSTOP')
+  }
+
+  resume (): void {
+    this.process?.kill('SIGCONT')
+  }
+
+  /** Kills the server, deletes its files and starts it again on the same port with nothing in it. */
+  async restartEmpty (): Promise<void> {
+    this.resume()
+    await this.stop('SIGKILL')
+    rmSync(this.dir, { recursive: true, force: true })
+    mkdirSync(this.dir, { recursive: true })
+    await this.start()
   }
 
   client (): Redis {

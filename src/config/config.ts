@@ -56,6 +56,8 @@ export interface MeshConfig {
   trust: { clockSkewMs: number, removalsFrom: string[] }
   agents: { chainId?: string, islandId: string }
   coordinator: { url?: string, recordFields: 15 | 13, envFile?: string, inactiveAfterS: number }
+  store: RawConfig['store']
+  retention: RawConfig['retention']
   logLevel?: string
 }
 
@@ -207,6 +209,8 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
       ...(raw.coordinator.url != null ? { url: raw.coordinator.url.replace(/\/+$/, '') } : {}),
       ...(raw.coordinator.envFile != null ? { envFile: abs(raw.coordinator.envFile) } : {})
     },
+    store: raw.store,
+    retention: raw.retention,
     ...(raw.logLevel != null ? { logLevel: raw.logLevel } : {})
   }
 }

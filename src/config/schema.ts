@@ -2,6 +2,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
 import { CONFIG_SYNC_MAX_KEY_CHARS, DEFAULT_AGENT_ISLAND_ID, DEFAULT_COORDINATOR_INACTIVE_AFTER_S, DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, REDIS_MAX_DB_INDEX, RESERVED_TARGET_NAMES, SYNC_MAX_CONFIG_FILES } from '../constants.js'
+import { DEFAULT_INBOX_RETENTION_COUNT, DEFAULT_INBOX_RETENTION_S, DEFAULT_OPERATION_RETENTION_COUNT, DEFAULT_OPERATION_RETENTION_S, DEFAULT_SENT_RETENTION_COUNT, DEFAULT_SENT_RETENTION_S, DEFAULT_STORE_DURABILITY, MIN_RETENTION_S, STORE_DURABILITY_MODES } from '../constants.js'
 import { CHAIN_ID_PATTERN, DEFAULT_AITBC_RPC_URL, DEFAULT_PROBE_INTERVAL_MS, MAX_PROBE_CHAINS, MAX_PROBE_INTERVAL_MS, MAX_PROBE_SERVICES, MIN_PROBE_INTERVAL_MS } from '../constants.js'
 
 export const ROLES = ['genesis', 'follower'] as const
@@ -178,6 +179,14 @@ const configFileEntry = z.union([
   }).strict()
 ], { message: 'expected a path, or { path, keys: env, keepLocal: [...] }' })
 
+/** How long and how many of one kind of record are kept; the older go first when either is exceeded. */
+function retention (maxAgeS: number, maxCount: number) {
+  return z.object({
+    maxAgeS: z.number().int().min(MIN_RETENTION_S).max(10 * 365 * 24 * 3600).default(maxAgeS),
+    maxCount: z.number().int().min(1).max(100_000_000).default(maxCount)
+  }).strict().default({ maxAgeS, maxCount })
+}
+
 export const configSchema = z.object({
   node: z.object({ name: nodeName, role }).strict(),
   listen: z.array(listenAddr).min(1, 'expected at least one listen address').default([DEFAULT_LISTEN]),
@@ -256,6 +265,22 @@ export const configSchema = z.object({
      */
     removalsFrom: z.array(z.string().min(1)).default([...DEFAULT_REMOVALS_FROM])
   }).strict().default({ clockSkewMs: DEFAULT_TRUST_CLOCK_SKEW_MS, removalsFrom: [...DEFAULT_REMOVALS_FROM] }),
+  store: z.object({
+    /**
+     * What a store that can lose acknowledged writes does: refuse (the daemon does not start, and
+     * stops storing if it finds one later), degraded (runs, reported), accept (runs, logged once).
+     */
+    durability: z.enum(STORE_DURABILITY_MODES, { message: `expected one of ${STORE_DURABILITY_MODES.join(', ')}` }).default(DEFAULT_STORE_DURABILITY)
+  }).strict().default({ durability: DEFAULT_STORE_DURABILITY }),
+  retention: z.object({
+    inbox: retention(DEFAULT_INBOX_RETENTION_S, DEFAULT_INBOX_RETENTION_COUNT),
+    sent: retention(DEFAULT_SENT_RETENTION_S, DEFAULT_SENT_RETENTION_COUNT),
+    operations: retention(DEFAULT_OPERATION_RETENTION_S, DEFAULT_OPERATION_RETENTION_COUNT)
+  }).strict().default({
+    inbox: { maxAgeS: DEFAULT_INBOX_RETENTION_S, maxCount: DEFAULT_INBOX_RETENTION_COUNT },
+    sent: { maxAgeS: DEFAULT_SENT_RETENTION_S, maxCount: DEFAULT_SENT_RETENTION_COUNT },
+    operations: { maxAgeS: DEFAULT_OPERATION_RETENTION_S, maxCount: DEFAULT_OPERATION_RETENTION_COUNT }
+  }),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional()
 }).strict()
 

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { errorMessage } from '../errors.js'
 import { REDIS_COMMAND_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, REDIS_DISCONNECT_TIMEOUT_MS, REDIS_MAX_RETRY_DELAY_MS } from '../constants.js'
-import { StoreUnavailableError, type BackendHealth, type StoreBackend, type WriteOp } from './backend.js'
+import { StoreOutcomeUnknownError, StoreUnavailableError, type BackendHealth, type StoreBackend, type StoreDurability, type WriteOp, type ZMember, type ZRangeQuery } from './backend.js'
 
 /** The URL without its password, for logs. */
 export function redactRedisUrl (url: string): string {
@@ -102,24 +102,88 @@ export class RedisBackend implements StoreBackend {
     return await this.redis.mget(...keys.map(k => this.prefix + k))
   }
 
+  async zrange (set: string, query: ZRangeQuery): Promise<ZMember[]> {
+    this.check()
+    const low = query.min == null ? '-inf' : `${query.minExclusive === true ? '(' : ''}${query.min}`
+    const high = query.max == null ? '+inf' : String(query.max)
+    const flat = query.reverse === true
+      ? await this.redis.zrevrangebyscore(this.prefix + set, high, low, 'WITHSCORES', 'LIMIT', 0, query.limit)
+      : await this.redis.zrangebyscore(this.prefix + set, low, high, 'WITHSCORES', 'LIMIT', 0, query.limit)
+    const out: ZMember[] = []
+    for (let i = 0; i + 1 < flat.length; i += 2) out.push({ member: flat[i]!, score: Number(flat[i + 1]) })
+    return out
+  }
+
+  async zscore (set: string, member: string): Promise<number | null> {
+    this.check()
+    const score = await this.redis.zscore(this.prefix + set, member)
+    return score == null ? null : Number(score)
+  }
+
+  async zcard (set: string): Promise<number> {
+    this.check()
+    return await this.redis.zcard(this.prefix + set)
+  }
+
   async write (ops: WriteOp[]): Promise<void> {
     if (ops.length === 0) return
     this.check()
     const multi = this.redis.multi()
     for (const op of ops) {
       if (op.op === 'set') {
-        if (op.ttlS != null) multi.set(this.prefix + op.key, op.value, 'EX', op.ttlS)
+        if (op.expireAtMs != null) multi.set(this.prefix + op.key, op.value, 'PXAT', Math.max(1, Math.floor(op.expireAtMs)))
+        else if (op.ttlS != null) multi.set(this.prefix + op.key, op.value, 'EX', op.ttlS)
         else multi.set(this.prefix + op.key, op.value)
-      }
-      else if (op.op === 'del') multi.del(this.prefix + op.key)
+      } else if (op.op === 'del') multi.del(this.prefix + op.key)
       else if (op.op === 'sadd') multi.sadd(this.prefix + op.set, op.member)
       else if (op.op === 'srem') multi.srem(this.prefix + op.set, op.member)
+      else if (op.op === 'zadd') multi.zadd(this.prefix + op.set, op.score, op.member)
+      else if (op.op === 'zrem') multi.zrem(this.prefix + op.set, op.member)
       else multi.rpush(this.prefix + op.list, op.value)
     }
-    const results = await multi.exec()
+    let results: Array<[Error | null, unknown]> | null
+    try {
+      results = await multi.exec()
+    } catch (err) {
+      // Redis answered with an error: nothing of the transaction ran (EXECABORT and the like).
+      if ((err as Error).name === 'ReplyError') throw err
+      // Sent, but no answer (timeout, connection lost while waiting): Redis may have applied it.
+      throw new StoreOutcomeUnknownError(`Redis ${this.location} did not answer the write: ${errorMessage(err)}`, { cause: err })
+    }
     const failed = results?.find(([err]) => err != null)
     if (results == null) throw new StoreUnavailableError('Redis transaction aborted')
     if (failed != null) throw failed[0] as Error
+  }
+
+  /**
+   * Reads appendonly, appendfsync and save with CONFIG GET. Where CONFIG is not permitted
+   * (renamed, or an ACL without it), INFO persistence still tells whether append-only is on.
+   */
+  async durability (): Promise<StoreDurability> {
+    this.check()
+    let settings: Record<string, string>
+    try {
+      settings = {}
+      for (const name of ['appendonly', 'appendfsync', 'save']) {
+        const pair = await this.redis.config('GET', name) as string[]
+        settings[name] = pair[1] ?? ''
+      }
+    } catch (err) {
+      let info = ''
+      try {
+        const text = await this.redis.info('persistence')
+        const aof = /aof_enabled:(\d)/.exec(text)?.[1]
+        if (aof != null) info = `; INFO says append-only is ${aof === '1' ? 'on' : 'off'}`
+      } catch {}
+      return { level: 'unknown', detail: `CONFIG GET is not permitted on ${this.location} (${errorMessage(err)})${info}` }
+    }
+    const save = settings.save === '' ? '""' : settings.save
+    const detail = `appendonly ${settings.appendonly}, appendfsync ${settings.appendfsync}, save ${save}`
+    if (settings.appendonly === 'yes') {
+      const level = settings.appendfsync === 'always' ? 'always' : settings.appendfsync === 'everysec' ? 'everysec' : 'os'
+      return { level, detail }
+    }
+    return { level: settings.save != null && settings.save.trim() !== '' ? 'snapshot' : 'none', detail }
   }
 
   health (): BackendHealth {

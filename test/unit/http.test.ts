@@ -195,7 +195,7 @@ describe('store errors', () => {
   it('every failed store call is counted by operation and still fails for the caller', async () => {
     const http = new HttpService({ address: { host: '127.0.0.1', port: 0 }, node: { name: 'a', role: 'genesis' }, log: pino({ level: 'silent' }) })
     const down = async (): Promise<never> => { throw new Error('store unavailable') }
-    const backend = { kind: 'redis', location: 'redis://127.0.0.1:6379/2', get: down, scan: down, smembers: down, lrange: down, mget: down, write: down, health: () => ({ ok: false, reason: 'down' }), whenReady: async () => false, onReady: () => {}, close: async () => {} } satisfies StoreBackend
+    const backend = { kind: 'redis', location: 'redis://127.0.0.1:6379/2', get: down, scan: down, smembers: down, lrange: down, mget: down, zrange: down, zscore: down, zcard: down, durability: down, write: down, health: () => ({ ok: false, reason: 'down' }), whenReady: async () => false, onReady: () => {}, close: async () => {} } satisfies StoreBackend
     const store = observedStore(backend, http.metrics)
     await expect(store.write([{ op: 'set', key: 'k', value: 'v' }])).rejects.toThrow('store unavailable')
     await expect(store.write([])).rejects.toThrow('store unavailable')

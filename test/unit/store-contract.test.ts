@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { StoreUnavailableError, type StoreBackend, type WriteOp } from '../../src/store/backend.js'
+import { StoreOutcomeUnknownError, StoreUnavailableError, type StoreBackend, type WriteOp } from '../../src/store/backend.js'
 import { RedisBackend } from '../../src/store/redis-backend.js'
 import { SqliteBackend } from '../../src/store/sqlite-backend.js'
 import { tempDir, waitFor } from '../helpers.js'
@@ -32,6 +32,8 @@ interface Target {
    * undefined when the backend cannot be made to fail part-way through a batch.
    */
   failingOp?: WriteOp
+  /** What `durability()` reports for this target's storage. */
+  expectedDurability: string
 }
 
 async function ready (backend: StoreBackend): Promise<StoreBackend> {
@@ -202,6 +204,45 @@ function contract (name: string, target: Target): void {
       expect(await second.scan('agent:')).toEqual(new Map([['agent:a', 'A'], ['agent:b', 'B']]))
       expect(await second.smembers('agents:active')).toEqual(['a'])
     })
+
+    it('pages a sorted set by score in both directions, with exclusive lower bounds, in O(limit) reads', async () => {
+      const store = await open('mesh1:')
+      await store.write([1, 2, 3, 4, 5].map(n => ({ op: 'zadd', set: 'idx', score: 1_700_000_000_000_000 + n, member: `m${n}` })))
+      await store.write([{ op: 'zadd', set: 'other', score: 1, member: 'x' }, { op: 'zrem', set: 'idx', member: 'm3' }])
+      const base = 1_700_000_000_000_000
+      expect(await store.zrange('idx', { limit: 2 })).toEqual([{ member: 'm1', score: base + 1 }, { member: 'm2', score: base + 2 }])
+      expect(await store.zrange('idx', { min: base + 2, minExclusive: true, limit: 10 })).toEqual([{ member: 'm4', score: base + 4 }, { member: 'm5', score: base + 5 }])
+      expect(await store.zrange('idx', { min: base + 2, limit: 1 })).toEqual([{ member: 'm2', score: base + 2 }])
+      expect(await store.zrange('idx', { max: base + 4, reverse: true, limit: 2 })).toEqual([{ member: 'm4', score: base + 4 }, { member: 'm2', score: base + 2 }])
+      expect(await store.zscore('idx', 'm4')).toBe(base + 4)
+      expect(await store.zscore('idx', 'm3')).toBeNull()
+      expect(await store.zcard('idx')).toBe(4)
+      expect(await store.zcard('missing')).toBe(0)
+      await store.write([{ op: 'zadd', set: 'idx', score: 0, member: 'm5' }])
+      expect((await store.zrange('idx', { limit: 1 }))[0]).toEqual({ member: 'm5', score: 0 })
+    })
+
+    it('drops a key at its expiry time, and keeps one written again without it', async () => {
+      const store = await open()
+      const soon = Date.now() + 300
+      await store.write([
+        { op: 'set', key: 'seen:a', value: '1', expireAtMs: soon },
+        { op: 'set', key: 'seen:b', value: '1', expireAtMs: soon },
+        { op: 'set', key: 'seen:c', value: '1', expireAtMs: Date.now() + 60_000 }
+      ])
+      expect(await store.get('seen:a')).toBe('1')
+      await store.write([{ op: 'set', key: 'seen:b', value: '2' }])
+      await waitFor('seen:a expired', async () => await store.get('seen:a') == null, 5000)
+      expect(await store.mget(['seen:a', 'seen:b', 'seen:c'])).toEqual([null, '2', '1'])
+      expect([...(await store.scan('seen:')).keys()].sort()).toEqual(['seen:b', 'seen:c'])
+    })
+
+    it('reports the durability its settings give', async () => {
+      const store = await open()
+      const durability = await store.durability()
+      expect(durability.level).toBe(target.expectedDurability)
+      expect(durability.detail).not.toBe('')
+    })
   })
 }
 
@@ -227,7 +268,8 @@ contract('embedded (SQLite)', {
     }
   },
   // A NULL value violates the table's NOT NULL constraint when the statement runs.
-  failingOp: { op: 'set', key: 'agent:broken', value: null as unknown as string }
+  failingOp: { op: 'set', key: 'agent:broken', value: null as unknown as string },
+  expectedDurability: 'always'
 })
 
 // ---- Redis ----
@@ -255,6 +297,7 @@ contract('redis', {
             const type = await client.type(key)
             if (type === 'string') strings[key] = (await client.get(key))!
             else if (type === 'set') sets[key] = (await client.smembers(key)).sort()
+            else if (type === 'zset') continue
             else throw new Error(`unexpected ${type} key ${key}`)
           }
           return { strings, sets }
@@ -263,7 +306,8 @@ contract('redis', {
         }
       }
     }
-  }
+  },
+  expectedDurability: 'always'
   // No failingOp for Redis: MULTI/EXEC does not roll back a command that fails while running
   // (the store contract says so); a batch refused up front is covered by the outage tests.
 })
@@ -321,5 +365,56 @@ describe('RedisBackend when its Redis goes away and comes back', () => {
     }
     await store.write([{ op: 'set', key: 'agent:b', value: 'after the outage' }])
     expect(await store.get('agent:b')).toBe('after the outage')
+  })
+})
+
+describe('RedisBackend: what a write survives, and writes whose outcome is unknown', () => {
+  const opened: Array<{ store: RedisBackend, server: TestRedis }> = []
+  afterEach(async () => {
+    for (const { store, server } of opened.splice(0)) {
+      server.resume()
+      await store.close()
+      await server.stop('SIGKILL')
+    }
+  })
+
+  async function connect (server: TestRedis): Promise<RedisBackend> {
+    await server.start()
+    const store = new RedisBackend(server.url, '', log)
+    opened.push({ store, server })
+    await ready(store)
+    return store
+  }
+
+  it('reads each persistence setting as the guarantee it gives', async () => {
+    const none = await connect(new TestRedis(undefined, { persistence: 'none' }))
+    expect(await none.durability()).toEqual({ level: 'none', detail: 'appendonly no, appendfsync everysec, save ""' })
+    const everysec = await connect(new TestRedis(undefined, { persistence: 'everysec' }))
+    expect((await everysec.durability()).level).toBe('everysec')
+    const snapshots = await connect(new TestRedis(undefined, { persistence: 'none', extraArgs: ['--save', '3600 1'] }))
+    expect(await snapshots.durability()).toMatchObject({ level: 'snapshot', detail: expect.stringContaining('save 3600 1') })
+  })
+
+  it('says so when CONFIG is not permitted, with what INFO still tells', async () => {
+    const store = await connect(new TestRedis(undefined, { persistence: 'always', extraArgs: ['--rename-command', 'CONFIG', '""'] }))
+    const durability = await store.durability()
+    expect(durability.level).toBe('unknown')
+    expect(durability.detail).toMatch(/CONFIG GET is not permitted/)
+    expect(durability.detail).toContain('append-only is on')
+  })
+
+  it('a write sent to a stalled Redis fails as outcome-unknown, and is applied once Redis resumes', async () => {
+    const server = new TestRedis()
+    const store = await connect(server)
+    server.pause()
+    const write = store.write([{ op: 'set', key: 'out:m1', value: 'stored?' }])
+    await expect(write).rejects.toBeInstanceOf(StoreOutcomeUnknownError)
+    server.resume()
+    const client = server.client()
+    try {
+      await waitFor('the stalled write applied after all', async () => await client.get('out:m1') === 'stored?', 10_000)
+    } finally {
+      client.disconnect()
+    }
   })
 })
