@@ -1,34 +1,36 @@
-import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { defaultAgentChainId, loadConfig, type MeshConfig } from '../config/config.js'
-import { HANG_UP_TIMEOUT_MS, PEER_LATENCY_REUSE_MS, PEER_PING_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, SHUTDOWN_STEP_TIMEOUT_MS } from '../constants.js'
-import { ControlServer, controlMethod, type ControlMethod, type MethodContext } from '../control/server.js'
+import { HANG_UP_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS } from '../constants.js'
+import { controlApi, type ControlMethods } from '../control/api.js'
+import { noParamsFor } from '../control/params.js'
+import { ControlServer, controlMethod } from '../control/server.js'
+import { CoordinatorExport } from '../coordinator/export.js'
+import { CoordinatorImport } from '../coordinator/import.js'
 import { ConfigError, errorMessage, UsageError, withTimeout } from '../errors.js'
+import type { HttpSource } from '../http/index.js'
 import { AllowlistGater } from '../mesh/gater.js'
 import { HeartbeatService } from '../mesh/heartbeat.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
 import { createMeshLibp2p, type MeshLibp2p } from '../mesh/libp2p.js'
 import { PeerConnector } from '../mesh/peer-connector.js'
-import { explainListenFailure } from '../mesh/port-owner.js'
 import { PeerTable } from '../mesh/peer-table.js'
+import { PeerViews } from '../mesh/peer-views.js'
+import { explainListenFailure } from '../mesh/port-owner.js'
+import { messagingControl } from '../messaging/control.js'
+import { Messaging } from '../messaging/messaging.js'
+import type { ActionResult } from '../operations/actions.js'
+import { operationsControl } from '../operations/control.js'
 import { LocalProbes } from '../operations/local-probes.js'
+import { LastSync, OperationLog } from '../operations/op-log.js'
 import { OperationProtocol } from '../operations/operation-protocol.js'
 import { OperationRunner } from '../operations/runner.js'
-import { LastSync, OperationLog } from '../operations/op-log.js'
-import type { ActionResult } from '../operations/actions.js'
-import { CoordinatorExport } from '../coordinator/export.js'
-import { CoordinatorImport } from '../coordinator/import.js'
 import { ChangeAuthority } from '../registry/authorship.js'
+import { registryControl } from '../registry/control.js'
 import { AgentRegistry } from '../registry/registry.js'
 import { AgentReplication } from '../registry/replication.js'
 import { openStore, type OpenStoreOptions, type StoreBackend } from '../store/index.js'
-import { Messaging, messageView } from '../messaging/messaging.js'
 import { observedStore } from '../store/observed.js'
-import type { HttpService, HttpSource } from '../http/index.js'
-import { parseOperationRequest } from '../operations/request.js'
-import { heartbeatInput, listInput, registerInput, removeInput } from '../registry/agent.js'
-import { parseSend } from '../messaging/message.js'
-import { inboxFollowParams, inboxListParams, messagesGetParams, messagesWaitParams, noParamsFor, opsGetParams, opsListParams, paramsOf, reportParams } from './control-params.js'
+import { Lifecycle, type Part } from './lifecycle.js'
 
 interface DaemonParts {
   config: MeshConfig
@@ -37,36 +39,11 @@ interface DaemonParts {
   gater: AllowlistGater
   peers: PeerTable
   connector: PeerConnector
-  heartbeat: HeartbeatService
-  protocol: OperationProtocol
-  runner: OperationRunner
-  store: StoreBackend
-  registry: AgentRegistry
-  replication: AgentReplication
-  /** Agents of the local AITBC coordinator, when the store is Redis (the one it uses). */
-  coordinatorImport?: CoordinatorImport
-  /** Other nodes' agents pushed into the local coordinator, when `coordinator.url` is set. */
-  coordinatorExport?: CoordinatorExport
   messaging: Messaging
-  opLog: OperationLog
-}
-
-export interface PeerView {
-  name: string
-  role: string
-  peerId: string
-  self: boolean
-  connected: boolean
-  status: 'online' | 'degraded' | 'offline'
-  reason: string | null
-  addrs: string[]
-  latency_ms: number | null
-  since: string | null
-  last_heartbeat: string | null
-  last_heartbeat_age_ms: number | null
-  /** The node's clock minus ours, from its last heartbeat's send time (transit counted as half the round trip). */
-  clock_skew_ms: number | null
-  block_height: number | null
+  /** Every part in start order (stopped in reverse), given the daemon whose control socket is one of them. */
+  parts: (daemon: Daemon) => Part[]
+  /** The control socket's methods, from each service. */
+  methods: (daemon: Daemon) => ControlMethods
 }
 
 export interface ReloadResult {
@@ -84,7 +61,6 @@ const RELOADABLE_FIELDS = new Set(['file', 'peers', 'probes', 'actions', 'sync',
 
 /** One node's daemon: the mesh, its services and the control socket, started and stopped in a fixed order. */
 export class Daemon {
-  private stopping?: Promise<void>
   readonly startedAt = Date.now()
 
   readonly config: MeshConfig
@@ -93,20 +69,9 @@ export class Daemon {
   private readonly gater: AllowlistGater
   private readonly peers: PeerTable
   private readonly connector: PeerConnector
-  private readonly heartbeat: HeartbeatService
-  private readonly protocol: OperationProtocol
-  private readonly runner: OperationRunner
-  private readonly store: StoreBackend
-  private readonly registry: AgentRegistry
-  private readonly replication: AgentReplication
-  private readonly coordinatorImport?: CoordinatorImport
-  private readonly coordinatorExport?: CoordinatorExport
   private readonly messaging: Messaging
-  private readonly opLog: OperationLog
-  private readonly control: ControlServer
-  private stopProbes?: () => void
-  /** Metrics, /health and the status page, when `http:` is configured. */
-  private http?: HttpService
+  private readonly lifecycle: Lifecycle
+  readonly control: ControlServer
 
   private constructor (parts: DaemonParts) {
     this.config = parts.config
@@ -115,17 +80,9 @@ export class Daemon {
     this.gater = parts.gater
     this.peers = parts.peers
     this.connector = parts.connector
-    this.heartbeat = parts.heartbeat
-    this.protocol = parts.protocol
-    this.runner = parts.runner
-    this.store = parts.store
-    this.registry = parts.registry
-    this.replication = parts.replication
-    if (parts.coordinatorImport != null) this.coordinatorImport = parts.coordinatorImport
-    if (parts.coordinatorExport != null) this.coordinatorExport = parts.coordinatorExport
     this.messaging = parts.messaging
-    this.opLog = parts.opLog
-    this.control = new ControlServer(parts.config.controlSocket, this.controlMethods(), parts.log)
+    this.control = new ControlServer(parts.config.controlSocket, parts.methods(this), parts.log)
+    this.lifecycle = new Lifecycle(parts.parts(this), parts.log)
   }
 
   static async start (config: MeshConfig, log: Logger, opts: OpenStoreOptions = {}): Promise<Daemon> {
@@ -207,45 +164,72 @@ export class Daemon {
       if (state != null) log.info({ event: 'peer_disconnected', peer: state.name, peerId: peerId.toString() }, 'peer disconnected')
     })
 
-    const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog, ...(coordinatorImport != null ? { coordinatorImport } : {}), ...(coordinatorExport != null ? { coordinatorExport } : {}) })
-
-    // Give Redis a moment to connect so the first requests find it; without it the daemon still
-    // starts (degraded) and writes once it is back.
-    if (!await store.whenReady(REDIS_CONNECT_TIMEOUT_MS)) {
-      log.warn({ event: 'store_unavailable_at_start', store: store.location, reason: store.health().reason }, 'starting without the store; serving from memory until it is back')
-    }
-    try {
-      await libp2p.start()
-    } catch (err) {
-      // libp2p stops what it started; the store is ours to close: a Redis connection, open or
-      // retrying forever, would keep the failed process alive instead of letting it exit.
-      await withTimeout('closing the store', store.close(), SHUTDOWN_STEP_TIMEOUT_MS)
-        .catch((closeErr: unknown) => { log.warn({ event: 'shutdown_step_failed', step: 'store', err: errorMessage(closeErr) }, 'closing the store after a failed start failed') })
-      throw explainListenFailure(err, config.listen, config.file)
-    }
-    try {
-      await lastSync.load()
-      await coordinatorImport?.start()
-      await registry.start()
-      await replication.start()
-      coordinatorExport?.start()
-      await messaging.start()
-      await protocol.start()
-      await probes.probeNow()
-      heartbeat.start()
-      connector.start()
-      await daemon.control.start()
-      if (http != null) {
-        daemon.http = http
-        await http.start(daemon.httpSource(probes))
-      }
-    } catch (err) {
-      await daemon.stop()
-      throw err
-    }
-    // Probe every probes.intervalMs: heartbeats carry the latest verdict, status answers from it.
-    probes.start()
-    daemon.stopProbes = () => { probes.stop() }
+    const peerViews = new PeerViews({ node: config.node, libp2p, peers, startedAt })
+    const parts = (daemon: Daemon): Part[] => [
+      {
+        name: 'store',
+        // Give Redis a moment to connect so the first requests find it; without it the daemon still
+        // starts (degraded) and writes once it is back.
+        start: async () => {
+          if (!await store.whenReady(REDIS_CONNECT_TIMEOUT_MS)) {
+            log.warn({ event: 'store_unavailable_at_start', store: store.location, reason: store.health().reason }, 'starting without the store; serving from memory until it is back')
+          }
+        },
+        // A Redis connection, open or retrying forever, would keep a stopped process alive.
+        stop: async () => { await store.close() }
+      },
+      {
+        name: 'libp2p',
+        start: async () => {
+          try {
+            await libp2p.start()
+          } catch (err) {
+            throw explainListenFailure(err, config.listen, config.file)
+          }
+        },
+        stop: async () => { await libp2p.stop() }
+      },
+      { name: 'last sync', start: async () => { await lastSync.load() } },
+      ...(coordinatorImport != null ? [{ name: 'coordinator import', start: async () => { await coordinatorImport.start() }, stop: async () => { await coordinatorImport.stop() } }] : []),
+      { name: 'agent registry', start: async () => { await registry.start() }, stop: async () => { await registry.stop() } },
+      { name: 'agent replication', start: async () => { await replication.start() }, stop: async () => { await replication.stop() } },
+      ...(coordinatorExport != null ? [{ name: 'coordinator export', start: () => { coordinatorExport.start() }, stop: async () => { await coordinatorExport.stop() } }] : []),
+      { name: 'messaging', start: async () => { await messaging.start() }, stop: async () => { await messaging.stop() } },
+      { name: 'operation protocol', start: async () => { await protocol.start() }, stop: async () => { await protocol.stop() } },
+      // The first heartbeat carries a verdict; then every probes.intervalMs, and status answers from the last.
+      { name: 'probes', start: async () => { await probes.probeNow(); probes.start() }, stop: () => { probes.stop() } },
+      { name: 'heartbeat', start: () => { heartbeat.start() }, stop: () => { heartbeat.stop() } },
+      { name: 'peer connector', start: () => { connector.start() }, stop: () => { connector.stop() } },
+      { name: 'control socket', start: async () => { await daemon.control.start() }, stop: async () => { await daemon.control.stop() } },
+      ...(http != null
+        ? [{
+            name: 'http',
+            start: async () => { await http.start(httpSource({ config, startedAt, peers, peerViews, probes, registry, store, messaging, opLog })) },
+            stop: async () => { await http.stop() }
+          }]
+        : [])
+    ]
+    const daemon = new Daemon({
+      config,
+      log,
+      libp2p,
+      gater,
+      peers,
+      connector,
+      messaging,
+      parts,
+      methods: daemon => controlApi(
+        {
+          id: controlMethod(noParamsFor('id'), async () => daemon.identity()),
+          reload: controlMethod(noParamsFor('reload'), async () => await daemon.reload()),
+          peers: controlMethod(noParamsFor('peers'), async () => await peerViews.all())
+        },
+        operationsControl(runner, opLog),
+        registryControl(registry),
+        messagingControl(messaging)
+      )
+    })
+    await daemon.lifecycle.start()
     log.info({
       event: 'ready',
       peerId: libp2p.peerId.toString(),
@@ -258,62 +242,6 @@ export class Daemon {
     return daemon
   }
 
-  /** Each method's params are checked before its handler runs; a bad one is answered with invalid params naming the field. */
-  private controlMethods (): Record<string, ControlMethod> {
-    return {
-      id: controlMethod(noParamsFor('id'), async () => this.identity()),
-      reload: controlMethod(noParamsFor('reload'), async () => await this.reload()),
-      peers: controlMethod(noParamsFor('peers'), async () => await this.peerViews()),
-      // Progress (queued, started, each node as it finishes) goes out as events.
-      op: controlMethod(parseOperationRequest, async (params, ctx) => await this.runner.run(params, event => { ctx.notify(event) })),
-      'ops.list': controlMethod(paramsOf(opsListParams, 'ops.list'), async params => await this.opLog.list(params.limit)),
-      'ops.get': controlMethod(paramsOf(opsGetParams, 'ops.get'), async params => await this.opLog.get(params.id)),
-      'agents.register': controlMethod(paramsOf(registerInput, 'agents register'), async params => await this.registry.register(params)),
-      'agents.heartbeat': controlMethod(paramsOf(heartbeatInput, 'agents heartbeat'), async params => await this.registry.heartbeat(params)),
-      'agents.remove': controlMethod(paramsOf(removeInput, 'agents remove'), async params => await this.registry.remove(params)),
-      'agents.list': controlMethod(paramsOf(listInput, 'agents list'), async params => this.registry.list(params)),
-      // The answer leaves out the body the caller just sent.
-      'messages.send': controlMethod(parseSend, async params => { const { body: _body, ...view } = messageView(await this.messaging.send(params)); return view }),
-      'messages.get': controlMethod(paramsOf(messagesGetParams, 'messages.get'), async params => messageView(await this.messaging.get(params.id))),
-      // Events for each target as it finishes; the result once all have (or at the timeout).
-      'messages.wait': controlMethod(paramsOf(messagesWaitParams, 'messages.wait'), async (params, ctx) =>
-        messageView(await this.messaging.wait(params.id, params.timeout * 1000, event => { ctx.notify(event) }, ctx.signal))),
-      'messages.watch': controlMethod(noParamsFor('messages.watch'), async (_params, ctx) => await this.streamUntilClosed(ctx, notify => this.messaging.watchDeliveries(notify))),
-      'inbox.list': controlMethod(paramsOf(inboxListParams, 'inbox.list'), async params => await this.messaging.inboxList(params)),
-      // What is in the inbox after `since`, then every new message, until the caller disconnects or half-closes.
-      'inbox.follow': controlMethod(paramsOf(inboxFollowParams, 'inbox.follow'), async (params, ctx) => {
-        const buffered: unknown[] = []
-        let live = false
-        const unfollow = this.messaging.followInbox(message => { if (live) ctx.notify(message); else buffered.push(message) })
-        try {
-          const existing = await this.messaging.inboxList({ since: params.since, limit: 100000 })
-          const shown = new Set(existing.map(m => m.id))
-          for (const message of existing) ctx.notify(message)
-          for (const message of buffered) if (!shown.has((message as { id: string }).id)) ctx.notify(message)
-          live = true
-          await untilAborted(ctx.inputEnded)
-        } finally {
-          unfollow()
-        }
-        return { following: false }
-      }),
-      // Streams every change as an event until the caller disconnects or half-closes.
-      'agents.watch': controlMethod(noParamsFor('agents.watch'), async (_params, ctx) => await this.streamUntilClosed(ctx, notify => this.registry.watch(entry => {
-        notify({ agent_id: entry.agentId, removed: entry.record == null, record: entry.record != null ? this.registry.get(entry.agentId) ?? null : null })
-      }))),
-      status: controlMethod(paramsOf(reportParams, 'status'), async (params, ctx) => await this.runner.run({ ...params, operation: 'status' }, event => { ctx.notify(event) })),
-      health: controlMethod(paramsOf(reportParams, 'health'), async (params, ctx) => await this.runner.run({ ...params, operation: 'health' }, event => { ctx.notify(event) }))
-    }
-  }
-
-  /** Streams until the client disconnects or half-closes (it will send nothing more). */
-  private async streamUntilClosed<T> (ctx: MethodContext, subscribe: (notify: (event: T) => void) => () => void): Promise<{ watching: false }> {
-    const unsubscribe = subscribe(event => { ctx.notify(event) })
-    await untilAborted(ctx.inputEnded)
-    unsubscribe()
-    return { watching: false }
-  }
-
   identity (): { name: string, role: string, peerId: string, addrs: string[], listen: string[], controlSocket: string, startedAt: string } {
     return {
       name: this.config.node.name,
@@ -324,84 +252,6 @@ export class Daemon {
       controlSocket: this.config.controlSocket,
       startedAt: new Date(this.startedAt).toISOString()
     }
-  }
-
-  async peerViews (): Promise<PeerView[]> {
-    const now = Date.now()
-    const self: PeerView = {
-      name: this.config.node.name,
-      role: this.config.node.role,
-      peerId: this.libp2p.peerId.toString(),
-      self: true,
-      connected: true,
-      status: 'online',
-      reason: null,
-      addrs: this.libp2p.getMultiaddrs().map(a => a.toString()),
-      latency_ms: 0,
-      since: new Date(this.startedAt).toISOString(),
-      last_heartbeat: null,
-      last_heartbeat_age_ms: null,
-      clock_skew_ms: 0,
-      block_height: null
-    }
-    const others = await Promise.all(this.peers.all().map(async (state): Promise<PeerView> => {
-      const verdict = this.peers.liveness(state, now)
-      const latency = state.connected ? await this.latencyTo(state.peerId) : null
-      const clock = this.peers.senderClock(state)
-      const since = state.connected ? state.connectedSince : state.disconnectedAt
-      return {
-        name: state.name,
-        role: state.role,
-        peerId: state.peerId.toString(),
-        self: false,
-        connected: state.connected,
-        status: verdict.liveness,
-        reason: verdict.reason ?? null,
-        addrs: state.connected && state.remoteAddr != null ? [state.remoteAddr] : [state.configuredAddr],
-        latency_ms: latency,
-        since: since != null ? new Date(since).toISOString() : null,
-        last_heartbeat: state.lastHeartbeatAt != null ? new Date(state.lastHeartbeatAt).toISOString() : null,
-        last_heartbeat_age_ms: state.lastHeartbeatAt != null ? now - state.lastHeartbeatAt : null,
-        clock_skew_ms: clock != null ? Math.round(clock.sentAtMs + (latency ?? 0) / 2 - clock.receivedAt) : null,
-        block_height: state.lastHeartbeat?.blockHeight ?? null
-      }
-    }))
-    return [self, ...others]
-  }
-
-  /** What the status page, /health and /metrics read: the same functions the control methods use. */
-  private httpSource (probes: LocalProbes): HttpSource {
-    return {
-      node: this.config.node,
-      heartbeatIntervalMs: this.config.heartbeat.intervalMs,
-      startedAt: this.startedAt,
-      peerViews: async () => await this.peerViews(),
-      peers: () => this.peers.all(),
-      liveness: (state, now) => this.peers.liveness(state, now).liveness,
-      localHealth: () => probes.latest(),
-      storeHealth: () => this.registry.health(),
-      storeKind: this.store.kind,
-      agents: () => this.registry.list({}),
-      recentMessages: limit => this.messaging.recentSent(limit),
-      recentOperations: async limit => await this.opLog.list(limit)
-    }
-  }
-
-  private readonly latencies = new Map<string, { at: number, value: Promise<number | null> }>()
-
-  /**
-   * Round-trip time to a peer: the connection monitor's last ping, else one ping of our own,
-   * shared by concurrent callers and reused for a while (ping allows one stream per peer).
-   */
-  private async latencyTo (peerId: PeerId): Promise<number | null> {
-    const rtt = this.libp2p.getConnections(peerId).map(c => c.rtt).find((r): r is number => typeof r === 'number')
-    if (rtt != null) return Math.round(rtt * 10) / 10
-    const key = peerId.toString()
-    const cached = this.latencies.get(key)
-    if (cached != null && Date.now() - cached.at < PEER_LATENCY_REUSE_MS) return await cached.value
-    const value = this.libp2p.services.ping.ping(peerId, { signal: AbortSignal.timeout(PEER_PING_TIMEOUT_MS) }).catch(() => null)
-    this.latencies.set(key, { at: Date.now(), value })
-    return await value
   }
 
   private reloading: Promise<unknown> = Promise.resolve()
@@ -474,40 +324,39 @@ export class Daemon {
     return result
   }
 
-  /** Stops in a fixed order, each step bounded: nothing new comes in, then the mesh goes. */
+  /** Stops every part in the reverse of the start order, each step bounded. */
   async stop (): Promise<void> {
-    this.stopping ??= this.doStop()
-    await this.stopping
-  }
-
-  private async doStop (): Promise<void> {
-    this.stopProbes?.()
-    const steps: Array<[string, () => Promise<void> | void]> = [
-      ['control socket', async () => { await this.control.stop() }],
-      ['http', async () => { await this.http?.stop() }],
-      ['peer connector', () => { this.connector.stop() }],
-      ['heartbeat', () => { this.heartbeat.stop() }],
-      ['coordinator export', async () => { await this.coordinatorExport?.stop() }],
-      ['coordinator import', async () => { await this.coordinatorImport?.stop() }],
-      ['agent replication', async () => { await this.replication.stop() }],
-      ['messaging', async () => { await this.messaging.stop() }],
-      ['operation protocol', async () => { await this.protocol.stop() }],
-      ['agent registry', async () => { await this.registry.stop() }],
-      ['libp2p', async () => { await this.libp2p.stop() }],
-      ['store', async () => { await this.store.close() }]
-    ]
-    for (const [label, step] of steps) {
-      try {
-        await withTimeout(label, Promise.resolve().then(step), SHUTDOWN_STEP_TIMEOUT_MS)
-      } catch (err) {
-        this.log.warn({ event: 'shutdown_step_failed', step: label, err: errorMessage(err) }, 'shutdown step failed; continuing')
-      }
-    }
+    await this.lifecycle.stop()
     this.log.info({ event: 'stopped' }, 'aitbc-mesh daemon stopped')
   }
 }
 
-async function untilAborted (signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return
-  await new Promise<void>(resolve => { signal.addEventListener('abort', () => { resolve() }, { once: true }) })
+interface HttpSourceParts {
+  config: MeshConfig
+  startedAt: number
+  peers: PeerTable
+  peerViews: PeerViews
+  probes: LocalProbes
+  registry: AgentRegistry
+  store: StoreBackend
+  messaging: Messaging
+  opLog: OperationLog
+}
+
+/** What the status page, /health and /metrics read: the same functions the control methods use. */
+function httpSource ({ config, startedAt, peers, peerViews, probes, registry, store, messaging, opLog }: HttpSourceParts): HttpSource {
+  return {
+    node: config.node,
+    heartbeatIntervalMs: config.heartbeat.intervalMs,
+    startedAt,
+    peerViews: async () => await peerViews.all(),
+    peers: () => peers.all(),
+    liveness: (state, now) => peers.liveness(state, now).liveness,
+    localHealth: () => probes.latest(),
+    storeHealth: () => registry.health(),
+    storeKind: store.kind,
+    agents: () => registry.list({}),
+    recentMessages: limit => messaging.recentSent(limit),
+    recentOperations: async limit => await opLog.list(limit)
+  }
 }

@@ -1,5 +1,5 @@
 import { STATUS_BODY_PREVIEW_CHARS, STATUS_MAX_AGENTS, STATUS_RECENT_MESSAGES, STATUS_RECENT_OPERATIONS } from '../constants.js'
-import type { PeerView } from '../daemon/daemon.js'
+import type { PeerView } from '../mesh/peer-views.js'
 import type { OutgoingMessage } from '../messaging/message.js'
 import type { PeerState } from '../mesh/peer-table.js'
 import type { OperationRecord } from '../operations/op-log.js'
