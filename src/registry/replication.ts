@@ -1,15 +1,17 @@
 import type { Logger } from 'pino'
-import type { Message } from '@libp2p/gossipsub'
+import type { Message, TopicValidatorFn } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
-import type { Connection, PeerId, Stream } from '@libp2p/interface'
-import { pbStream } from '@libp2p/utils'
+import type { PeerId, Stream } from '@libp2p/interface'
+import {
+  InvalidDataLengthError, InvalidDataLengthLengthError, InvalidMessageLengthError, lpStream, type LengthPrefixedStream
+} from '@libp2p/utils'
+import type { Uint8ArrayList } from 'uint8arraylist'
 import { AgentUpdate, SyncPush, SyncRequest, SyncResponse, type DigestEntry } from '../../protocols/agents.js'
 import {
   ANTI_ENTROPY_INTERVAL_MS, ANTI_ENTROPY_MAX_DIGEST_ENTRIES, ANTI_ENTROPY_MAX_MESSAGE_BYTES, ANTI_ENTROPY_MAX_UPDATE_BYTES,
   ANTI_ENTROPY_MAX_STREAMS, ANTI_ENTROPY_MAX_UPDATES, ANTI_ENTROPY_TIMEOUT_MS, MAX_AGENT_RECORD_BYTES
 } from '../constants.js'
-import { errorMessage, ProtocolError } from '../errors.js'
-import type { MeshLibp2p } from '../mesh/libp2p.js'
+import { errorMessage, ProtocolError, TimeoutError } from '../errors.js'
 import type { PeerTable } from '../mesh/peer-table.js'
 import { RejectionLog } from '../mesh/rejection-log.js'
 import { ChangeRejected } from './authorship.js'
@@ -23,36 +25,101 @@ const MAX_UPDATE_BYTES = MAX_AGENT_RECORD_BYTES + 1024
 /** Back-to-back rounds with one peer while it says it has more. */
 const MAX_FOLLOW_UP_ROUNDS = 50
 
-/** Decoders that refuse oversized repeated fields before allocating for them. */
-const syncRequestCodec = { decode: (buf: Uint8Array | import('uint8arraylist').Uint8ArrayList) => SyncRequest.decode(buf, { limits: { digest: ANTI_ENTROPY_MAX_DIGEST_ENTRIES } }) }
-const syncResponseCodec = { decode: (buf: Uint8Array | import('uint8arraylist').Uint8ArrayList) => SyncResponse.decode(buf, { limits: { updates: ANTI_ENTROPY_MAX_UPDATES, want: ANTI_ENTROPY_MAX_UPDATES } }) }
-const syncPushCodec = { decode: (buf: Uint8Array | import('uint8arraylist').Uint8ArrayList) => SyncPush.decode(buf, { limits: { updates: ANTI_ENTROPY_MAX_UPDATES } }) }
+/** The gossipsub slice replication uses: its topic, its validator, and the messages that pass it. */
+export interface ReplicationGossip {
+  readonly topicValidators: Map<string, TopicValidatorFn>
+  subscribe: (topic: string) => void
+  unsubscribe: (topic: string) => void
+  publish: (topic: string, data: Uint8Array) => Promise<unknown>
+  addEventListener: (type: 'message', listener: (evt: CustomEvent<Message>) => void) => void
+  removeEventListener: (type: 'message', listener: (evt: CustomEvent<Message>) => void) => void
+}
+
+/** What the anti-entropy listener learns of the stream's connection: who is at the other end. */
+export interface SyncConnection { readonly remotePeer: PeerId }
+
+/** The slice of libp2p replication uses (MeshLibp2p has it): one protocol, dials, connects and gossip. */
+export interface ReplicationNetwork {
+  handle: (protocol: string, handler: (stream: Stream, connection: SyncConnection) => Promise<void>, options: { maxInboundStreams: number, maxOutboundStreams: number }) => Promise<void>
+  unhandle: (protocol: string) => Promise<void>
+  dialProtocol: (peer: PeerId, protocol: string, options: { signal: AbortSignal }) => Promise<Stream>
+  addEventListener: (type: 'peer:connect', listener: (evt: CustomEvent<PeerId>) => void) => void
+  removeEventListener: (type: 'peer:connect', listener: (evt: CustomEvent<PeerId>) => void) => void
+  readonly services: { readonly pubsub: ReplicationGossip }
+}
+
+/** Limits of anti-entropy; each defaults to its constant (src/constants.ts says why). */
+export interface ReplicationLimits {
+  /** One round, from the dial to the close; each step is cut off when it runs out. */
+  timeoutMs: number
+  intervalMs: number
+  maxDigestEntries: number
+  maxUpdates: number
+  maxUpdateBytes: number
+  maxMessageBytes: number
+}
+
+const DEFAULT_LIMITS: ReplicationLimits = {
+  timeoutMs: ANTI_ENTROPY_TIMEOUT_MS,
+  intervalMs: ANTI_ENTROPY_INTERVAL_MS,
+  maxDigestEntries: ANTI_ENTROPY_MAX_DIGEST_ENTRIES,
+  maxUpdates: ANTI_ENTROPY_MAX_UPDATES,
+  maxUpdateBytes: ANTI_ENTROPY_MAX_UPDATE_BYTES,
+  maxMessageBytes: ANTI_ENTROPY_MAX_MESSAGE_BYTES
+}
+
+/** The steps of a round, in order; the dialer dials and writes the request, the listener reads it. */
+export type SyncStep = 'dial' | 'request' | 'response' | 'push' | 'close'
+
+/** A round ran out of time; `step` is the one it was waiting on. */
+export class SyncTimeoutError extends TimeoutError {
+  override name = 'SyncTimeoutError'
+  constructor (readonly peer: string, readonly step: SyncStep, readonly timeoutMs: number) {
+    super(`anti-entropy with ${peer}: ${step} not done within ${timeoutMs} ms of the round's start`)
+  }
+}
+
+/** A peer's anti-entropy message that cannot be read: not a frame within the limit, or over a cap. */
+export class SyncMessageRefusedError extends ProtocolError {
+  override name = 'SyncMessageRefusedError'
+  constructor (readonly peer: string, readonly step: SyncStep, detail: string) {
+    super(`anti-entropy with ${peer}: ${step} refused: ${detail}`)
+  }
+}
+
+/** What syncWith did: rounds run, changes applied here and sent there, and why it stopped early. */
+export interface SyncSummary {
+  rounds: number
+  received: number
+  sent: number
+  error?: Error
+}
+
+type Decoder<T> = { decode: (buf: Uint8Array | Uint8ArrayList) => T }
 
 /** A refused change's reason; anything that is not a ChangeRejected failed to decode. */
 function rejectionOf (err: unknown): ChangeRejected {
   return err instanceof ChangeRejected ? err : new ChangeRejected('undecodable', errorMessage(err))
 }
 
-/** Updates to send, within the per-message count and byte caps; `more` if some did not fit. */
-function capped (entries: AgentEntry[], origin: string): { updates: AgentUpdate[], more: boolean } {
-  const updates: AgentUpdate[] = []
-  let bytes = 0
-  for (const entry of entries) {
-    bytes += entry.recordJson.length + 256
-    if (updates.length >= ANTI_ENTROPY_MAX_UPDATES || (bytes > ANTI_ENTROPY_MAX_UPDATE_BYTES && updates.length > 0)) return { updates, more: true }
-    updates.push(toWire(entry, origin))
-  }
-  return { updates, more: false }
-}
-
 export interface ReplicationInit {
-  /** The slice of libp2p replication uses. */
-  libp2p: Pick<MeshLibp2p, 'services' | 'handle' | 'unhandle' | 'dialProtocol' | 'addEventListener' | 'removeEventListener'>
-  peers: PeerTable
+  libp2p: ReplicationNetwork
+  peers: Pick<PeerTable, 'getByPeerId' | 'all'>
   registry: AgentRegistry
   node: string
   log: Logger
+  limits?: Partial<ReplicationLimits>
 }
+
+/** One anti-entropy exchange in progress: its deadline, and the step it is at so a timeout can name it. */
+interface Round {
+  readonly peer: string
+  readonly signal: AbortSignal
+  step: SyncStep
+}
+
+/** How a refused message of each step is logged: its stable reason and the cap it went over. */
+const REFUSAL_REASONS: Partial<Record<SyncStep, string>> = { request: 'bad-digest', response: 'bad-response', push: 'bad-push' }
 
 /**
  * Replicates the agent registry: each change is gossiped at once (fast, best effort), and
@@ -63,12 +130,24 @@ export class AgentReplication {
   private timer?: NodeJS.Timeout
   private readonly syncing = new Set<string>()
   private started = false
+  /** Aborted by stop: every round and answer in flight carries its signal. */
+  private stopping = new AbortController()
   private readonly rejections: RejectionLog
   /** Gossip already vetted by the topic validator, so its signature is not checked twice. */
   private readonly vetted = new WeakMap<Message, AgentEntry>()
+  private readonly limits: ReplicationLimits
+  /** Decoders that refuse oversized repeated fields before allocating for them. */
+  private readonly codecs: { request: Decoder<SyncRequest>, response: Decoder<SyncResponse>, push: Decoder<SyncPush> }
 
   constructor (private readonly init: ReplicationInit) {
     this.rejections = new RejectionLog(init.log)
+    this.limits = { ...DEFAULT_LIMITS, ...init.limits }
+    const { maxDigestEntries, maxUpdates } = this.limits
+    this.codecs = {
+      request: { decode: buf => SyncRequest.decode(buf, { limits: { digest: maxDigestEntries } }) },
+      response: { decode: buf => SyncResponse.decode(buf, { limits: { updates: maxUpdates, want: maxUpdates } }) },
+      push: { decode: buf => SyncPush.decode(buf, { limits: { updates: maxUpdates } }) }
+    }
     this.validate = this.validate.bind(this)
     this.onMessage = this.onMessage.bind(this)
     this.handleSync = this.handleSync.bind(this)
@@ -77,6 +156,7 @@ export class AgentReplication {
 
   async start (): Promise<void> {
     const { libp2p, registry } = this.init
+    this.stopping = new AbortController()
     const pubsub = libp2p.services.pubsub
     pubsub.topicValidators.set(AGENTS_TOPIC, this.validate)
     pubsub.addEventListener('message', this.onMessage)
@@ -84,7 +164,7 @@ export class AgentReplication {
     await libp2p.handle(AGENTS_SYNC_PROTOCOL, this.handleSync, { maxInboundStreams: ANTI_ENTROPY_MAX_STREAMS, maxOutboundStreams: ANTI_ENTROPY_MAX_STREAMS })
     libp2p.addEventListener('peer:connect', this.onPeerConnect)
     registry.onLocalChange = entry => { void this.publish(entry) }
-    this.timer = setInterval(() => { this.syncAll() }, ANTI_ENTROPY_INTERVAL_MS)
+    this.timer = setInterval(() => { this.syncAll() }, this.limits.intervalMs)
     this.timer.unref()
     this.started = true
     this.syncAll()
@@ -94,6 +174,7 @@ export class AgentReplication {
     if (!this.started) return
     this.started = false
     clearInterval(this.timer)
+    this.stopping.abort()
     const { libp2p, registry } = this.init
     delete registry.onLocalChange
     libp2p.removeEventListener('peer:connect', this.onPeerConnect)
@@ -170,8 +251,20 @@ export class AgentReplication {
   private digestOf (): DigestEntry[] {
     // A registry larger than one digest holds sends its first part; peers then offer what seems
     // missing, within their caps (see ANTI_ENTROPY_MAX_DIGEST_ENTRIES).
-    return this.init.registry.digest().slice(0, ANTI_ENTROPY_MAX_DIGEST_ENTRIES)
+    return this.init.registry.digest().slice(0, this.limits.maxDigestEntries)
       .map(e => ({ agentId: e.agentId, clock: { ms: BigInt(e.clock.ms), counter: e.clock.counter, node: e.clock.node } }))
+  }
+
+  /** Updates to send, within the per-message count and byte caps; `more` if some did not fit. */
+  private capped (entries: AgentEntry[]): { updates: AgentUpdate[], more: boolean } {
+    const updates: AgentUpdate[] = []
+    let bytes = 0
+    for (const entry of entries) {
+      bytes += entry.recordJson.length + 256
+      if (updates.length >= this.limits.maxUpdates || (bytes > this.limits.maxUpdateBytes && updates.length > 0)) return { updates, more: true }
+      updates.push(toWire(entry, this.init.node))
+    }
+    return { updates, more: false }
   }
 
   /** Applies a batch of updates `from` sent (authored by anyone), skipping refused ones. */
@@ -188,61 +281,108 @@ export class AgentReplication {
     return applied
   }
 
-  /** Dialer side: send our digest, take what the peer has newer, push what it wants; again while it has more. */
-  async syncWith (peerId: PeerId): Promise<void> {
+  private round (peer: string, step: SyncStep): Round {
+    return { peer, step, signal: AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.limits.timeoutMs)]) }
+  }
+
+  /** Reads one message of the round's step; a frame or message over its limits is refused and logged. */
+  private async read<T> (lp: LengthPrefixedStream, decoder: Decoder<T>, round: Round): Promise<T> {
+    let frame: Uint8ArrayList
+    try {
+      frame = await lp.read({ signal: round.signal })
+    } catch (err) {
+      if (!(err instanceof InvalidDataLengthError || err instanceof InvalidDataLengthLengthError || err instanceof InvalidMessageLengthError)) throw err
+      throw this.refuse(round, err)
+    }
+    try {
+      return decoder.decode(frame)
+    } catch (err) {
+      throw this.refuse(round, err)
+    }
+  }
+
+  private refuse (round: Round, err: unknown): SyncMessageRefusedError {
+    const detail = errorMessage(err)
+    const limit = round.step === 'request' ? this.limits.maxDigestEntries : this.limits.maxUpdates
+    this.rejections.reject('anti_entropy_rejected', round.peer, REFUSAL_REASONS[round.step] ?? 'bad-message', { step: round.step, detail, limit, maxBytes: this.limits.maxMessageBytes }, 'anti-entropy message refused')
+    return new SyncMessageRefusedError(round.peer, round.step, detail)
+  }
+
+  /** Why a round ended early, typed: refused input, out of time at its step, stopped, or the failure itself. */
+  private failure (round: Round, err: unknown): Error {
+    if (err instanceof ProtocolError) return err
+    if (this.stopping.signal.aborted) return new Error(`anti-entropy with ${round.peer}: replication stopped during ${round.step}`)
+    if (round.signal.aborted) return new SyncTimeoutError(round.peer, round.step, this.limits.timeoutMs)
+    return err instanceof Error ? err : new Error(String(err))
+  }
+
+  /**
+   * Dialer side: runs rounds with `peerId` while it says it has more. Never throws: the summary
+   * carries the error a round ended with (also logged at debug; refusals at warn).
+   */
+  async syncWith (peerId: PeerId): Promise<SyncSummary> {
+    const summary: SyncSummary = { rounds: 0, received: 0, sent: 0 }
     const key = peerId.toString()
     const peer = this.init.peers.getByPeerId(peerId)
-    if (peer == null || this.syncing.has(key)) return
+    if (peer == null || this.syncing.has(key)) return summary
     this.syncing.add(key)
     try {
-      for (let round = 0; round < MAX_FOLLOW_UP_ROUNDS && this.started; round++) {
-        if (!await this.syncRound(peerId, peer.name)) break
+      while (summary.rounds < MAX_FOLLOW_UP_ROUNDS && this.started) {
+        summary.rounds++
+        const round = await this.syncRound(peerId, peer.name)
+        summary.received += round.received
+        summary.sent += round.sent
+        if (!round.more) break
       }
+    } catch (err) {
+      summary.error = err as Error
+      this.init.log.debug({ event: 'anti_entropy_failed', peer: peer.name, err: errorMessage(err) }, 'anti-entropy round failed')
     } finally {
       this.syncing.delete(key)
     }
+    return summary
   }
 
-  /** One anti-entropy round; true if the peer has more to send. */
-  private async syncRound (peerId: PeerId, name: string): Promise<boolean> {
-    const signal = AbortSignal.timeout(ANTI_ENTROPY_TIMEOUT_MS)
+  /** One round: send our digest, take what the peer has newer, push what it wants. */
+  private async syncRound (peerId: PeerId, name: string): Promise<{ received: number, sent: number, more: boolean }> {
+    const round = this.round(name, 'dial')
+    const { signal } = round
     let stream: Stream | undefined
     try {
       stream = await this.init.libp2p.dialProtocol(peerId, AGENTS_SYNC_PROTOCOL, { signal })
-      const pb = pbStream(stream, { maxDataLength: ANTI_ENTROPY_MAX_MESSAGE_BYTES })
-      await pb.write({ digest: this.digestOf() }, SyncRequest, { signal })
-      const response = await pb.read(syncResponseCodec, { signal })
-      const applied = await this.applyAll(response.updates, name)
+      const lp = lpStream(stream, { maxDataLength: this.limits.maxMessageBytes })
+      round.step = 'request'
+      await lp.write(SyncRequest.encode({ digest: this.digestOf() }), { signal })
+      round.step = 'response'
+      const response = await this.read(lp, this.codecs.response, round)
+      const received = await this.applyAll(response.updates, name)
       const wanted = response.want.map(id => this.init.registry.entry(id)).filter((e): e is AgentEntry => e != null)
-      const push = capped(wanted, this.init.node)
+      const push = this.capped(wanted)
+      round.step = 'push'
       // The listener reads a push only when it asked for something.
-      if (response.want.length > 0) await pb.write({ updates: push.updates }, SyncPush, { signal })
-      if (applied > 0 || push.updates.length > 0) {
-        this.init.log.info({ event: 'anti_entropy', peer: name, received: applied, sent: push.updates.length }, 'agent registry repaired with a peer')
+      if (response.want.length > 0) await lp.write(SyncPush.encode({ updates: push.updates }), { signal })
+      if (received > 0 || push.updates.length > 0) {
+        this.init.log.info({ event: 'anti_entropy', peer: name, received, sent: push.updates.length }, 'agent registry repaired with a peer')
       }
+      round.step = 'close'
       await stream.close({ signal })
-      return response.more || push.more
+      return { received, sent: push.updates.length, more: response.more || push.more }
     } catch (err) {
-      stream?.abort(err instanceof Error ? err : new Error(String(err)))
-      this.init.log.debug({ event: 'anti_entropy_failed', peer: name, err: errorMessage(err) }, 'anti-entropy round failed')
-      return false
+      const error = this.failure(round, err)
+      stream?.abort(error)
+      throw error
     }
   }
 
-  /** Listener side. */
-  private async handleSync (stream: Stream, connection: Connection): Promise<void> {
+  /** Listener side: read the digest, answer with what is newer here and what we want, take the push. */
+  private async handleSync (stream: Stream, connection: SyncConnection): Promise<void> {
     const peer = this.init.peers.getByPeerId(connection.remotePeer)
-    const signal = AbortSignal.timeout(ANTI_ENTROPY_TIMEOUT_MS)
+    const round = this.round(peer?.name ?? connection.remotePeer.toString(), 'request')
+    const { signal } = round
     try {
       if (peer == null) throw new ProtocolError('not in the allowlist')
-      const pb = pbStream(stream, { maxDataLength: ANTI_ENTROPY_MAX_MESSAGE_BYTES })
-      let request: SyncRequest
-      try {
-        request = await pb.read(syncRequestCodec, { signal })
-      } catch (err) {
-        this.rejections.reject('anti_entropy_rejected', peer.name, 'bad-digest', { detail: errorMessage(err), limit: ANTI_ENTROPY_MAX_DIGEST_ENTRIES }, 'anti-entropy digest refused')
-        throw err
-      }
+      const lp = lpStream(stream, { maxDataLength: this.limits.maxMessageBytes })
+      const request = await this.read(lp, this.codecs.request, round)
       const theirs = new Map<string, Clock>()
       for (const d of request.digest) {
         try {
@@ -259,18 +399,25 @@ export class AgentReplication {
         const mine = this.init.registry.entry(agentId)
         if (mine == null || compareClocks(clock, mine.clock) > 0) want.push(agentId)
       }
-      const { updates, more } = capped(newer, this.init.node)
-      const wantCapped = want.slice(0, ANTI_ENTROPY_MAX_UPDATES)
-      await pb.write({ updates, want: wantCapped, more: more || want.length > wantCapped.length }, SyncResponse, { signal })
-      const push = wantCapped.length > 0 ? await pb.read(syncPushCodec, { signal }) : { updates: [] }
-      const applied = await this.applyAll(push.updates, peer.name)
-      if (applied > 0 || updates.length > 0) {
-        this.init.log.info({ event: 'anti_entropy', peer: peer.name, received: applied, sent: updates.length }, 'agent registry repaired with a peer')
+      const { updates, more } = this.capped(newer)
+      const wantCapped = want.slice(0, this.limits.maxUpdates)
+      round.step = 'response'
+      await lp.write(SyncResponse.encode({ updates, want: wantCapped, more: more || want.length > wantCapped.length }), { signal })
+      let received = 0
+      if (wantCapped.length > 0) {
+        round.step = 'push'
+        const push = await this.read(lp, this.codecs.push, round)
+        received = await this.applyAll(push.updates, peer.name)
       }
+      if (received > 0 || updates.length > 0) {
+        this.init.log.info({ event: 'anti_entropy', peer: peer.name, received, sent: updates.length }, 'agent registry repaired with a peer')
+      }
+      round.step = 'close'
       await stream.close({ signal })
     } catch (err) {
-      this.init.log.debug({ event: 'anti_entropy_failed', peer: peer?.name, peerId: connection.remotePeer.toString(), err: errorMessage(err) }, 'anti-entropy request failed')
-      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      const error = this.failure(round, err)
+      this.init.log.debug({ event: 'anti_entropy_failed', peer: peer?.name, peerId: connection.remotePeer.toString(), err: errorMessage(error) }, 'anti-entropy request failed')
+      stream.abort(error)
     }
   }
 }
