@@ -95,6 +95,25 @@ export interface SyncSummary {
   error?: Error
 }
 
+/** Resolves once both ends of `stream` are closed (or it was reset); rejects when `signal` aborts first. */
+async function closedByRemote (stream: Stream, signal: AbortSignal): Promise<void> {
+  if (stream.status !== 'open' && stream.status !== 'closing') return
+  signal.throwIfAborted()
+  await new Promise<void>((resolve, reject) => {
+    const done = (): void => {
+      stream.removeEventListener('close', done)
+      signal.removeEventListener('abort', aborted)
+      resolve()
+    }
+    const aborted = (): void => {
+      stream.removeEventListener('close', done)
+      reject(signal.reason)
+    }
+    stream.addEventListener('close', done)
+    signal.addEventListener('abort', aborted, { once: true })
+  })
+}
+
 type Decoder<T> = { decode: (buf: Uint8Array | Uint8ArrayList) => T }
 
 /** A refused change's reason; anything that is not a ChangeRejected failed to decode. */
@@ -313,7 +332,10 @@ export class AgentReplication {
     if (err instanceof ProtocolError) return err
     if (this.stopping.signal.aborted) return new Error(`anti-entropy with ${round.peer}: replication stopped during ${round.step}`)
     if (round.signal.aborted) return new SyncTimeoutError(round.peer, round.step, this.limits.timeoutMs)
-    return err instanceof Error ? err : new Error(String(err))
+    if (err instanceof Error) return err
+    // A write cut short by the stream's end rejects with the stream's close event.
+    const cause = (err as { error?: unknown } | undefined)?.error
+    return cause instanceof Error ? cause : new Error(`anti-entropy with ${round.peer}: stream ended during ${round.step}`)
   }
 
   /**
@@ -366,6 +388,9 @@ export class AgentReplication {
       }
       round.step = 'close'
       await stream.close({ signal })
+      // The listener closes its end once it has applied the push: wait for that, so that the
+      // next round's digest is compared with what it holds now and nothing is sent twice.
+      if (response.want.length > 0) await closedByRemote(stream, signal)
       return { received, sent: push.updates.length, more: response.more || push.more }
     } catch (err) {
       const error = this.failure(round, err)
