@@ -22,6 +22,10 @@ import type { AgentRegistry } from './registry.js'
 export const AGENTS_TOPIC = '/aitbc-mesh/agents/2.0.0'
 export const AGENTS_SYNC_PROTOCOL = '/aitbc-mesh/agents-sync/2.0.0'
 const MAX_UPDATE_BYTES = MAX_AGENT_RECORD_BYTES + 1024
+/** An update's bytes besides its record: ids, owner, origin, clock and signature, with field tags. */
+const UPDATE_FRAMING_BYTES = 256
+/** A varint length prefix takes at most this many bytes. */
+const LENGTH_PREFIX_MAX_BYTES = 10
 /** Back-to-back rounds with one peer while it says it has more. */
 const MAX_FOLLOW_UP_ROUNDS = 50
 
@@ -279,7 +283,7 @@ export class AgentReplication {
     const updates: AgentUpdate[] = []
     let bytes = 0
     for (const entry of entries) {
-      bytes += entry.recordJson.length + 256
+      bytes += Buffer.byteLength(entry.recordJson) + UPDATE_FRAMING_BYTES
       if (updates.length >= this.limits.maxUpdates || (bytes > this.limits.maxUpdateBytes && updates.length > 0)) return { updates, more: true }
       updates.push(toWire(entry, this.init.node))
     }
@@ -298,6 +302,14 @@ export class AgentReplication {
       }
     }
     return applied
+  }
+
+  /**
+   * Length-prefixed messages on `stream`. The read buffer holds one whole message: left at its
+   * default (4 MiB) it would refuse responses the caps allow (up to 6 MiB of records).
+   */
+  private framed (stream: Stream): LengthPrefixedStream {
+    return lpStream(stream, { maxDataLength: this.limits.maxMessageBytes, maxBufferSize: this.limits.maxMessageBytes + LENGTH_PREFIX_MAX_BYTES })
   }
 
   private round (peer: string, step: SyncStep): Round {
@@ -372,7 +384,7 @@ export class AgentReplication {
     let stream: Stream | undefined
     try {
       stream = await this.init.libp2p.dialProtocol(peerId, AGENTS_SYNC_PROTOCOL, { signal })
-      const lp = lpStream(stream, { maxDataLength: this.limits.maxMessageBytes })
+      const lp = this.framed(stream)
       round.step = 'request'
       await lp.write(SyncRequest.encode({ digest: this.digestOf() }), { signal })
       round.step = 'response'
@@ -406,7 +418,7 @@ export class AgentReplication {
     const { signal } = round
     try {
       if (peer == null) throw new ProtocolError('not in the allowlist')
-      const lp = lpStream(stream, { maxDataLength: this.limits.maxMessageBytes })
+      const lp = this.framed(stream)
       const request = await this.read(lp, this.codecs.request, round)
       const theirs = new Map<string, Clock>()
       for (const d of request.digest) {

@@ -306,6 +306,32 @@ describe('AgentReplication over an in-memory network', () => {
       expect(agentIds(a)).toEqual(agentIds(b))
       expect(agentIds(a)).toHaveLength(12)
     })
+    it('a response of more than 4 MiB of records, within the message cap, is read whole', async () => {
+      fresh()
+      const a = await startNode('aitbc')
+      const b = await startNode('aitbc1')
+      // 80 records of 60 KB: about 4.8 MB in one response, under the 6 MiB of records one carries.
+      for (let i = 0; i < 80; i++) await register(b, `big-${i}`, { blob: 'x'.repeat(60_000) })
+      connect(a, b)
+      net.node(idOf('aitbc')).services.pubsub.unsubscribe(AGENTS_TOPIC)
+      const summary = await a.replication.syncWith(idOf('aitbc1'))
+      expect(summary).toEqual({ rounds: 1, received: 80, sent: 0 })
+    })
+
+    it('records of multi-byte characters are counted in bytes, so a response stays within the message cap', async () => {
+      fresh()
+      const limits = { maxMessageBytes: 200_000, maxUpdateBytes: 150_000 }
+      const a = await startNode('aitbc', limits)
+      const b = await startNode('aitbc1', limits)
+      // 20 records of 7,000 three-byte characters: 21 KB each, 7 KB by character count.
+      for (let i = 0; i < 20; i++) await register(b, `wide-${i}`, { blob: '€'.repeat(7000) })
+      connect(a, b)
+      net.node(idOf('aitbc')).services.pubsub.unsubscribe(AGENTS_TOPIC)
+      const summary = await a.replication.syncWith(idOf('aitbc1'))
+      expect(summary.error).toBeUndefined()
+      expect(summary.received).toBe(20)
+      expect(summary.rounds).toBeGreaterThan(1)
+    })
   })
 
   describe('a peer that does not play along', () => {
