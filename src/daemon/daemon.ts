@@ -24,6 +24,8 @@ import { AgentReplication } from '../registry/replication.js'
 import { openStore, type OpenStoreOptions, type StoreBackend } from '../store/index.js'
 import { Messaging, messageView } from '../messaging/messaging.js'
 import { observedStore } from '../store/observed.js'
+import { durabilityRecheckMsFromEnv, StoreDurabilityService } from '../store/durability.js'
+import { StoreEpoch } from '../store/epoch.js'
 import type { HttpService, HttpSource } from '../http/index.js'
 import { parseOperationRequest } from '../operations/request.js'
 import { heartbeatInput, listInput, registerInput, removeInput } from '../registry/agent.js'
@@ -41,6 +43,10 @@ interface DaemonParts {
   protocol: OperationProtocol
   runner: OperationRunner
   store: StoreBackend
+  /** The durability in force, read from the store and applied (store.durability). */
+  durability: StoreDurabilityService
+  /** The store epoch: tells when the store came back empty or older than this node's memory. */
+  epoch: StoreEpoch
   registry: AgentRegistry
   replication: AgentReplication
   /** Agents of the local AITBC coordinator, when the store is Redis (the one it uses). */
@@ -97,6 +103,8 @@ export class Daemon {
   private readonly protocol: OperationProtocol
   private readonly runner: OperationRunner
   private readonly store: StoreBackend
+  private readonly durability: StoreDurabilityService
+  readonly epoch: StoreEpoch
   private readonly registry: AgentRegistry
   private readonly replication: AgentReplication
   private readonly coordinatorImport?: CoordinatorImport
@@ -119,6 +127,8 @@ export class Daemon {
     this.protocol = parts.protocol
     this.runner = parts.runner
     this.store = parts.store
+    this.durability = parts.durability
+    this.epoch = parts.epoch
     this.registry = parts.registry
     this.replication = parts.replication
     if (parts.coordinatorImport != null) this.coordinatorImport = parts.coordinatorImport
@@ -146,7 +156,11 @@ export class Daemon {
       .catch(async (err: unknown) => { await opened.close(); throw err })
 
     const connector = new PeerConnector(libp2p, peers, log)
-    const store = metrics != null ? observedStore(opened, metrics) : opened
+    // Services write through the durability service's view: held back while the settings are
+    // read after a reconnect, refused while the store is not durable and store.durability is refuse.
+    const durability = new StoreDurabilityService(opened, config.store.durability, log, config.file, durabilityRecheckMsFromEnv())
+    const store = metrics != null ? observedStore(durability.store, metrics) : durability.store
+    const epoch = new StoreEpoch(store, log)
     const lastSync = new LastSync(store, log)
     const authority = new ChangeAuthority({
       node: config.node.name,
@@ -173,6 +187,7 @@ export class Daemon {
       connectedPeers: () => libp2p.getPeers().filter(p => gater.isAllowed(p)).length,
       startedAt,
       storeHealth: () => registry.health(),
+      storeDurability: () => ({ report: { kind: store.kind, durability: durability.current() }, ...(durability.issue() != null ? { issue: durability.issue()! } : {}) }),
       lastSync: () => lastSync.get(),
       log
     })
@@ -207,7 +222,7 @@ export class Daemon {
       if (state != null) log.info({ event: 'peer_disconnected', peer: state.name, peerId: peerId.toString() }, 'peer disconnected')
     })
 
-    const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog, ...(coordinatorImport != null ? { coordinatorImport } : {}), ...(coordinatorExport != null ? { coordinatorExport } : {}) })
+    const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, store, durability, epoch, registry, replication, messaging, opLog, ...(coordinatorImport != null ? { coordinatorImport } : {}), ...(coordinatorExport != null ? { coordinatorExport } : {}) })
 
     // Give Redis a moment to connect so the first requests find it; without it the daemon still
     // starts (degraded) and writes once it is back.
@@ -215,6 +230,8 @@ export class Daemon {
       log.warn({ event: 'store_unavailable_at_start', store: store.location, reason: store.health().reason }, 'starting without the store; serving from memory until it is back')
     }
     try {
+      // store.durability: refuse stops the start here, before anything listens.
+      await durability.start()
       await libp2p.start()
     } catch (err) {
       // libp2p stops what it started; the store is ours to close: a Redis connection, open or
@@ -224,6 +241,17 @@ export class Daemon {
       throw explainListenFailure(err, config.listen, config.file)
     }
     try {
+      await epoch.start()
+      // What the store lost, or missed while it was away, is written back from memory.
+      epoch.onLoss(() => {
+        void registry.writeBack()
+        void opLog.writeBack()
+        void lastSync.writeBack()
+      })
+      store.onReady(() => {
+        void opLog.writeBack()
+        void lastSync.writeBack()
+      })
       await lastSync.load()
       await coordinatorImport?.start()
       await registry.start()
@@ -381,6 +409,7 @@ export class Daemon {
       localHealth: () => probes.latest(),
       storeHealth: () => this.registry.health(),
       storeKind: this.store.kind,
+      storeDurability: () => ({ view: this.durability.current(), ...(this.durability.issue() != null ? { issue: this.durability.issue()! } : {}) }),
       agents: () => this.registry.list({}),
       recentMessages: limit => this.messaging.recentSent(limit),
       recentOperations: async limit => await this.opLog.list(limit)
@@ -493,6 +522,8 @@ export class Daemon {
       ['messaging', async () => { await this.messaging.stop() }],
       ['operation protocol', async () => { await this.protocol.stop() }],
       ['agent registry', async () => { await this.registry.stop() }],
+      ['store epoch', async () => { await this.epoch.stop() }],
+      ['store durability', () => { this.durability.stop() }],
       ['libp2p', async () => { await this.libp2p.stop() }],
       ['store', async () => { await this.store.close() }]
     ]
