@@ -143,7 +143,7 @@ export class StoreDurabilityService {
 
   private logLevel (previous: StoreDurability | undefined, read: StoreDurability): void {
     const view = durabilityView(read)
-    const fields = { event: 'store_durability', store: this.raw.location, level: read.level, detail: read.detail, guarantee: view.guarantee, durable: view.durable, mode: this.mode, ...(previous != null ? { previous: previous.level } : {}) }
+    const fields = { event: 'store_durability', store: this.raw.location, durability: read.level, detail: read.detail, guarantee: view.guarantee, durable: view.durable, mode: this.mode, ...(previous != null ? { previous: previous.level } : {}) }
     if (view.durable || this.mode === 'accept') {
       this.log.info(fields, `store durability: ${view.guarantee}`)
     } else {
