@@ -510,6 +510,21 @@ export namespace OperationResponse {
     index: number
   }
 
+  export interface OperationResponseReportStoreKindFieldEvent {
+    field: '$.report.store.kind'
+    value: string
+  }
+
+  export interface OperationResponseReportStoreDurabilityLevelFieldEvent {
+    field: '$.report.store.durabilityLevel'
+    value: string
+  }
+
+  export interface OperationResponseReportStoreDurabilityDetailFieldEvent {
+    field: '$.report.store.durabilityDetail'
+    value: string
+  }
+
   export interface OperationResponseActionResultActionFieldEvent {
     field: '$.actionResult.action'
     value: string
@@ -568,7 +583,7 @@ export namespace OperationResponse {
     return decodeMessage(buf, OperationResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationResponse>): Generator<OperationResponseRequestIdFieldEvent | OperationResponseErrorFieldEvent | OperationResponseReportNodeFieldEvent | OperationResponseReportRoleFieldEvent | OperationResponseReportStatusFieldEvent | OperationResponseReportBlockHeightFieldEvent | OperationResponseReportMempoolSizeFieldEvent | OperationResponseReportP2pConnectionsFieldEvent | OperationResponseReportServiceUptimeFieldEvent | OperationResponseReportLastSyncFieldEvent | OperationResponseReportIssuesFieldEvent | OperationResponseReportChecksNameFieldEvent | OperationResponseReportChecksOkFieldEvent | OperationResponseReportChecksDetailFieldEvent | OperationResponseReportChecksStateFieldEvent | OperationResponseReportDaemonUptimeMsFieldEvent | OperationResponseReportProbedAtMsFieldEvent | OperationResponseReportChainsChainIdFieldEvent | OperationResponseReportChainsBlockHeightFieldEvent | OperationResponseReportChainsMempoolSizeFieldEvent | OperationResponseReportChainsMempoolAtLeastFieldEvent | OperationResponseActionResultActionFieldEvent | OperationResponseActionResultStateFieldEvent | OperationResponseActionResultExitCodeFieldEvent | OperationResponseActionResultDurationMsFieldEvent | OperationResponseActionResultOutputTailFieldEvent | OperationResponseActionResultReasonFieldEvent | OperationResponseActionResultDestructiveFieldEvent | OperationResponseActionResultHealthBeforeFieldEvent | OperationResponseActionResultHealthAfterFieldEvent | OperationResponsePayloadJsonFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationResponse>): Generator<OperationResponseRequestIdFieldEvent | OperationResponseErrorFieldEvent | OperationResponseReportNodeFieldEvent | OperationResponseReportRoleFieldEvent | OperationResponseReportStatusFieldEvent | OperationResponseReportBlockHeightFieldEvent | OperationResponseReportMempoolSizeFieldEvent | OperationResponseReportP2pConnectionsFieldEvent | OperationResponseReportServiceUptimeFieldEvent | OperationResponseReportLastSyncFieldEvent | OperationResponseReportIssuesFieldEvent | OperationResponseReportChecksNameFieldEvent | OperationResponseReportChecksOkFieldEvent | OperationResponseReportChecksDetailFieldEvent | OperationResponseReportChecksStateFieldEvent | OperationResponseReportDaemonUptimeMsFieldEvent | OperationResponseReportProbedAtMsFieldEvent | OperationResponseReportChainsChainIdFieldEvent | OperationResponseReportChainsBlockHeightFieldEvent | OperationResponseReportChainsMempoolSizeFieldEvent | OperationResponseReportChainsMempoolAtLeastFieldEvent | OperationResponseReportStoreKindFieldEvent | OperationResponseReportStoreDurabilityLevelFieldEvent | OperationResponseReportStoreDurabilityDetailFieldEvent | OperationResponseActionResultActionFieldEvent | OperationResponseActionResultStateFieldEvent | OperationResponseActionResultExitCodeFieldEvent | OperationResponseActionResultDurationMsFieldEvent | OperationResponseActionResultOutputTailFieldEvent | OperationResponseActionResultReasonFieldEvent | OperationResponseActionResultDestructiveFieldEvent | OperationResponseActionResultHealthBeforeFieldEvent | OperationResponseActionResultHealthAfterFieldEvent | OperationResponsePayloadJsonFieldEvent> {
     return streamMessage(buf, OperationResponse.codec(), opts)
   }
 }
@@ -859,6 +874,7 @@ export interface NodeReport {
   daemonUptimeMs: bigint
   probedAtMs?: bigint
   chains: ChainReading[]
+  store?: StoreState
 }
 
 export namespace NodeReport {
@@ -940,6 +956,11 @@ export namespace NodeReport {
             w.uint32(106)
             ChainReading.codec().encode(value, w)
           }
+        }
+
+        if (obj.store != null) {
+          w.uint32(114)
+          StoreState.codec().encode(obj.store, w)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -1029,6 +1050,12 @@ export namespace NodeReport {
               obj.chains.push(ChainReading.codec().decode(reader, reader.uint32(), {
                 limits: opts.limits?.chains$
               }))
+              break
+            }
+            case 14: {
+              obj.store = StoreState.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.store
+              })
               break
             }
             default: {
@@ -1173,6 +1200,13 @@ export namespace NodeReport {
 
               break
             }
+            case 14: {
+              yield * StoreState.codec().stream(reader, reader.uint32(), `${prefix}.store`, {
+                limits: opts.limits?.store
+              })
+
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1289,6 +1323,21 @@ export namespace NodeReport {
     index: number
   }
 
+  export interface NodeReportStoreKindFieldEvent {
+    field: '$.store.kind'
+    value: string
+  }
+
+  export interface NodeReportStoreDurabilityLevelFieldEvent {
+    field: '$.store.durabilityLevel'
+    value: string
+  }
+
+  export interface NodeReportStoreDurabilityDetailFieldEvent {
+    field: '$.store.durabilityDetail'
+    value: string
+  }
+
   export function encode (obj: Partial<NodeReport>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, NodeReport.codec())
   }
@@ -1297,8 +1346,143 @@ export namespace NodeReport {
     return decodeMessage(buf, NodeReport.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<NodeReport>): Generator<NodeReportNodeFieldEvent | NodeReportRoleFieldEvent | NodeReportStatusFieldEvent | NodeReportBlockHeightFieldEvent | NodeReportMempoolSizeFieldEvent | NodeReportP2pConnectionsFieldEvent | NodeReportServiceUptimeFieldEvent | NodeReportLastSyncFieldEvent | NodeReportIssuesFieldEvent | NodeReportChecksNameFieldEvent | NodeReportChecksOkFieldEvent | NodeReportChecksDetailFieldEvent | NodeReportChecksStateFieldEvent | NodeReportDaemonUptimeMsFieldEvent | NodeReportProbedAtMsFieldEvent | NodeReportChainsChainIdFieldEvent | NodeReportChainsBlockHeightFieldEvent | NodeReportChainsMempoolSizeFieldEvent | NodeReportChainsMempoolAtLeastFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<NodeReport>): Generator<NodeReportNodeFieldEvent | NodeReportRoleFieldEvent | NodeReportStatusFieldEvent | NodeReportBlockHeightFieldEvent | NodeReportMempoolSizeFieldEvent | NodeReportP2pConnectionsFieldEvent | NodeReportServiceUptimeFieldEvent | NodeReportLastSyncFieldEvent | NodeReportIssuesFieldEvent | NodeReportChecksNameFieldEvent | NodeReportChecksOkFieldEvent | NodeReportChecksDetailFieldEvent | NodeReportChecksStateFieldEvent | NodeReportDaemonUptimeMsFieldEvent | NodeReportProbedAtMsFieldEvent | NodeReportChainsChainIdFieldEvent | NodeReportChainsBlockHeightFieldEvent | NodeReportChainsMempoolSizeFieldEvent | NodeReportChainsMempoolAtLeastFieldEvent | NodeReportStoreKindFieldEvent | NodeReportStoreDurabilityLevelFieldEvent | NodeReportStoreDurabilityDetailFieldEvent> {
     return streamMessage(buf, NodeReport.codec(), opts)
+  }
+}
+
+export interface StoreState {
+  kind: string
+  durabilityLevel: string
+  durabilityDetail: string
+}
+
+export namespace StoreState {
+  let _codec: Codec<StoreState>
+
+  export const codec = (): Codec<StoreState> => {
+    if (_codec == null) {
+      _codec = message<StoreState>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.kind != null && obj.kind !== '')) {
+          w.uint32(10)
+          w.string(obj.kind)
+        }
+
+        if ((obj.durabilityLevel != null && obj.durabilityLevel !== '')) {
+          w.uint32(18)
+          w.string(obj.durabilityLevel)
+        }
+
+        if ((obj.durabilityDetail != null && obj.durabilityDetail !== '')) {
+          w.uint32(26)
+          w.string(obj.durabilityDetail)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          kind: '',
+          durabilityLevel: '',
+          durabilityDetail: ''
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.kind = reader.string()
+              break
+            }
+            case 2: {
+              obj.durabilityLevel = reader.string()
+              break
+            }
+            case 3: {
+              obj.durabilityDetail = reader.string()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.kind`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.durabilityLevel`,
+                value: reader.string()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.durabilityDetail`,
+                value: reader.string()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface StoreStateKindFieldEvent {
+    field: '$.kind'
+    value: string
+  }
+
+  export interface StoreStateDurabilityLevelFieldEvent {
+    field: '$.durabilityLevel'
+    value: string
+  }
+
+  export interface StoreStateDurabilityDetailFieldEvent {
+    field: '$.durabilityDetail'
+    value: string
+  }
+
+  export function encode (obj: Partial<StoreState>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, StoreState.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<StoreState>): StoreState {
+    return decodeMessage(buf, StoreState.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<StoreState>): Generator<StoreStateKindFieldEvent | StoreStateDurabilityLevelFieldEvent | StoreStateDurabilityDetailFieldEvent> {
+    return streamMessage(buf, StoreState.codec(), opts)
   }
 }
 

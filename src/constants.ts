@@ -197,6 +197,21 @@ export const EMBEDDED_EXPIRY_SWEEP_BATCH = 1000
  */
 export const STORE_DURABILITY_MODES = ['refuse', 'degraded', 'accept'] as const
 export const DEFAULT_STORE_DURABILITY = 'degraded'
+/**
+ * Levels that count as durable. `always` loses nothing acknowledged; `everysec` loses nothing on
+ * a crash of Redis and about a second on a crash of the host, which the peers give back (a
+ * sender keeps what it sent for retention.sent). `os`, `snapshot`, `none` can lose far more, and
+ * `unknown` promises nothing.
+ */
+export const DURABLE_STORE_LEVELS = ['always', 'everysec'] as const
+/** The store's persistence settings are read again this often, so a runtime CONFIG SET is seen. */
+export const STORE_DURABILITY_RECHECK_MS = 60_000
+/**
+ * The store epoch's marked_at is rewritten this often (one small write): a store restored from
+ * an older snapshot or append-only file shows a mark older than the last one written, so the
+ * loss is known to within this much.
+ */
+export const STORE_MARK_INTERVAL_MS = 1000
 
 /**
  * Retention. Inbox: what a consumer reading with `inbox --since` can still fetch. Sent: records

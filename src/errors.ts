@@ -19,6 +19,17 @@ export class StoreIntegrityError extends Error {
   }
 }
 
+/**
+ * The store does not keep acknowledged writes through a crash and `store.durability` is
+ * `refuse`: the daemon does not start. CLI exit code 2, like StoreIntegrityError.
+ */
+export class StoreDurabilityError extends Error {
+  override name = 'StoreDurabilityError'
+  constructor (readonly store: string, readonly reason: string, readonly fix: string) {
+    super(`${store}: ${reason}; fix: ${fix}`)
+  }
+}
+
 /** Bad input from a caller (CLI, control socket, op JSON): exit code 2. */
 export class UsageError extends Error {
   override name = 'UsageError'

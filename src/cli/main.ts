@@ -460,7 +460,7 @@ export async function main (argv: string[]): Promise<number> {
       return EXIT_LISTEN_ADDRESS_IN_USE
     }
     // A refused daemon start (config, identity key, store) needs the operator, like bad input.
-    if (err instanceof CliUsageError || name === 'UsageError' || name === 'ConfigError' || name === 'StoreIntegrityError') {
+    if (err instanceof CliUsageError || name === 'UsageError' || name === 'ConfigError' || name === 'StoreIntegrityError' || name === 'StoreDurabilityError') {
       process.stderr.write(`aitbc-mesh: ${message}\n`)
       return EXIT_USAGE
     }

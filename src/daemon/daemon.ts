@@ -29,6 +29,8 @@ import { registryControl } from '../registry/control.js'
 import { AgentRegistry } from '../registry/registry.js'
 import { AgentReplication } from '../registry/replication.js'
 import { openStore, type OpenStoreOptions, type StoreBackend } from '../store/index.js'
+import { durabilityRecheckMsFromEnv, StoreDurabilityService } from '../store/durability.js'
+import { StoreEpoch } from '../store/epoch.js'
 import { observedStore } from '../store/observed.js'
 import { Lifecycle, type Part } from './lifecycle.js'
 
@@ -40,6 +42,8 @@ interface DaemonParts {
   peers: PeerTable
   connector: PeerConnector
   messaging: Messaging
+  /** The store epoch: tells when the store came back empty or older than this node's memory. */
+  epoch: StoreEpoch
   /** Every part in start order (stopped in reverse), given the daemon whose control socket is one of them. */
   parts: (daemon: Daemon) => Part[]
   /** The control socket's methods, from each service. */
@@ -70,6 +74,7 @@ export class Daemon {
   private readonly peers: PeerTable
   private readonly connector: PeerConnector
   private readonly messaging: Messaging
+  readonly epoch: StoreEpoch
   private readonly lifecycle: Lifecycle
   readonly control: ControlServer
 
@@ -81,6 +86,7 @@ export class Daemon {
     this.peers = parts.peers
     this.connector = parts.connector
     this.messaging = parts.messaging
+    this.epoch = parts.epoch
     this.control = new ControlServer(parts.config.controlSocket, parts.methods(this), parts.log)
     this.lifecycle = new Lifecycle(parts.parts(this), parts.log)
   }
@@ -103,7 +109,11 @@ export class Daemon {
       .catch(async (err: unknown) => { await opened.close(); throw err })
 
     const connector = new PeerConnector(libp2p, peers, log)
-    const store = metrics != null ? observedStore(opened, metrics) : opened
+    // Services write through the durability service's view: held back while the settings are
+    // read after a reconnect, refused while the store is not durable and store.durability is refuse.
+    const durability = new StoreDurabilityService(opened, config.store.durability, log, config.file, durabilityRecheckMsFromEnv())
+    const store = metrics != null ? observedStore(durability.store, metrics) : durability.store
+    const epoch = new StoreEpoch(store, log)
     const lastSync = new LastSync(store, log)
     const authority = new ChangeAuthority({
       node: config.node.name,
@@ -130,6 +140,7 @@ export class Daemon {
       connectedPeers: () => libp2p.getPeers().filter(p => gater.isAllowed(p)).length,
       startedAt,
       storeHealth: () => registry.health(),
+      storeDurability: () => ({ report: { kind: store.kind, durability: durability.current() }, ...(durability.issue() != null ? { issue: durability.issue()! } : {}) }),
       lastSync: () => lastSync.get(),
       log
     })
@@ -178,6 +189,8 @@ export class Daemon {
         // A Redis connection, open or retrying forever, would keep a stopped process alive.
         stop: async () => { await store.close() }
       },
+      // store.durability: refuse stops the start here, before anything listens.
+      { name: 'store durability', start: async () => { await durability.start() }, stop: () => { durability.stop() } },
       {
         name: 'libp2p',
         start: async () => {
@@ -188,6 +201,23 @@ export class Daemon {
           }
         },
         stop: async () => { await libp2p.stop() }
+      },
+      {
+        name: 'store epoch',
+        start: async () => {
+          await epoch.start()
+          // What the store lost, or missed while it was away, is written back from memory.
+          epoch.onLoss(() => {
+            void registry.writeBack()
+            void opLog.writeBack()
+            void lastSync.writeBack()
+          })
+          store.onReady(() => {
+            void opLog.writeBack()
+            void lastSync.writeBack()
+          })
+        },
+        stop: async () => { await epoch.stop() }
       },
       { name: 'last sync', start: async () => { await lastSync.load() } },
       ...(coordinatorImport != null ? [{ name: 'coordinator import', start: async () => { await coordinatorImport.start() }, stop: async () => { await coordinatorImport.stop() } }] : []),
@@ -204,7 +234,7 @@ export class Daemon {
       ...(http != null
         ? [{
             name: 'http',
-            start: async () => { await http.start(httpSource({ config, startedAt, peers, peerViews, probes, registry, store, messaging, opLog })) },
+            start: async () => { await http.start(httpSource({ config, startedAt, peers, peerViews, probes, registry, store, durability, messaging, opLog })) },
             stop: async () => { await http.stop() }
           }]
         : [])
@@ -217,6 +247,7 @@ export class Daemon {
       peers,
       connector,
       messaging,
+      epoch,
       parts,
       methods: daemon => controlApi(
         {
@@ -339,12 +370,13 @@ interface HttpSourceParts {
   probes: LocalProbes
   registry: AgentRegistry
   store: StoreBackend
+  durability: StoreDurabilityService
   messaging: Messaging
   opLog: OperationLog
 }
 
 /** What the status page, /health and /metrics read: the same functions the control methods use. */
-function httpSource ({ config, startedAt, peers, peerViews, probes, registry, store, messaging, opLog }: HttpSourceParts): HttpSource {
+function httpSource ({ config, startedAt, peers, peerViews, probes, registry, store, durability, messaging, opLog }: HttpSourceParts): HttpSource {
   return {
     node: config.node,
     heartbeatIntervalMs: config.heartbeat.intervalMs,
@@ -355,6 +387,7 @@ function httpSource ({ config, startedAt, peers, peerViews, probes, registry, st
     localHealth: () => probes.latest(),
     storeHealth: () => registry.health(),
     storeKind: store.kind,
+    storeDurability: () => ({ view: durability.current(), ...(durability.issue() != null ? { issue: durability.issue()! } : {}) }),
     agents: () => registry.list({}),
     recentMessages: limit => messaging.recentSent(limit),
     recentOperations: async limit => await opLog.list(limit)

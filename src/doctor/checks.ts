@@ -174,6 +174,39 @@ export async function checkRedis (config: MeshConfig, timeoutMs: number): Promis
   }
 }
 
+/**
+ * What an acknowledged write survives in this node's store, read from the store's own settings:
+ * durable (append-only, fsync always or everysec) passes; anything else fails with the fix,
+ * unless store.durability is accept.
+ */
+export async function checkStoreDurability (config: MeshConfig, timeoutMs: number): Promise<CheckResult> {
+  const name = 'store durability'
+  const { durabilityFix, durabilityView } = await import('../store/durability.js')
+  if (config.redisUrl == null) {
+    const { level, guarantee } = durabilityView({ level: 'always', detail: '' })
+    return pass(name, `embedded store: ${level} (SQLite WAL, synchronous=FULL): ${guarantee}`)
+  }
+  const [{ Redis }, { readRedisDurability, redactRedisUrl }] = await Promise.all([import('ioredis'), import('../store/redis-backend.js')])
+  const url = redactRedisUrl(config.redisUrl)
+  const client = new Redis(config.redisUrl, { lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null })
+  let cause: Error | undefined
+  client.on('error', (err: Error) => { cause ??= err })
+  try {
+    await client.connect()
+    const view = durabilityView(await readRedisDurability(client, url))
+    const mode = config.store.durability
+    const said = `${url}: ${view.level} (${view.detail}): ${view.guarantee}`
+    if (view.durable) return pass(name, said)
+    if (mode === 'accept') return pass(name, `${said}; accepted (store.durability: accept in ${config.file})`)
+    const consequence = mode === 'refuse' ? 'the daemon refuses to start on it' : 'the node reports itself degraded'
+    return fail(name, `${said}; store.durability is ${mode}: ${consequence}`, durabilityFix(url, view.level) ?? '')
+  } catch (err) {
+    return fail(name, `not checked: ${url}: ${errorMessage(cause ?? err)}`, `start this node's Redis (systemctl start redis-server) or correct redis: in ${config.file}`)
+  } finally {
+    client.disconnect()
+  }
+}
+
 export async function checkRpc (config: MeshConfig, timeoutMs: number): Promise<CheckResult> {
   const name = 'blockchain RPC reachable'
   if (config.probes.rpc == null) return pass(name, 'probes.rpc not configured: block height and mempool are reported as null')

@@ -2,7 +2,7 @@ import { DOCTOR_CHECK_TIMEOUT_MS } from '../constants.js'
 import { ControlClient } from '../control/client.js'
 import { errorMessage } from '../errors.js'
 import {
-  checkClockSkew, checkConfig, checkCoordinatorHealth, checkCoordinatorRedis, checkDaemon, checkEmbeddedStore, checkIdentity, checkListen, checkPeerMesh, checkPeerSsh, checkRedis, checkRpc, checkSwarmKey,
+  checkClockSkew, checkConfig, checkCoordinatorHealth, checkCoordinatorRedis, checkDaemon, checkEmbeddedStore, checkIdentity, checkListen, checkPeerMesh, checkPeerSsh, checkRedis, checkRpc, checkStoreDurability, checkSwarmKey,
   type CheckResult, type DaemonIdentity, type PeerViewLike
 } from './checks.js'
 
@@ -47,9 +47,10 @@ export async function runDoctor (file: string, opts: { socket?: string, timeoutM
   const daemon = await askDaemon(socket, timeoutMs)
   const daemonId = daemon.id != null ? { peerId: daemon.id.peerId, listen: daemon.id.listen } : undefined
   // The network checks run at once; each is bounded by the timeout.
-  const [listen, redis, rpc, coordinator, ssh] = await Promise.all([
+  const [listen, redis, durability, rpc, coordinator, ssh] = await Promise.all([
     Promise.all(config.listen.map(async addr => await checkListen(config, addr, daemonId))),
     checkRedis(config, timeoutMs),
+    checkStoreDurability(config, timeoutMs),
     checkRpc(config, timeoutMs),
     checkCoordinatorHealth(config, timeoutMs),
     Promise.all(config.peers.map(async peer => await checkPeerSsh(config, peer, timeoutMs)))
@@ -61,6 +62,7 @@ export async function runDoctor (file: string, opts: { socket?: string, timeoutM
     ...listen,
     redis,
     ...(config.redisUrl == null ? [checkEmbeddedStore(config)] : []),
+    durability,
     rpc,
     ...[checkCoordinatorRedis(config), coordinator].filter((c): c is CheckResult => c != null),
     checkDaemon(socket, daemon.id, daemon.error)

@@ -4,6 +4,7 @@ import type { Libp2pOptions } from 'libp2p'
 import { RECEIPT_LATENCY_BUCKETS_S } from '../constants.js'
 import type { MeshMetrics } from '../metrics.js'
 import type { Liveness, PeerState } from '../mesh/peer-table.js'
+import type { DurabilityView } from '../store/durability.js'
 
 /** What gauges read at scrape time. */
 export interface MetricsSource {
@@ -11,6 +12,7 @@ export interface MetricsSource {
   peers: () => PeerState[]
   liveness: (state: PeerState, now: number) => Liveness
   storeHealthy: () => boolean
+  storeDurability: () => DurabilityView
 }
 
 const LIVENESS: Liveness[] = ['online', 'degraded', 'offline']
@@ -92,6 +94,17 @@ export class PrometheusMeshMetrics implements MeshMetrics {
       help: 'Whether the store (Redis or embedded) is usable and writes are succeeding (1) or not (0)',
       registers,
       collect () { this.set(metrics().source?.storeHealthy() === true ? 1 : 0) }
+    })
+    new Gauge({
+      name: 'aitbc_mesh_store_durable',
+      help: 'Whether the store keeps acknowledged writes through a crash (1: append-only with fsync always or everysec) or not (0), labelled with the level read',
+      labelNames: ['level'],
+      registers,
+      collect () {
+        this.reset()
+        const durability = metrics().source?.storeDurability()
+        if (durability != null) this.labels(durability.level).set(durability.durable ? 1 : 0)
+      }
     })
     this.sent = new Counter({ name: 'aitbc_mesh_messages_sent_total', help: 'Coordination messages accepted for delivery, counted once per target node', registers })
     this.delivered = new Counter({ name: 'aitbc_mesh_messages_delivered_total', help: 'Message deliveries receipted by their target', registers })

@@ -6,6 +6,7 @@ import {
 } from '../constants.js'
 import { errorMessage, withTimeout } from '../errors.js'
 import type { Liveness, PeerState } from '../mesh/peer-table.js'
+import type { DurabilityView } from '../store/durability.js'
 import { PrometheusMeshMetrics } from './metrics.js'
 import { loadPage, PAGE_FILES, type PageAsset } from './page.js'
 import { buildSnapshot, type StatusSource } from './status.js'
@@ -81,7 +82,7 @@ export class HttpService {
 
   async start (source: HttpSource): Promise<void> {
     this.source = source
-    this.metrics.attach({ peers: source.peers, liveness: source.liveness, storeHealthy: () => source.storeHealth().ok })
+    this.metrics.attach({ peers: source.peers, liveness: source.liveness, storeHealthy: () => source.storeHealth().ok, storeDurability: () => source.storeDurability().view })
     this.assets = loadPage()
     const server = createServer({
       maxHeaderSize: HTTP_MAX_HEADER_BYTES,
@@ -143,7 +144,7 @@ export class HttpService {
         this.send(req, res, 200, this.metrics.contentType, text)
       } else if (path === '/health') {
         const health = this.health()
-        this.send(req, res, health.status === 'ok' ? 200 : 503, 'application/json; charset=utf-8', JSON.stringify(health) + '\n')
+        this.send(req, res, health.status === 'unavailable' ? 503 : 200, 'application/json; charset=utf-8', JSON.stringify(health) + '\n')
       } else if (path === '/api/state') {
         const snapshot = await withTimeout('building the status', buildSnapshot(this.source!), HTTP_HANDLER_TIMEOUT_MS)
         this.send(req, res, 200, 'application/json; charset=utf-8', JSON.stringify(snapshot) + '\n')
@@ -164,20 +165,27 @@ export class HttpService {
     else res.end(data)
   }
 
-  /** 200 while the daemon runs and its store is usable; 503 with the reasons otherwise. */
-  health (): { status: 'ok' | 'unavailable', node: string, role: string, uptime_s: number, store: { kind: string, ok: boolean, reason: string | null }, peers: { connected: number, configured: number }, probes_healthy: boolean, reasons: string[] } {
+  /**
+   * 200 while the daemon runs and its store is usable: `ok`, or `degraded` with the reasons (a
+   * store that can lose acknowledged writes, store.durability: degraded); 503 `unavailable` with
+   * the reasons otherwise.
+   */
+  health (): { status: 'ok' | 'degraded' | 'unavailable', node: string, role: string, uptime_s: number, store: { kind: string, ok: boolean, reason: string | null, durability: DurabilityView }, peers: { connected: number, configured: number }, probes_healthy: boolean, reasons: string[] } {
     const source = this.source!
     const store = source.storeHealth()
+    const durability = source.storeDurability()
     const peers = source.peers()
     const reasons: string[] = []
     if (this.stopping) reasons.push('the daemon is stopping')
     if (!store.ok) reasons.push(`store: ${store.reason ?? 'unavailable'}`)
+    const unavailable = reasons.length > 0
+    if (durability.issue != null) reasons.push(durability.issue)
     return {
-      status: reasons.length === 0 ? 'ok' : 'unavailable',
+      status: unavailable ? 'unavailable' : reasons.length > 0 ? 'degraded' : 'ok',
       node: source.node.name,
       role: source.node.role,
       uptime_s: Math.round((Date.now() - source.startedAt) / 1000),
-      store: { kind: source.storeKind, ok: store.ok, reason: store.reason ?? null },
+      store: { kind: source.storeKind, ok: store.ok, reason: store.reason ?? null, durability: durability.view },
       peers: { connected: peers.filter(p => p.connected).length, configured: peers.length },
       probes_healthy: source.localHealth().healthy,
       reasons

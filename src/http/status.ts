@@ -4,6 +4,7 @@ import type { OutgoingMessage } from '../messaging/message.js'
 import type { PeerState } from '../mesh/peer-table.js'
 import type { OperationRecord } from '../operations/op-log.js'
 import type { AgentRecord } from '../registry/agent.js'
+import type { DurabilityView } from '../store/durability.js'
 
 /** What the HTTP service reads from the daemon: the same functions the control socket uses. */
 export interface StatusSource {
@@ -18,6 +19,8 @@ export interface StatusSource {
   localHealth: () => { healthy: boolean, blockHeight?: number }
   storeHealth: () => { ok: boolean, reason?: string }
   storeKind: string
+  /** What an acknowledged write survives; `issue` when it makes the node degraded (store.durability: degraded). */
+  storeDurability: () => { view: DurabilityView, issue?: string }
   /** Agents, best first (AITBC discovery order). */
   agents: () => AgentRecord[]
   recentMessages: (limit: number) => OutgoingMessage[]
@@ -42,7 +45,7 @@ export interface StatusSnapshot {
   role: string
   generated_at: string
   heartbeat_interval_ms: number
-  store: { kind: string, ok: boolean, reason: string | null }
+  store: { kind: string, ok: boolean, reason: string | null, durability: DurabilityView }
   nodes: StatusNode[]
   /** Connections between nodes, each pair once (names sorted). */
   edges: Array<[string, string]>
@@ -98,6 +101,7 @@ export async function buildSnapshot (source: StatusSource): Promise<StatusSnapsh
   const now = Date.now()
   const [views, operations] = await Promise.all([source.peerViews(), source.recentOperations(STATUS_RECENT_OPERATIONS)])
   const local = source.localHealth()
+  const durability = source.storeDurability()
   const liveNames = new Set(views.filter(v => !v.self && v.status !== 'offline').map(v => v.name))
   const nodes: StatusNode[] = views.map(v => ({
     name: v.name,
@@ -105,7 +109,7 @@ export async function buildSnapshot (source: StatusSource): Promise<StatusSnapsh
     self: v.self,
     // This node is up (it answers); degraded when its own probes fail.
     status: v.self ? (local.healthy ? 'online' : 'degraded') : v.status,
-    reason: v.self ? (local.healthy ? null : 'a local probe is failing') : v.reason,
+    reason: v.self ? (local.healthy ? null : durability.issue ?? 'a local probe is failing') : v.reason,
     connected: v.connected,
     block_height: v.self ? local.blockHeight ?? null : v.block_height,
     last_heartbeat_age_ms: v.self ? 0 : v.last_heartbeat_age_ms,
@@ -118,7 +122,7 @@ export async function buildSnapshot (source: StatusSource): Promise<StatusSnapsh
     role: source.node.role,
     generated_at: new Date(now).toISOString(),
     heartbeat_interval_ms: source.heartbeatIntervalMs,
-    store: { kind: source.storeKind, ok: store.ok, reason: store.reason ?? null },
+    store: { kind: source.storeKind, ok: store.ok, reason: store.reason ?? null, durability: durability.view },
     nodes,
     edges: connectionEdges(source.node.name, source.peers(), p => liveNames.has(p.name)),
     agents: agents.slice(0, STATUS_MAX_AGENTS).map(a => ({

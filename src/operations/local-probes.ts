@@ -8,7 +8,7 @@ import {
 import type { PeerTable } from '../mesh/peer-table.js'
 import { BlockchainRpc, type ProbeFailure, type ProbeResult } from './probes/rpc.js'
 import { formatUptime, readUnitState } from './probes/systemd.js'
-import type { ChainReport, HealthCheck, NodeReport } from './report.js'
+import type { ChainReport, HealthCheck, NodeReport, StoreReport } from './report.js'
 
 /** One chain's reading; `chain` null: the RPC's default chain, read without a chain id. */
 interface ChainReading extends ChainReport {
@@ -50,7 +50,15 @@ export interface LocalProbesInit {
   startedAt: number
   lastSync?: () => number | null
   storeHealth?: () => { ok: boolean, reason?: string }
+  /** The store's durability; `issue` set when it makes the node degraded (store.durability: degraded). */
+  storeDurability?: () => { report: StoreReport, issue?: string }
   log?: Logger
+}
+
+/** The store_durability check: failed only when it makes the node degraded (the issue says why and how to fix it). */
+function durabilityCheck (store: StoreReport, issue: string | undefined): HealthCheck {
+  const { level, guarantee } = store.durability
+  return { name: 'store_durability', ok: issue == null, detail: issue ?? `${level}: ${guarantee}`, state: issue == null ? 'ok' : 'failed' }
 }
 
 /** A wait still to run, rounded up. */
@@ -117,7 +125,8 @@ export class LocalProbes {
     const snap = this.snapshot
     if (snap == null) return { healthy: true }
     const height = snap.chains[0]?.block_height ?? null
-    return { healthy: snap.failures.length === 0 && this.lagIssue(snap) == null && this.staleIssue(snap) == null, ...(height != null ? { blockHeight: height } : {}) }
+    const healthy = snap.failures.length === 0 && this.lagIssue(snap) == null && this.staleIssue(snap) == null && this.init.storeDurability?.().issue == null
+    return { healthy, ...(height != null ? { blockHeight: height } : {}) }
   }
 
   /** Status answers from the last probe (its age in the report); health probes afresh, spaced. */
@@ -174,6 +183,8 @@ export class LocalProbes {
     if (lag != null) failures.push(lag)
     const stale = this.staleIssue(snap)
     if (stale != null) failures.push(stale)
+    const durability = this.init.storeDurability?.()
+    if (durability?.issue != null) failures.push(durability.issue)
     const connected = this.init.connectedPeers()
     const meshOk = peers.all().length === 0 || connected > 0
     const checks: HealthCheck[] = [
@@ -186,6 +197,7 @@ export class LocalProbes {
         state: meshOk ? 'ok' : 'failed'
       },
       { name: 'block_lag', ok: lag == null, detail: lag ?? 'within ' + LAG_THRESHOLD_BLOCKS + ' blocks of the highest peer', state: lag == null ? 'ok' : 'failed' },
+      ...(durability != null ? [durabilityCheck(durability.report, durability.issue)] : []),
       { name: 'daemon', ok: true, detail: `up ${formatUptime((Date.now() - this.init.startedAt) / 1000)}`, state: 'ok' }
     ]
     const first = snap.chains[0]
@@ -206,7 +218,8 @@ export class LocalProbes {
       checks,
       daemon_uptime_ms: Date.now() - this.init.startedAt,
       probed_at_ms: snap.at,
-      chains
+      chains,
+      store: durability?.report ?? null
     }
   }
 

@@ -56,6 +56,28 @@ export class OperationLog {
     }
   }
 
+  /**
+   * Writes back the records held in memory that the store lacks or holds older (it lost data,
+   * or a save failed while it was away), oldest first; the number written.
+   */
+  async writeBack (): Promise<number> {
+    const records = [...this.recent]
+    if (records.length === 0) return 0
+    try {
+      const stored = await this.store.mget(records.map(r => OP_KEY_PREFIX + r.id))
+      const ops = records.flatMap((record, i) => {
+        const value = JSON.stringify(record)
+        if (stored[i] === value) return []
+        return [{ op: 'set' as const, key: OP_KEY_PREFIX + record.id, value }, ...(stored[i] == null ? [{ op: 'rpush' as const, list: OP_LIST, value: record.id }] : [])]
+      })
+      await this.store.write(ops)
+      return ops.filter(op => op.op === 'set').length
+    } catch (err) {
+      this.log.warn({ event: 'op_records_not_written_back', err: errorMessage(err) }, 'operation records not written back to the store')
+      return 0
+    }
+  }
+
   /** The last `limit` operations, newest first. */
   async list (limit: number): Promise<OperationRecord[]> {
     try {
@@ -97,6 +119,16 @@ export class LastSync {
 
   get (): number | null {
     return this.value
+  }
+
+  /** Writes the value held in memory again (the store lost it, or a write failed while it was away). */
+  async writeBack (): Promise<void> {
+    if (this.value == null) return
+    try {
+      await this.store.write([{ op: 'set', key: LAST_SYNC_KEY, value: String(this.value) }])
+    } catch (err) {
+      this.log.warn({ event: 'last_sync_not_stored', err: errorMessage(err) }, 'could not store the last sync time')
+    }
   }
 
   mark (now = Date.now()): void {

@@ -14,7 +14,9 @@ import type { MeshLibp2p } from '../mesh/libp2p.js'
 import type { PeerTable } from '../mesh/peer-table.js'
 import { RejectionLog } from '../mesh/rejection-log.js'
 import { aheadOfClock, clipText, MAX_WIRE_INTEGER } from '../mesh/wire-bounds.js'
-import { CHECK_STATES, type ChainReport, type CheckState, type HealthCheck, type NodeReport } from './report.js'
+import { CHECK_STATES, type ChainReport, type CheckState, type HealthCheck, type NodeReport, type StoreReport } from './report.js'
+import type { DurabilityLevel } from '../store/backend.js'
+import { DURABILITY_LEVELS, durabilityView } from '../store/durability.js'
 import type { ActionResult } from './actions.js'
 import type { Requester } from './authority.js'
 
@@ -94,7 +96,8 @@ function toWire (report: NodeReport): WireReport {
       ...(c.block_height != null ? { blockHeight: BigInt(c.block_height) } : {}),
       ...(c.mempool_size != null ? { mempoolSize: BigInt(c.mempool_size) } : {}),
       mempoolAtLeast: c.mempool_at_least
-    }))
+    })),
+    ...(report.store != null ? { store: { kind: report.store.kind, durabilityLevel: report.store.durability.level, durabilityDetail: report.store.durability.detail } } : {})
   }
 }
 
@@ -140,8 +143,19 @@ export function fromWire (wire: WireReport, expected: { name: string, role: Role
     checks,
     daemon_uptime_ms: Number(wire.daemonUptimeMs),
     probed_at_ms: wire.probedAtMs != null ? Number(wire.probedAtMs) : null,
-    chains
+    chains,
+    store: storeFromWire(wire.store)
   }
+}
+
+/** The peer's store section; the guarantee and verdict are this node's words for the level it names. */
+function storeFromWire (wire: WireReport['store']): StoreReport | null {
+  if (wire == null) return null
+  if (wire.kind !== 'redis' && wire.kind !== 'embedded') throw new ProtocolError(`report has store kind "${clipText(wire.kind, 64)}", expected redis or embedded`)
+  if (!(DURABILITY_LEVELS as readonly string[]).includes(wire.durabilityLevel)) {
+    throw new ProtocolError(`report has store durability "${clipText(wire.durabilityLevel, 64)}", expected one of ${DURABILITY_LEVELS.join(', ')}`)
+  }
+  return { kind: wire.kind, durability: durabilityView({ level: wire.durabilityLevel as DurabilityLevel, detail: clip(wire.durabilityDetail) }) }
 }
 
 function chainsFromWire (wire: WireReport['chains']): Record<string, ChainReport> {

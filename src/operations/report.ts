@@ -1,4 +1,5 @@
 import type { Role } from '../config/schema.js'
+import type { DurabilityView } from '../store/durability.js'
 
 export type NodeStatus = 'online' | 'offline' | 'degraded'
 
@@ -25,6 +26,12 @@ export interface ChainReport {
   mempool_at_least: boolean
 }
 
+/** The node's store and what an acknowledged write survives there. */
+export interface StoreReport {
+  kind: 'redis' | 'embedded'
+  durability: DurabilityView
+}
+
 /** What one node reports about itself (or what we know when it cannot report). */
 export interface NodeReport {
   node: string
@@ -42,4 +49,6 @@ export interface NodeReport {
   probed_at_ms: number | null
   /** Per chain id, in the order probed (probes.chainId, else the RPC's first supported chain). */
   chains: Record<string, ChainReport>
+  /** Null when unknown (an older daemon, a node that did not answer, a one-off probe). */
+  store: StoreReport | null
 }

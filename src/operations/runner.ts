@@ -5,7 +5,7 @@ import { errorMessage, ProtocolError, TimeoutError, UnreachableError, UsageError
 import type { PeerTable } from '../mesh/peer-table.js'
 import { AITBC_NODE_UNIT, AITBC_RPC_RATE_LIMIT_PER_MINUTE, AITBC_RPC_UNIT, MAX_CONCURRENT_OPERATIONS } from '../constants.js'
 import { AnswerUnreadableError, type OperationProtocol, type ReportKind } from './operation-protocol.js'
-import type { HealthCheck, NodeReport } from './report.js'
+import type { HealthCheck, NodeReport, StoreReport } from './report.js'
 import { parseOperationRequest, type OperationRequest } from './request.js'
 import { resolveTargets } from './targets.js'
 import type { LocalProbes } from './local-probes.js'
@@ -28,6 +28,8 @@ export type NodeStatusEntry = Pick<NodeReport, 'role' | 'status' | 'block_height
   chains?: NodeReport['chains']
   probed_at?: string | null
   probe_age_ms?: number | null
+  /** status and health: the node's store and its durability (null when the node did not say). */
+  store?: StoreReport | null
   delivery?: { state: string, reason?: string, receipt_at?: string }
   action?: ActionResult | { state: string, reason: string }
   sync?: Record<string, unknown>
@@ -115,7 +117,8 @@ function offlineReport (node: NodeEntry, reason: string): NodeReport {
     checks: [],
     chains: {},
     daemon_uptime_ms: 0,
-    probed_at_ms: null
+    probed_at_ms: null,
+    store: null
   }
 }
 
@@ -453,6 +456,7 @@ export class OperationRunner {
         chains: report.chains,
         probed_at: report.probed_at_ms != null ? new Date(report.probed_at_ms).toISOString() : null,
         probe_age_ms: report.probed_at_ms != null ? Math.max(0, Date.now() - report.probed_at_ms) : null,
+        store: report.store,
         ...(kind === 'health' ? { checks: report.checks } : {})
       }
       issues.push(...report.issues)

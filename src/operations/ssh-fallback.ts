@@ -103,5 +103,6 @@ export async function reportOverSsh (node: { name: string, role: Role }, ssh: Ss
   const parsed = reportSchema.safeParse(json)
   if (!parsed.success) throw new ProtocolError(`ssh ${ssh.host}: invalid report: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`)
   if (parsed.data.node !== node.name) throw new ProtocolError(`ssh ${ssh.host}: the report is from "${parsed.data.node}", expected "${node.name}"`)
-  return { ...parsed.data, role: node.role }
+  // `aitbc-mesh probe` runs without the daemon's store: nothing to say about it.
+  return { ...parsed.data, role: node.role, store: null }
 }

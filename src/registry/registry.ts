@@ -109,6 +109,11 @@ export class AgentRegistry {
     if (this.store.kind === 'embedded') await this.resyncWithStore()
   }
 
+  /** After the store lost data: merge what it still holds and write back every entry. */
+  async writeBack (): Promise<void> {
+    await this.resyncWithStore()
+  }
+
   async stop (): Promise<void> {
     clearInterval(this.sweepTimer)
     await this.flushing

@@ -16,6 +16,37 @@ export function redactRedisUrl (url: string): string {
 }
 
 /**
+ * Reads appendonly, appendfsync and save with CONFIG GET. Where CONFIG is not permitted
+ * (renamed, or an ACL without it), INFO persistence still tells whether append-only is on.
+ * `location`: the redacted URL, for the detail. Also used by `doctor` on a client of its own.
+ */
+export async function readRedisDurability (redis: Redis, location: string): Promise<StoreDurability> {
+  let settings: Record<string, string>
+  try {
+    settings = {}
+    for (const name of ['appendonly', 'appendfsync', 'save']) {
+      const pair = await redis.config('GET', name) as string[]
+      settings[name] = pair[1] ?? ''
+    }
+  } catch (err) {
+    let info = ''
+    try {
+      const text = await redis.info('persistence')
+      const aof = /aof_enabled:(\d)/.exec(text)?.[1]
+      if (aof != null) info = `; INFO says append-only is ${aof === '1' ? 'on' : 'off'}`
+    } catch {}
+    return { level: 'unknown', detail: `CONFIG GET is not permitted on ${location} (${errorMessage(err)})${info}` }
+  }
+  const save = settings.save === '' ? '""' : settings.save
+  const detail = `appendonly ${settings.appendonly}, appendfsync ${settings.appendfsync}, save ${save}`
+  if (settings.appendonly === 'yes') {
+    const level = settings.appendfsync === 'always' ? 'always' : settings.appendfsync === 'everysec' ? 'everysec' : 'os'
+    return { level, detail }
+  }
+  return { level: settings.save != null && settings.save.trim() !== '' ? 'snapshot' : 'none', detail }
+}
+
+/**
  * The node's own Redis. Commands fail at once while the connection is down (no offline queue,
  * so nothing waits unbounded); ioredis reconnects forever with capped backoff, and listeners
  * registered with onReady write what changed once it is back.
@@ -155,35 +186,9 @@ export class RedisBackend implements StoreBackend {
     if (failed != null) throw failed[0] as Error
   }
 
-  /**
-   * Reads appendonly, appendfsync and save with CONFIG GET. Where CONFIG is not permitted
-   * (renamed, or an ACL without it), INFO persistence still tells whether append-only is on.
-   */
   async durability (): Promise<StoreDurability> {
     this.check()
-    let settings: Record<string, string>
-    try {
-      settings = {}
-      for (const name of ['appendonly', 'appendfsync', 'save']) {
-        const pair = await this.redis.config('GET', name) as string[]
-        settings[name] = pair[1] ?? ''
-      }
-    } catch (err) {
-      let info = ''
-      try {
-        const text = await this.redis.info('persistence')
-        const aof = /aof_enabled:(\d)/.exec(text)?.[1]
-        if (aof != null) info = `; INFO says append-only is ${aof === '1' ? 'on' : 'off'}`
-      } catch {}
-      return { level: 'unknown', detail: `CONFIG GET is not permitted on ${this.location} (${errorMessage(err)})${info}` }
-    }
-    const save = settings.save === '' ? '""' : settings.save
-    const detail = `appendonly ${settings.appendonly}, appendfsync ${settings.appendfsync}, save ${save}`
-    if (settings.appendonly === 'yes') {
-      const level = settings.appendfsync === 'always' ? 'always' : settings.appendfsync === 'everysec' ? 'everysec' : 'os'
-      return { level, detail }
-    }
-    return { level: settings.save != null && settings.save.trim() !== '' ? 'snapshot' : 'none', detail }
+    return await readRedisDurability(this.redis, this.location)
   }
 
   health (): BackendHealth {

@@ -101,6 +101,7 @@ describe('aitbc-mesh doctor on a two-node mesh with Redis, RPC, swarm key and SS
       `PASS swarm key (${swarmKeyFile}, mode 0600)`,
       `PASS listen /ip4/${host}/tcp/7070 (held by this node's daemon, peer id ${t.mesh.node('aitbc').peerId})`,
       expect.stringMatching(new RegExp(`^PASS redis reachable \\(redis://127\\.0\\.0\\.1:${redis.port}/0: PONG in \\d+ ms\\)$`)),
+      `PASS store durability (redis://127.0.0.1:${redis.port}/0: always (appendonly yes, appendfsync always, save ""): append-only, fsync always: nothing acknowledged is lost on a crash of the store or the host)`,
       expect.stringMatching(/^PASS blockchain RPC reachable \(GET http:\/\/[\d.]+:\d+\/health answered 200; chains ait-devnet; probing ait-devnet \(the first; probes\.chainId chooses\)\)$/),
       expect.stringMatching(new RegExp(`^PASS daemon running \\(answers on ${t.mesh.node('aitbc').socket}, peer id 12D3KooW\\w+, up since `)),
       expect.stringMatching(/^PASS peer aitbc1 over the mesh \(connected, online, /),
@@ -111,7 +112,7 @@ describe('aitbc-mesh doctor on a two-node mesh with Redis, RPC, swarm key and SS
     const json = await runCli(['doctor', '--config', configFile, '--json'])
     expect(json.code).toBe(0)
     const checks = JSON.parse(json.stdout) as Array<Record<string, unknown>>
-    expect(checks.map(c => c.name)).toEqual(['config valid', 'identity key', 'swarm key', `listen /ip4/${host}/tcp/7070`, 'redis reachable',
+    expect(checks.map(c => c.name)).toEqual(['config valid', 'identity key', 'swarm key', `listen /ip4/${host}/tcp/7070`, 'redis reachable', 'store durability',
       'blockchain RPC reachable', 'daemon running', 'peer aitbc1 over the mesh', 'peer aitbc1 over SSH', 'clock skew against peers'])
     expect(checks.every(c => c.ok === true && c.fix === null && typeof c.detail === 'string')).toBe(true)
   })

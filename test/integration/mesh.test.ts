@@ -32,8 +32,10 @@ describe('a three-node mesh of real daemons on 127.x.y.1-3, port 7070', () => {
     // Per chain too: the stand-in serves ait-devnet, which each daemon found in its /health.
     expect(out.nodes_status.aitbc.chains).toEqual({ 'ait-devnet': { block_height: 15234, mempool_size: 10, mempool_at_least: false } })
     for (const node of Object.values(out.nodes_status) as Array<Record<string, unknown>>) {
-      expect(Object.keys(node).sort()).toEqual(['block_height', 'chains', 'last_sync', 'mempool_size', 'p2p_connections', 'probe_age_ms', 'probed_at', 'role', 'service_uptime', 'status'])
+      expect(Object.keys(node).sort()).toEqual(['block_height', 'chains', 'last_sync', 'mempool_size', 'p2p_connections', 'probe_age_ms', 'probed_at', 'role', 'service_uptime', 'status', 'store'])
       expect(node.service_uptime).toBeNull()
+      // Each node reports its own store (the embedded one here) and what it keeps through a crash.
+      expect(node.store).toMatchObject({ kind: 'embedded', durability: { level: 'always', durable: true } })
       // Status answers from the daemon's last probe and says when that was.
       expect(Date.parse(node.probed_at as string)).toBeLessThanOrEqual(Date.now())
       expect(node.probe_age_ms as number).toBeGreaterThanOrEqual(0)
@@ -133,7 +135,7 @@ describe('a three-node mesh of real daemons on 127.x.y.1-3, port 7070', () => {
     const res = await t.mesh.cli('aitbc', ['status', '--target', 'all', '--json', '--timeout', '30'])
     expect(res.code).toBe(1)
     const out = JSON.parse(res.stdout)
-    expect(out.nodes_status.aitbc2).toEqual({ role: 'follower', status: 'offline', block_height: null, mempool_size: null, p2p_connections: 0, service_uptime: null, last_sync: null, chains: {}, probed_at: null, probe_age_ms: null })
+    expect(out.nodes_status.aitbc2).toEqual({ role: 'follower', status: 'offline', block_height: null, mempool_size: null, p2p_connections: 0, service_uptime: null, last_sync: null, chains: {}, probed_at: null, probe_age_ms: null, store: null })
     expect(out.issues).toContainEqual(expect.stringMatching(/^aitbc2: offline: /))
     expect(out.validation_status).toBe('partial')
     expect(out.execution_time).toBeLessThan(5)

@@ -9,6 +9,7 @@ import { HttpService, type HttpSource } from '../../src/http/index.js'
 import { connectionEdges } from '../../src/http/status.js'
 import { PeerTable, type PeerState } from '../../src/mesh/peer-table.js'
 import type { StoreBackend } from '../../src/store/backend.js'
+import { durabilityView, type DurabilityView } from '../../src/store/durability.js'
 import { observedStore } from '../../src/store/observed.js'
 
 const FILE = '/etc/aitbc/mesh.yaml'
@@ -82,11 +83,12 @@ describe('connection graph', () => {
   })
 })
 
-interface Fake { source: HttpSource, table: PeerTable, store: { ok: boolean, reason?: string } }
+interface Fake { source: HttpSource, table: PeerTable, store: { ok: boolean, reason?: string }, durability: { view: DurabilityView, issue?: string } }
 
 function fakeSource (): Fake {
   const table = new PeerTable([{ name: 'aitbc1', role: 'follower', peerId: ids[1]!, addr: `/ip4/127.0.0.2/tcp/7070/p2p/${ids[1]!.toString()}` }], 3000)
   const store: { ok: boolean, reason?: string } = { ok: true }
+  const durability: { view: DurabilityView, issue?: string } = { view: durabilityView({ level: 'always', detail: 'SQLite: WAL, synchronous=FULL' }) }
   const source: HttpSource = {
     node: { name: 'aitbc', role: 'genesis' },
     heartbeatIntervalMs: 200,
@@ -97,11 +99,12 @@ function fakeSource (): Fake {
     localHealth: () => ({ healthy: true, blockHeight: 5 }),
     storeHealth: () => store,
     storeKind: 'embedded',
+    storeDurability: () => durability,
     agents: () => [],
     recentMessages: () => [],
     recentOperations: async () => []
   }
-  return { source, table, store }
+  return { source, table, store, durability }
 }
 
 async function get (url: string, method = 'GET'): Promise<{ status: number, body: string }> {
@@ -135,6 +138,24 @@ describe('HttpService', () => {
     expect(down.status).toBe(503)
     expect(JSON.parse(down.body)).toMatchObject({ status: 'unavailable', reasons: ['store: redis: connection refused'] })
     expect((await get(`${http.url}/health`, 'DELETE')).status).toBe(405)
+  })
+
+  it('/health stays 200 but says degraded, with the reason, for a store that can lose acknowledged writes; /metrics has the level', async () => {
+    const fake = fakeSource()
+    const http = await started(fake)
+    expect((await get(`${http.url}/metrics`)).body).toContain('aitbc_mesh_store_durable{level="always"} 1')
+    fake.durability.view = durabilityView({ level: 'none', detail: 'appendonly no, appendfsync everysec, save ""' })
+    fake.durability.issue = 'store not durable (none: appendonly no, appendfsync everysec, save ""): no persistence: a restart of Redis loses everything'
+    const degraded = await get(`${http.url}/health`)
+    expect(degraded.status).toBe(200)
+    expect(JSON.parse(degraded.body)).toMatchObject({
+      status: 'degraded',
+      store: { ok: true, durability: { level: 'none', durable: false, guarantee: 'no persistence: a restart of Redis loses everything' } },
+      reasons: [fake.durability.issue]
+    })
+    const metrics = (await get(`${http.url}/metrics`)).body
+    expect(metrics).toContain('aitbc_mesh_store_durable{level="none"} 0')
+    expect(metrics).not.toContain('level="always"')
   })
 
   it('heartbeat ages are collected at scrape time, so peers added later (a reload) show up', async () => {

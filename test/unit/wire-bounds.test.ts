@@ -192,6 +192,18 @@ describe('operation answers are bounded', () => {
     expect(issues[3]!.length).toBeLessThan(5000)
   })
 
+  it('reads the store section in its own words for the level; refuses unknown kinds and levels; an older daemon sends none', () => {
+    const store = { kind: 'redis', durabilityLevel: 'everysec', durabilityDetail: 'appendonly yes, appendfsync everysec, save ""' }
+    expect(fromWire(report({ store }), expected, NOW, SKEW).store).toEqual({
+      kind: 'redis',
+      durability: { level: 'everysec', detail: store.durabilityDetail, guarantee: 'append-only, fsync every second: nothing acknowledged is lost on a crash of Redis; a crash of the host can lose about the last second', durable: true }
+    })
+    expect(fromWire(report({ store: { ...store, durabilityDetail: 'd'.repeat(5000) } }), expected, NOW, SKEW).store?.durability.detail).toHaveLength(2049)
+    expect(() => fromWire(report({ store: { ...store, kind: 'mongodb' } }), expected, NOW, SKEW)).toThrow('report has store kind "mongodb", expected redis or embedded')
+    expect(() => fromWire(report({ store: { ...store, durabilityLevel: 'forever' } }), expected, NOW, SKEW)).toThrow('report has store durability "forever", expected one of always, everysec, os, snapshot, none, unknown')
+    expect(fromWire(report(), expected, NOW, SKEW).store).toBeNull()
+  })
+
   it('keeps issue texts whole up to 2048 characters, and cuts longer ones', () => {
     const issues = ['aitbc1: service_uptime: not probed (probes.service is not configured)', 'aitbc1: rpc: rate-limited: x', 'i'.repeat(3000)]
     const out = fromWire(report({ issues }), expected, NOW, SKEW).issues

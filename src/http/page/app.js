@@ -167,7 +167,10 @@ function render (state) {
   document.title = `aitbc-mesh: ${state.node}`
   $('self-name').textContent = `— ${state.node} (${state.role})`
   $('generated').textContent = `updated ${new Date(now).toLocaleTimeString()}`
-  $('store').textContent = state.store.ok ? `store: ${state.store.kind}, ok` : `store: ${state.store.kind}, ${state.store.reason ?? 'unavailable'}`
+  const durability = state.store.durability
+  const kept = durability == null ? '' : `, ${durability.durable ? 'durable' : 'NOT durable'} (${durability.level})`
+  $('store').textContent = state.store.ok ? `store: ${state.store.kind}, ok${kept}` : `store: ${state.store.kind}, ${state.store.reason ?? 'unavailable'}${kept}`
+  $('store').title = durability == null ? '' : `${durability.guarantee}\n${durability.detail}`
   renderNodes(state)
   renderGraph(state)
   renderAgents(state, now)
