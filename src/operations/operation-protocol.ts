@@ -132,7 +132,7 @@ export class OperationProtocol {
       const answer = await this.answer(request, from, log)
       stage = 'answer not taken'
       await pb.write({ requestId, ...answer }, OperationResponse, { signal: this.signal(this.timeouts.writeMs) })
-      log.info({ event: 'operation_served', operationId: requestId, kind: OperationKind[request.kind] ?? request.kind, ...(answer.status != null ? { status: answer.status } : {}) }, 'answered an operation request')
+      log.info({ event: 'operation_served', operationId: requestId, kind: String(request.kind).toLowerCase(), ...(answer.status != null ? { status: answer.status } : {}) }, 'answered an operation request')
     } catch (err) {
       // Once per (peer, stage), then summarised: a peer sending junk cannot flood the journal.
       this.rejections.reject('operation_request_failed', requester?.name ?? peerId, stage, { peerId, operationId: requestId, err: errorMessage(err) }, 'operation request failed')
@@ -166,7 +166,7 @@ export class OperationProtocol {
       return await run()
     } catch (err) {
       const status: AnswerStatus = err instanceof TimeoutError ? 'timed_out' : 'failed'
-      log.warn({ event: 'operation_step_failed', operationId: from.operationId, kind: OperationKind[request.kind], status, err: errorMessage(err) }, 'a peer\'s operation failed here')
+      log.warn({ event: 'operation_step_failed', operationId: from.operationId, kind: String(request.kind).toLowerCase(), status, err: errorMessage(err) }, 'a peer\'s operation failed here')
       return { error: clip(errorMessage(err)), status, payloadJson: '' }
     }
   }
