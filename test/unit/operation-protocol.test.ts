@@ -111,7 +111,10 @@ let followerId: PeerId
 let strangerId: PeerId
 
 beforeAll(async () => {
-  [genesisId, followerId, strangerId] = await Promise.all([0, 1, 2].map(async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))))
+  const newPeerId = async (): Promise<PeerId> => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+  genesisId = await newPeerId()
+  followerId = await newPeerId()
+  strangerId = await newPeerId()
 })
 
 describe('operation protocol over in-memory streams', () => {
