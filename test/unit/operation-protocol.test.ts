@@ -260,9 +260,13 @@ describe('operation protocol over in-memory streams', () => {
 
   it('ends the exchanges in flight when it stops', async () => {
     const { net, requester } = await pair()
-    rawResponder(net)
+    let received = false
+    net.serve(followerId, async stream => {
+      await pbStream(stream).read(OperationRequest)
+      received = true
+    })
     const asked = requester.request(followerId, { name: 'aitbc1', role: 'follower' }, 'status', 'req-1', 10_000)
-    await new Promise(resolve => setTimeout(resolve, 20))
+    await until('the request to arrive', () => received)
     await requester.stop()
     await expect(asked).rejects.toThrow('this daemon is stopping')
   })
