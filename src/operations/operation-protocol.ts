@@ -125,7 +125,7 @@ export class OperationProtocol {
       stage = 'invalid request id'
       if (!OPERATION_REQUEST_ID_PATTERN.test(request.requestId)) throw new ProtocolError(`request id "${clipText(request.requestId, 64)}" is not 1 to 64 letters, digits, "_" or "-"`)
       requestId = request.requestId
-      stage = 'request failed'
+      stage = 'invalid payload'
       // Who asks is the allowlisted node of the authenticated connection, with the role this
       // node's config gives it; nothing in the request can claim another.
       const from: Requester = { node: requester.name, role: requester.role, self: false, operationId: requestId }

@@ -229,6 +229,27 @@ describe('operation protocol over in-memory streams', () => {
     expect(served.responderLog.find(l => l.event === 'operation_request_failed')).toMatchObject({ peer: 'aitbc', reason: 'answer not taken', operationId: 'req-1' })
   })
 
+  it('resets the stream of a sync request whose payload is not JSON, and refuses a request without a kind with the reason', async () => {
+    const served = await pair()
+    const handler = served.net.handlers.get(followerId.toString())!
+    const ask = async (request: Uint8Array): Promise<{ inbound: Stream, answer: Promise<OperationResponse> }> => {
+      const [outbound, inbound] = await streamPair({ protocol: OPERATION_PROTOCOL })
+      const pb = pbStream(outbound)
+      outbound.send(Uint8Array.from([request.length, ...request]))
+      const answer = pb.read(OperationResponse)
+      answer.catch(() => {})
+      await handler(inbound, { remotePeer: genesisId } as unknown as Connection)
+      return { inbound, answer }
+    }
+    const notJson = await ask(OperationRequest.encode({ requestId: 'req-1', kind: OperationKind.SYNC, timeoutMs: 1000, action: '', force: false, syncStep: 'git.inspect', payloadJson: '{"files": [' }))
+    expect(notJson.inbound.status).not.toBe('open')
+    await expect(notJson.answer).rejects.toThrow()
+    expect(served.responderLog.find(l => l.event === 'operation_request_failed')).toMatchObject({ reason: 'invalid payload', err: 'sync payload is not JSON' })
+    // A request that names no kind.
+    const unknown = await ask(OperationRequest.encode({ requestId: 'req-1', kind: OperationKind.OPERATION_KIND_UNSPECIFIED, timeoutMs: 1000, action: '', force: false, syncStep: '', payloadJson: '' }))
+    await expect(unknown.answer).resolves.toMatchObject({ requestId: 'req-1', status: 'refused', error: 'unknown operation kind OPERATION_KIND_UNSPECIFIED' })
+  })
+
   it('serves no one outside the allowlist', async () => {
     const served = await pair()
     const stranger = new OperationProtocol({ libp2p: served.net.libp2pOf(strangerId), peers: new PeerTable([{ name: 'aitbc1', role: 'follower', peerId: followerId, addr: '/ip4/127.0.0.1/tcp/1' }], 10_000), local: executor(), log: capture().log, timeouts: FAST })
