@@ -221,7 +221,7 @@ export class OperationProtocol {
         // Optimistic protocol selection: the request travels with the protocol name, saving a round trip.
         stream = await this.init.libp2p.dialProtocol(peerId, OPERATION_PROTOCOL, { signal: dialSignal, negotiateFully: false })
       } catch (err) {
-        this.throwIfStopping()
+        this.throwIfStopping(name)
         if (dialSignal.aborted) throw new TimeoutError(`no stream to ${name} within ${deadline.aborted ? answerWithinMs : dialMs} ms`)
         throw new UnreachableError(`cannot reach ${name}: ${errorMessage(err)}`)
       }
@@ -235,7 +235,7 @@ export class OperationProtocol {
           limits: { report: { issues: OPERATION_REPORT_MAX_ISSUES, checks: OPERATION_REPORT_MAX_CHECKS } } as never
         })
       } catch (err) {
-        this.throwIfStopping()
+        this.throwIfStopping(name)
         if (deadline.aborted) throw new TimeoutError(`${name} did not answer within ${answerWithinMs} ms`)
         if (writeSignal.aborted) throw new TimeoutError(`${name} did not take the request within ${writeMs} ms`)
         throw new AnswerUnreadableError(`bad answer from ${name}${what != null ? ` to ${what}` : ''}: ${errorMessage(err)}`)
@@ -258,8 +258,8 @@ export class OperationProtocol {
     return AbortSignal.any([AbortSignal.timeout(ms), this.stopping.signal])
   }
 
-  private throwIfStopping (): void {
-    if (this.stopping.signal.aborted) throw new UnreachableError('not asked: this daemon is stopping')
+  private throwIfStopping (name: string): void {
+    if (this.stopping.signal.aborted) throw new UnreachableError(`${name}: given up, this daemon is stopping`)
   }
 }
 
