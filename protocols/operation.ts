@@ -257,6 +257,7 @@ export interface OperationResponse {
   report?: NodeReport
   actionResult?: ActionResult
   payloadJson: string
+  status?: string
 }
 
 export namespace OperationResponse {
@@ -292,6 +293,11 @@ export namespace OperationResponse {
         if ((obj.payloadJson != null && obj.payloadJson !== '')) {
           w.uint32(42)
           w.string(obj.payloadJson)
+        }
+
+        if (obj.status != null) {
+          w.uint32(50)
+          w.string(obj.status)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -332,6 +338,10 @@ export namespace OperationResponse {
             }
             case 5: {
               obj.payloadJson = reader.string()
+              break
+            }
+            case 6: {
+              obj.status = reader.string()
               break
             }
             default: {
@@ -380,6 +390,13 @@ export namespace OperationResponse {
             case 5: {
               yield {
                 field: `${prefix}.payloadJson`,
+                value: reader.string()
+              }
+              break
+            }
+            case 6: {
+              yield {
+                field: `${prefix}.status`,
                 value: reader.string()
               }
               break
@@ -575,6 +592,11 @@ export namespace OperationResponse {
     value: string
   }
 
+  export interface OperationResponseStatusFieldEvent {
+    field: '$.status'
+    value: string
+  }
+
   export function encode (obj: Partial<OperationResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, OperationResponse.codec())
   }
@@ -583,7 +605,7 @@ export namespace OperationResponse {
     return decodeMessage(buf, OperationResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationResponse>): Generator<OperationResponseRequestIdFieldEvent | OperationResponseErrorFieldEvent | OperationResponseReportNodeFieldEvent | OperationResponseReportRoleFieldEvent | OperationResponseReportStatusFieldEvent | OperationResponseReportBlockHeightFieldEvent | OperationResponseReportMempoolSizeFieldEvent | OperationResponseReportP2pConnectionsFieldEvent | OperationResponseReportServiceUptimeFieldEvent | OperationResponseReportLastSyncFieldEvent | OperationResponseReportIssuesFieldEvent | OperationResponseReportChecksNameFieldEvent | OperationResponseReportChecksOkFieldEvent | OperationResponseReportChecksDetailFieldEvent | OperationResponseReportChecksStateFieldEvent | OperationResponseReportDaemonUptimeMsFieldEvent | OperationResponseReportProbedAtMsFieldEvent | OperationResponseReportChainsChainIdFieldEvent | OperationResponseReportChainsBlockHeightFieldEvent | OperationResponseReportChainsMempoolSizeFieldEvent | OperationResponseReportChainsMempoolAtLeastFieldEvent | OperationResponseReportStoreKindFieldEvent | OperationResponseReportStoreDurabilityLevelFieldEvent | OperationResponseReportStoreDurabilityDetailFieldEvent | OperationResponseActionResultActionFieldEvent | OperationResponseActionResultStateFieldEvent | OperationResponseActionResultExitCodeFieldEvent | OperationResponseActionResultDurationMsFieldEvent | OperationResponseActionResultOutputTailFieldEvent | OperationResponseActionResultReasonFieldEvent | OperationResponseActionResultDestructiveFieldEvent | OperationResponseActionResultHealthBeforeFieldEvent | OperationResponseActionResultHealthAfterFieldEvent | OperationResponsePayloadJsonFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationResponse>): Generator<OperationResponseRequestIdFieldEvent | OperationResponseErrorFieldEvent | OperationResponseReportNodeFieldEvent | OperationResponseReportRoleFieldEvent | OperationResponseReportStatusFieldEvent | OperationResponseReportBlockHeightFieldEvent | OperationResponseReportMempoolSizeFieldEvent | OperationResponseReportP2pConnectionsFieldEvent | OperationResponseReportServiceUptimeFieldEvent | OperationResponseReportLastSyncFieldEvent | OperationResponseReportIssuesFieldEvent | OperationResponseReportChecksNameFieldEvent | OperationResponseReportChecksOkFieldEvent | OperationResponseReportChecksDetailFieldEvent | OperationResponseReportChecksStateFieldEvent | OperationResponseReportDaemonUptimeMsFieldEvent | OperationResponseReportProbedAtMsFieldEvent | OperationResponseReportChainsChainIdFieldEvent | OperationResponseReportChainsBlockHeightFieldEvent | OperationResponseReportChainsMempoolSizeFieldEvent | OperationResponseReportChainsMempoolAtLeastFieldEvent | OperationResponseReportStoreKindFieldEvent | OperationResponseReportStoreDurabilityLevelFieldEvent | OperationResponseReportStoreDurabilityDetailFieldEvent | OperationResponseActionResultActionFieldEvent | OperationResponseActionResultStateFieldEvent | OperationResponseActionResultExitCodeFieldEvent | OperationResponseActionResultDurationMsFieldEvent | OperationResponseActionResultOutputTailFieldEvent | OperationResponseActionResultReasonFieldEvent | OperationResponseActionResultDestructiveFieldEvent | OperationResponseActionResultHealthBeforeFieldEvent | OperationResponseActionResultHealthAfterFieldEvent | OperationResponsePayloadJsonFieldEvent | OperationResponseStatusFieldEvent> {
     return streamMessage(buf, OperationResponse.codec(), opts)
   }
 }

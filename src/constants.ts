@@ -41,6 +41,47 @@ export const OPERATION_MAX_TIMEOUT_S = 120
 export const OPERATION_STREAM_MAX_MESSAGE_BYTES = 256 * 1024
 export const OPERATION_MAX_INBOUND_STREAMS = 64
 export const OPERATION_MAX_OUTBOUND_STREAMS = 256
+/**
+ * Each step of an operation exchange has its own bound, so a peer that stalls one step is named
+ * for it. Opening the stream: a dial is bounded by DIAL_TIMEOUT_MS, and a peer that cannot give
+ * a stream in this time is unreachable rather than slow.
+ */
+export const OPERATION_DIAL_TIMEOUT_MS = 10_000
+/** Writing one frame (at most OPERATION_STREAM_MAX_MESSAGE_BYTES): a peer that has not taken it in this time is not reading. */
+export const OPERATION_WRITE_TIMEOUT_MS = 10_000
+/** How long a responder waits for the request once the stream opens (it is sent with the stream). */
+export const OPERATION_REQUEST_READ_TIMEOUT_MS = 5000
+/**
+ * An action or sync step runs for up to the request's timeout on the target; its answer then
+ * still has to travel back, so the requester waits this much longer for it.
+ */
+export const OPERATION_ANSWER_GRACE_MS = 5000
+/** Closing a stream after the exchange waits for the remote's half of the close at most this long. */
+export const OPERATION_CLOSE_TIMEOUT_MS = 5000
+/** A responder holds a requested timeout to this range: no work is cut at once, none runs longer than an operation may. */
+export const OPERATION_MIN_REMOTE_TIMEOUT_MS = 100
+export const OPERATION_MAX_REMOTE_TIMEOUT_MS = OPERATION_MAX_TIMEOUT_S * 1000
+/** A peer's report: at most this many issues and checks are read, each text clipped to this length (what a table can show). */
+export const OPERATION_REPORT_MAX_ISSUES = 64
+export const OPERATION_REPORT_MAX_CHECKS = 64
+export const OPERATION_REPORT_MAX_TEXT = 2048
+/** service_uptime is short ("5d 12h 34m"); the SSH fallback holds it to the same length. */
+export const OPERATION_REPORT_MAX_UPTIME_CHARS = 64
+/** Of an action's output, the last this many characters of a peer's answer are kept (twice what a target sends). */
+export const OPERATION_ACTION_OUTPUT_MAX_CHARS = 8192
+/** An action's reported duration may exceed our own measure of the exchange by this much (rounding). */
+export const OPERATION_DURATION_TOLERANCE_MS = 1000
+/** The health reports a sync starts with: a slow target must not spend the time the sync steps need. */
+export const SYNC_REPORT_TIMEOUT_MS = 10_000
+/** The SSH fallback's whole exchange (connect, run `aitbc-mesh probe`, read its JSON). */
+export const SSH_FALLBACK_TIMEOUT_MS = 15_000
+/** What `aitbc-mesh probe` prints over SSH is one report; more than this is not one. */
+export const SSH_FALLBACK_MAX_OUTPUT_BYTES = 256 * 1024
+/**
+ * A message operation waits for its TTL (its timeout), then this much more: targets still
+ * pending at the TTL are marked expired by the next sweep (MESSAGE_EXPIRY_SWEEP_MS).
+ */
+export const MESSAGE_OPERATION_SETTLE_MS = 1000
 /** Operation request ids as the requester makes them (a UUID); echoed in the answer and logged. */
 export const OPERATION_REQUEST_ID_PATTERN = /^[\w-]{1,64}$/
 /**
@@ -381,6 +422,8 @@ export const MESSAGE_RECENT_CACHE = 10000
 export const MAX_CONCURRENT_OPERATIONS = 5
 /** Bytes of an action's output kept for the report. */
 export const ACTION_OUTPUT_TAIL_BYTES = 4096
+/** An action stopped at its timeout gets SIGTERM, then SIGKILL this much later if it has not exited. */
+export const ACTION_KILL_GRACE_MS = 2000
 /** Recent operation records `aitbc-mesh ops` lists. */
 export const OPS_LIST_DEFAULT = 20
 

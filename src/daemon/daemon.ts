@@ -18,12 +18,12 @@ import { PeerViews } from '../mesh/peer-views.js'
 import { explainListenFailure } from '../mesh/port-owner.js'
 import { messagingControl } from '../messaging/control.js'
 import { Messaging } from '../messaging/messaging.js'
-import type { ActionResult } from '../operations/actions.js'
 import { operationsControl } from '../operations/control.js'
 import { LocalProbes } from '../operations/local-probes.js'
 import { LastSync, OperationLog } from '../operations/op-log.js'
 import { OperationProtocol } from '../operations/operation-protocol.js'
 import { OperationRunner } from '../operations/runner.js'
+import { LocalExecutor } from '../operations/local-executor.js'
 import { ChangeAuthority } from '../registry/authorship.js'
 import { registryControl } from '../registry/control.js'
 import { AgentRegistry } from '../registry/registry.js'
@@ -147,19 +147,12 @@ export class Daemon {
     const heartbeat = new HeartbeatService({
       libp2p, peers, node: config.node, intervalMs: config.heartbeat.intervalMs, clockSkewMs: config.trust.clockSkewMs, log, localHealth: () => probes.latest()
     })
-    const protocol: OperationProtocol = new OperationProtocol({
-      libp2p,
-      peers,
-      log,
-      clockSkewMs: config.trust.clockSkewMs,
-      localReport: async kind => await probes.reportFor(kind),
-      // The runner is created next; a peer's request can only arrive once everything has started.
-      localAction: async (action, force, timeoutMs, requester): Promise<ActionResult> => await runner.localAction(action, force, timeoutMs, requester),
-      localSync: async (step, payload, force, timeoutMs, requester): Promise<unknown> => await runner.localSync(step, payload, force, timeoutMs, requester)
-    })
+    // Runs operation steps on this node, for its own operator (the runner) and for peers (the protocol).
+    const local = new LocalExecutor({ config, probes, log, markSynced: () => { lastSync.mark() } })
+    const protocol = new OperationProtocol({ libp2p, peers, local, log, clockSkewMs: config.trust.clockSkewMs })
     const messaging = new Messaging({ config, libp2p, peers, store, log, metrics })
     const opLog = new OperationLog(store, log, metrics)
-    const runner: OperationRunner = new OperationRunner({ config, peers, probes, protocol, log, messaging, opLog, markSynced: () => { lastSync.mark() } })
+    const runner = new OperationRunner({ config, peers, local, protocol, log, messaging, opLog })
 
     libp2p.addEventListener('peer:connect', evt => {
       const peerId = evt.detail

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import type { ActionConfig } from '../config/schema.js'
-import { ACTION_OUTPUT_TAIL_BYTES } from '../constants.js'
+import { ACTION_KILL_GRACE_MS, ACTION_OUTPUT_TAIL_BYTES } from '../constants.js'
 
 export interface ActionResult {
   action: string
@@ -48,7 +48,7 @@ export async function runAction (
     const timer = setTimeout(() => {
       timedOut = true
       child.kill('SIGTERM')
-      setTimeout(() => { child.kill('SIGKILL') }, 2000).unref()
+      setTimeout(() => { child.kill('SIGKILL') }, ACTION_KILL_GRACE_MS).unref()
     }, timeoutMs)
     child.stdout.on('data', keep)
     child.stderr.on('data', keep)

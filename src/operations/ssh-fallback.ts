@@ -3,14 +3,16 @@ import ssh2 from 'ssh2'
 import { z } from 'zod'
 import type { SshConfig } from '../config/schema.js'
 import type { Role } from '../config/schema.js'
-import { CHAIN_ID_PATTERN, MAX_PROBE_CHAINS, DEFAULT_TRUST_CLOCK_SKEW_MS, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
+import {
+  CHAIN_ID_PATTERN, DEFAULT_TRUST_CLOCK_SKEW_MS, MAX_PLAUSIBLE_UPTIME_MS, MAX_PROBE_CHAINS, MAX_WIRE_PEER_COUNT, OPERATION_REPORT_MAX_CHECKS,
+  OPERATION_REPORT_MAX_ISSUES, OPERATION_REPORT_MAX_TEXT, OPERATION_REPORT_MAX_UPTIME_CHARS, SSH_FALLBACK_MAX_OUTPUT_BYTES
+} from '../constants.js'
 import { ProtocolError, TimeoutError, UnreachableError } from '../errors.js'
 import { MAX_DATE_MS } from '../mesh/wire-bounds.js'
 import { CHECK_STATES, type NodeReport } from './report.js'
 
 // ssh2 is CommonJS: take its exports from the default import.
 const { Client, utils } = ssh2
-const MAX_OUTPUT_BYTES = 256 * 1024
 
 const reportSchema = z.object({
   node: z.string(),
@@ -19,11 +21,11 @@ const reportSchema = z.object({
   block_height: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).nullable(),
   mempool_size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).nullable(),
   p2p_connections: z.number().int().nonnegative().max(MAX_WIRE_PEER_COUNT),
-  service_uptime: z.string().max(64).nullable(),
+  service_uptime: z.string().max(OPERATION_REPORT_MAX_UPTIME_CHARS).nullable(),
   // Seconds; a date the status table can print, not ahead of this node's clock.
   last_sync: z.number().int().min(0).refine(v => v * 1000 <= Date.now() + DEFAULT_TRUST_CLOCK_SKEW_MS, 'last_sync is in the future').nullable(),
-  issues: z.array(z.string().max(2048)).max(64),
-  checks: z.array(z.object({ name: z.string().max(64), ok: z.boolean(), detail: z.string().max(2048), state: z.enum(CHECK_STATES).optional().catch(undefined) })).max(64),
+  issues: z.array(z.string().max(OPERATION_REPORT_MAX_TEXT)).max(OPERATION_REPORT_MAX_ISSUES),
+  checks: z.array(z.object({ name: z.string().max(64), ok: z.boolean(), detail: z.string().max(OPERATION_REPORT_MAX_TEXT), state: z.enum(CHECK_STATES).optional().catch(undefined) })).max(OPERATION_REPORT_MAX_CHECKS),
   daemon_uptime_ms: z.number().nonnegative().max(MAX_PLAUSIBLE_UPTIME_MS),
   probed_at_ms: z.number().min(0).max(MAX_DATE_MS).nullable(),
   // Older daemons print none.
@@ -63,7 +65,7 @@ export async function reportOverSsh (node: { name: string, role: Role }, ssh: Ss
         let errOut = ''
         stream.on('data', (chunk: Buffer) => {
           out += chunk.toString('utf8')
-          if (out.length > MAX_OUTPUT_BYTES) fail(new ProtocolError(`ssh ${ssh.host}: output over ${MAX_OUTPUT_BYTES} bytes`))
+          if (out.length > SSH_FALLBACK_MAX_OUTPUT_BYTES) fail(new ProtocolError(`ssh ${ssh.host}: output over ${SSH_FALLBACK_MAX_OUTPUT_BYTES} bytes`))
         })
         stream.stderr.on('data', (chunk: Buffer) => { errOut += chunk.toString('utf8') })
         stream.on('close', (code: number | null) => {

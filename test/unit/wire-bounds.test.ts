@@ -14,7 +14,7 @@ import { PeerTable } from '../../src/mesh/peer-table.js'
 import { RejectionLog } from '../../src/mesh/rejection-log.js'
 import { wireTime } from '../../src/mesh/wire-bounds.js'
 import { checkEnvelope } from '../../src/messaging/envelope.js'
-import { actionFromWire, fromWire } from '../../src/operations/operation-protocol.js'
+import { actionFromWire, fromWire } from '../../src/operations/operation-wire.js'
 
 const NOW = 1_800_000_000_000
 const SKEW = 60_000

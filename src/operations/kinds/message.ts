@@ -1,0 +1,45 @@
+import { allNodes } from '../../config/config.js'
+import { MESSAGE_OPERATION_SETTLE_MS } from '../../constants.js'
+import { UsageError } from '../../errors.js'
+import { deliveryCounts } from '../../messaging/message.js'
+import { heartbeatEntry } from '../heartbeat-entry.js'
+import { nodeCount, type NodeStatusEntry } from '../result.js'
+import type { OperationKindHandler } from './context.js'
+
+/** message: sends the message with a TTL of the operation's timeout and waits for every target's receipt. */
+export const messageKind: OperationKindHandler = {
+  check: (request, deps) => {
+    if (deps.messaging == null) throw new UsageError('operation "message" is not available on this daemon')
+    if (request.message == null) throw new UsageError('operation: "message" is required for the message operation')
+  },
+  run: async (deps, { request, timeoutMs }) => {
+    const messaging = deps.messaging!
+    const sent = await messaging.send({ to: request.target_node, body: request.message, ttl: Math.max(1, Math.ceil(request.timeout)) })
+    // The TTL equals the timeout, so every target is final by then (allow the expiry sweep a moment).
+    const message = await messaging.wait(sent.id, timeoutMs + MESSAGE_OPERATION_SETTLE_MS)
+    const nodesStatus: Record<string, NodeStatusEntry> = {}
+    const issues: string[] = []
+    const nodes = allNodes(deps.config)
+    for (const [name, delivery] of Object.entries(message.targets)) {
+      // A node a reload removed since the message was sent is no longer configured; it was a follower or the genesis node, unknown now.
+      const node = nodes.find(n => n.name === name) ?? { name, role: 'follower' as const }
+      nodesStatus[name] = {
+        ...heartbeatEntry(deps.peers, node, name === deps.config.node.name),
+        delivery: { state: delivery.state, ...(delivery.reason != null ? { reason: delivery.reason } : {}), ...(delivery.receipt_at != null ? { receipt_at: new Date(delivery.receipt_at).toISOString() } : {}) }
+      }
+      if (delivery.state !== 'delivered') issues.push(`${name}: message ${message.id}: ${delivery.state}${delivery.reason != null ? `: ${delivery.reason}` : ''}`)
+    }
+    const counts = deliveryCounts([message])
+    return {
+      summary: `Message ${message.id} to ${request.target_node}: delivered to ${counts.delivered} of ${nodeCount(counts.sent)}${counts.failed > 0 ? `, ${counts.failed} failed` : ''}.`,
+      nodes_status: nodesStatus,
+      issues,
+      recommendations: counts.failed > 0 ? [`See aitbc-mesh message ${message.id} for each node's state; an offline node receives messages sent to it when it returns within their TTL.`] : [],
+      succeeded: counts.delivered,
+      asked: counts.sent,
+      answered: counts.delivered,
+      targets: counts.sent,
+      messageDelivery: counts
+    }
+  }
+}
