@@ -417,6 +417,17 @@ export const DELIVERY_STREAM_MAX_MESSAGE_BYTES = MESSAGE_MAX_BODY_BYTES + 4096
 export const MESSAGE_EXPIRY_SWEEP_MS = 200
 /** Finished outgoing messages kept in memory for `message ID` (older ones are read from the store). */
 export const MESSAGE_RECENT_CACHE = 10000
+/** How often sends whose store write went unanswered are looked up again, until the store answers. */
+export const OUTBOX_RESOLVE_INTERVAL_MS = 1000
+/**
+ * After a send is settled as not sent, its record is looked for once more this much later: a
+ * write held up in a stalled store's socket can still be applied after the first look.
+ */
+export const OUTBOX_ABANDON_RECHECK_MS = 5000
+/** Sends settled as not sent, remembered in memory for `message ID` (the store keeps a marker too). */
+export const OUTBOX_ABANDONED_MEMORY = 1000
+/** A store epoch in a heartbeat: an id, not text; longer ones are refused. */
+export const STORE_EPOCH_MAX_CHARS = 64
 
 /** Operations running at once on one daemon; more wait in line. */
 export const MAX_CONCURRENT_OPERATIONS = 5

@@ -35,6 +35,17 @@ export class UsageError extends Error {
   override name = 'UsageError'
 }
 
+/**
+ * A send whose store write was sent but not answered: the message may or may not be stored. The
+ * daemon settles it once the store answers (`message ID` tells); the CLI exits 4.
+ */
+export class SendOutcomeUnknownError extends Error {
+  override name = 'SendOutcomeUnknownError'
+  constructor (readonly messageId: string, detail: string) {
+    super(`message ${messageId}: outcome not known yet: the store did not answer the write (${detail}); \`aitbc-mesh message ${messageId}\` will tell whether it was sent`)
+  }
+}
+
 export class TimeoutError extends Error {
   override name = 'TimeoutError'
 }

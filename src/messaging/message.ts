@@ -11,6 +11,8 @@ export interface TargetDelivery {
   reason?: string
   /** When the target's receipt arrived (ms since the epoch). */
   receipt_at?: number
+  /** When the target receipted the message again after its store lost it (ms since the epoch). */
+  redelivered_at?: number
   attempts: number
 }
 

@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
-import { MESSAGE_EXPIRY_SWEEP_MS, MESSAGE_RECENT_CACHE, RECENT_SENT_MESSAGES } from '../constants.js'
-import { errorMessage } from '../errors.js'
+import {
+  MESSAGE_EXPIRY_SWEEP_MS, MESSAGE_RECENT_CACHE, OUTBOX_ABANDON_RECHECK_MS, OUTBOX_ABANDONED_MEMORY, OUTBOX_RESOLVE_INTERVAL_MS,
+  RECENT_SENT_MESSAGES, RETENTION_PRUNE_BATCH
+} from '../constants.js'
+import { errorMessage, SendOutcomeUnknownError } from '../errors.js'
 import { NO_METRICS, type MeshMetrics } from '../metrics.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
 import { DirtyWriter } from '../store/writer.js'
@@ -9,6 +12,12 @@ import type { OutgoingMessage, SendInput, TargetDelivery } from './message.js'
 
 export const OUTBOX_KEY_PREFIX = 'mesh:out:'
 export const OUTBOX_PENDING_SET = 'mesh:out-pending'
+/** Every stored sent message: score its seq (send order), member its id; what retention trims. */
+export const OUTBOX_INDEX = 'mesh:out-index'
+/** A send settled as not sent: a record of it that appears later (a late write) is removed, never delivered. */
+export const OUTBOX_ABANDONED_PREFIX = 'mesh:out-abandoned:'
+/** Per target node: the ids it receipted, scored by receipt time, for giving back what it lost. */
+export const OUTBOX_RECEIPTED_PREFIX = 'mesh:out-receipted:'
 
 export interface DeliveryEvent {
   id: string
@@ -18,14 +27,45 @@ export interface DeliveryEvent {
   receipt_at?: number
 }
 
+/** What this node knows of a message id it handed out. */
+export type SentLookup =
+  | { outcome: 'sent', message: OutgoingMessage }
+  /** The store write went unanswered; the daemon settles it once the store answers. */
+  | { outcome: 'unknown', message: OutgoingMessage }
+  /** The store write did not complete: the message exists nowhere and is never delivered. */
+  | { outcome: 'not_sent', id: string, expires_at: number }
+
+interface AbandonMarker { id: string, expires_at: number, abandoned_at: number }
+
+function hasPendingTarget (message: OutgoingMessage): boolean {
+  return Object.values(message.targets).some(t => t.state === 'pending')
+}
+
 /**
- * Messages this node sent and where each stands. A message is durably stored before `send`
- * returns its id; messages with targets still pending are listed in a set and resumed after a
- * restart. Each target's state moves once from pending to delivered or failed.
+ * Messages this node sent and where each stands. A message enters delivery only once its store
+ * write is acknowledged; a send the store refused exists nowhere, and one whose write went
+ * unanswered is settled (sent or not sent) as soon as the store answers again. Messages with
+ * targets still pending are listed in a set and resumed after a restart. Each target's state
+ * moves once from pending to delivered or failed. Delivered messages can be delivered again to
+ * a target whose store lost them (`redeliverTo`); the target's state stays delivered.
  */
 export class Outbox {
+  /** Pending messages and a bounded cache of finished ones. */
   private readonly messages = new Map<string, OutgoingMessage>()
   private readonly pendingByNode = new Map<string, Set<string>>()
+  /** Sends whose first store write is under way: not yet delivered, not yet visible. */
+  private readonly creating = new Map<string, OutgoingMessage>()
+  /** Sends whose first store write went unanswered, until the store tells. */
+  private readonly unresolved = new Map<string, OutgoingMessage>()
+  /** Sends settled as not sent (id → expires_at), newest last. */
+  private readonly abandoned = new Map<string, number>()
+  /** Abandoned ids to look for once more (id → when), against a write the store applies late. */
+  private readonly recheck = new Map<string, number>()
+  /** Per target: delivered messages it lost, to deliver again, in send order. */
+  private readonly redeliveries = new Map<string, Map<string, OutgoingMessage>>()
+  private readonly redeliveryWaiters = new Map<string, Array<() => void>>()
+  /** Delivered-again messages not held in `messages`, until their new state is written. */
+  private readonly awaitingWrite = new Map<string, OutgoingMessage>()
   private readonly writer: DirtyWriter
   private readonly listeners = new Set<(event: DeliveryEvent) => void>()
   private readonly recentDone: string[] = []
@@ -33,35 +73,60 @@ export class Outbox {
   private readonly recentSent: string[] = []
   private seq: number
   private sweepTimer?: NodeJS.Timeout
+  private resolveTimer?: NodeJS.Timeout
   /** Tells the delivery service that a target has work. */
   onPending?: (node: string) => void
 
   constructor (private readonly node: string, private readonly store: StoreBackend, private readonly log: Logger, private readonly metrics: MeshMetrics = NO_METRICS) {
-    this.writer = new DirtyWriter(store, (id, now) => this.opsFor(id, now), log, 'outbox')
+    this.writer = new DirtyWriter(store, (id, now) => this.opsFor(id, now), log, 'outbox',
+      keys => { this.onWritten(keys) },
+      (keys, outcome) => { this.onNotWritten(keys, outcome) })
     // Microseconds since the epoch: increases across restarts without a stored counter.
     this.seq = Date.now() * 1000
   }
 
   async start (): Promise<void> {
-    this.store.onReady(() => { void this.resume() })
+    this.store.onReady(() => { void this.resume(); void this.resolve() })
     this.sweepTimer = setInterval(() => { this.expire() }, MESSAGE_EXPIRY_SWEEP_MS)
     this.sweepTimer.unref()
+    this.resolveTimer = setInterval(() => { void this.resolve() }, OUTBOX_RESOLVE_INTERVAL_MS)
+    this.resolveTimer.unref()
   }
 
   async stop (): Promise<void> {
     clearInterval(this.sweepTimer)
+    clearInterval(this.resolveTimer)
     await this.writer.flush()
   }
 
   private resumed = false
+
+  /** Whether the pending messages of the store have been loaded (until then nothing is pruned). */
+  get ready (): boolean {
+    return this.resumed
+  }
 
   /** Loads messages that still have pending targets (after a restart) and hands them to delivery. */
   private async resume (): Promise<void> {
     if (!this.resumed) {
       try {
         const ids = await this.store.smembers(OUTBOX_PENDING_SET)
-        const values = await this.store.mget(ids.map(id => OUTBOX_KEY_PREFIX + id))
-        const stored = values.filter((v): v is string => v != null).map(v => JSON.parse(v) as OutgoingMessage)
+        const stored: OutgoingMessage[] = []
+        const late: string[] = []
+        for (let i = 0; i < ids.length; i += RETENTION_PRUNE_BATCH) {
+          const chunk = ids.slice(i, i + RETENTION_PRUNE_BATCH)
+          const values = await this.store.mget(chunk.flatMap(id => [OUTBOX_KEY_PREFIX + id, OUTBOX_ABANDONED_PREFIX + id]))
+          chunk.forEach((id, j) => {
+            const record = values[2 * j]
+            // A record written after its send was settled as not sent: removed, never delivered.
+            if (values[2 * j + 1] != null) late.push(id)
+            else if (record != null) stored.push(JSON.parse(record) as OutgoingMessage)
+          })
+        }
+        if (late.length > 0) {
+          await this.store.write(late.flatMap(id => this.removalOps(id)))
+          this.log.warn({ event: 'outbox_late_writes_removed', messages: late.length }, 'removed records of sends that were answered "not sent"')
+        }
         // Tracked in send order, which delivery keeps.
         stored.sort((a, b) => a.seq - b.seq)
         let loaded = 0
@@ -92,9 +157,14 @@ export class Outbox {
       if (set == null) this.pendingByNode.set(node, set = new Set())
       set.add(message.id)
     }
+    if (!hasPendingTarget(message)) this.retire(message.id)
   }
 
-  /** Creates and durably stores a message; resolves with it once stored. */
+  /**
+   * Creates and durably stores a message; resolves with it once stored, and only then hands it
+   * to delivery. A refused write leaves nothing of it anywhere; an unanswered one throws a
+   * SendOutcomeUnknownError naming the id, and is settled once the store answers.
+   */
   async create (input: SendInput, targets: string[]): Promise<OutgoingMessage> {
     const now = Date.now()
     const message: OutgoingMessage = {
@@ -108,16 +178,107 @@ export class Outbox {
       seq: this.seq++,
       targets: Object.fromEntries(targets.map(t => [t, { state: 'pending', attempts: 0 } satisfies TargetDelivery]))
     }
-    this.track(message)
-    const stored = await this.writer.commit(message.id) === 'written'
-    if (!stored) {
-      // Not persisted: refuse rather than return an id that a restart could lose.
-      this.forget(message.id)
-      throw new Error(`message not sent: the store is unavailable (${this.writer.error ?? 'write failed'})`)
+    this.creating.set(message.id, message)
+    const outcome = await this.writer.commit(message.id)
+    if (outcome === 'written') {
+      this.metrics.messageSent(targets.length)
+      for (const node of targets) this.onPending?.(node)
+      return message
     }
-    this.metrics.messageSent(targets.length)
-    for (const node of targets) this.onPending?.(node)
-    return message
+    if (outcome === 'unknown') {
+      void this.resolve()
+      throw new SendOutcomeUnknownError(message.id, this.writer.error ?? 'no answer')
+    }
+    // Nothing was applied and no retry will write it.
+    throw new Error(`message not sent: the store is unavailable (${this.writer.error ?? 'write failed'})`)
+  }
+
+  /** A write went through: sends among its keys enter delivery now; delivered-again records are done. */
+  private onWritten (keys: string[]): void {
+    for (const id of keys) {
+      this.awaitingWrite.delete(id)
+      const created = this.creating.get(id)
+      if (created == null) continue
+      this.creating.delete(id)
+      this.track(created)
+    }
+  }
+
+  /**
+   * A write did not go through. Sends among its keys are never retried by the writer: refused
+   * ones are dropped here and now, unanswered ones wait for the store to say whether they landed.
+   */
+  private onNotWritten (keys: string[], outcome: 'pending' | 'unknown' | 'dropped'): void {
+    for (const id of keys) {
+      const created = this.creating.get(id)
+      if (created == null) continue
+      this.creating.delete(id)
+      this.writer.forget(id)
+      if (outcome === 'unknown') this.unresolved.set(id, created)
+    }
+  }
+
+  /**
+   * Settles sends whose write went unanswered, once the store answers: a record present means the
+   * write landed (the message is sent: tracked and delivered); absent, it is marked abandoned (so
+   * a late write of it is recognised and removed) and the send is not sent.
+   */
+  private resolving = false
+  async resolve (): Promise<void> {
+    if (this.resolving || (this.unresolved.size === 0 && this.recheck.size === 0)) return
+    this.resolving = true
+    try {
+      for (const [id, message] of this.unresolved) {
+        const record = await this.store.get(OUTBOX_KEY_PREFIX + id)
+        if (record != null) {
+          this.unresolved.delete(id)
+          this.track(message)
+          this.metrics.messageSent(Object.keys(message.targets).length)
+          this.log.info({ event: 'send_outcome_resolved', messageId: id, outcome: 'sent' }, 'a send whose store write went unanswered was stored; delivering it')
+          for (const node of Object.keys(message.targets)) this.onPending?.(node)
+        } else {
+          const marker: AbandonMarker = { id, expires_at: message.expires_at, abandoned_at: Date.now() }
+          await this.store.write([
+            { op: 'set', key: OUTBOX_ABANDONED_PREFIX + id, value: JSON.stringify(marker), expireAtMs: message.expires_at },
+            ...this.removalOps(id)
+          ])
+          this.unresolved.delete(id)
+          this.noteAbandoned(id, message.expires_at)
+          this.recheck.set(id, Date.now() + OUTBOX_ABANDON_RECHECK_MS)
+          this.log.warn({ event: 'send_outcome_resolved', messageId: id, outcome: 'not_sent' }, 'a send whose store write went unanswered was not stored; it will never be delivered')
+        }
+      }
+      const now = Date.now()
+      for (const [id, at] of this.recheck) {
+        if (now < at) continue
+        if (await this.store.get(OUTBOX_KEY_PREFIX + id) != null) {
+          await this.store.write(this.removalOps(id))
+          this.log.warn({ event: 'outbox_late_writes_removed', messages: 1, messageId: id }, 'removed the record of a send answered "not sent"')
+        }
+        this.recheck.delete(id)
+      }
+    } catch (err) {
+      this.log.debug({ event: 'send_outcome_pending', unresolved: this.unresolved.size, err: errorMessage(err) }, 'the store does not answer yet')
+    } finally {
+      this.resolving = false
+    }
+  }
+
+  private noteAbandoned (id: string, expiresAt: number): void {
+    this.abandoned.set(id, expiresAt)
+    for (const old of this.abandoned.keys()) {
+      if (this.abandoned.size <= OUTBOX_ABANDONED_MEMORY) break
+      this.abandoned.delete(old)
+    }
+  }
+
+  /** Ops deleting a message's record and its entries (not its per-target receipt entries). */
+  private removalOps (id: string): WriteOp[] {
+    return [
+      { op: 'del', key: OUTBOX_KEY_PREFIX + id },
+      { op: 'srem', set: OUTBOX_PENDING_SET, member: id },
+      { op: 'zrem', set: OUTBOX_INDEX, member: id }
+    ]
   }
 
   /** The latest messages sent from this node (since the daemon started, plus resumed ones), newest first. */
@@ -134,24 +295,58 @@ export class Outbox {
     return this.messages.get(id)
   }
 
+  /** A sent message (in memory, else its record); undefined for ids not sent. */
   async load (id: string): Promise<OutgoingMessage | undefined> {
-    const inMemory = this.messages.get(id)
-    if (inMemory != null) return inMemory
-    const value = await this.store.get(OUTBOX_KEY_PREFIX + id)
-    return value == null ? undefined : JSON.parse(value) as OutgoingMessage
+    const found = await this.lookup(id)
+    return found?.outcome === 'sent' ? found.message : undefined
   }
 
-  /** Whether `node` has messages waiting. */
+  /** What became of `id`: sent, outcome unknown, not sent, or undefined (never handed out, or pruned). */
+  async lookup (id: string): Promise<SentLookup | undefined> {
+    const inMemory = this.messages.get(id)
+    if (inMemory != null) return { outcome: 'sent', message: inMemory }
+    const unresolved = this.unresolved.get(id) ?? this.creating.get(id)
+    if (unresolved != null) return { outcome: 'unknown', message: unresolved }
+    const abandonedUntil = this.abandoned.get(id)
+    if (abandonedUntil != null) return { outcome: 'not_sent', id, expires_at: abandonedUntil }
+    const [record, marker] = await this.store.mget([OUTBOX_KEY_PREFIX + id, OUTBOX_ABANDONED_PREFIX + id])
+    if (marker != null) return { outcome: 'not_sent', id, expires_at: (JSON.parse(marker) as AbandonMarker).expires_at }
+    return record == null ? undefined : { outcome: 'sent', message: JSON.parse(record) as OutgoingMessage }
+  }
+
+  /** Whether `node` has messages waiting (pending, or to deliver again). */
   hasPending (node: string): boolean {
-    return (this.pendingByNode.get(node)?.size ?? 0) > 0
+    return (this.pendingByNode.get(node)?.size ?? 0) > 0 || (this.redeliveries.get(node)?.size ?? 0) > 0
+  }
+
+  /** Whether retention must keep `id`: a target still pending, its send unsettled, or being delivered again. */
+  isLive (id: string): boolean {
+    const message = this.messages.get(id)
+    if (message != null && hasPendingTarget(message)) return true
+    if (this.unresolved.has(id) || this.creating.has(id) || this.awaitingWrite.has(id)) return true
+    for (const again of this.redeliveries.values()) if (again.has(id)) return true
+    return false
+  }
+
+  /** Drops pruned messages from the recent cache, so `message ID` agrees with the store. */
+  forgetPruned (ids: string[]): void {
+    for (const id of ids) {
+      const message = this.messages.get(id)
+      if (message != null && !hasPendingTarget(message)) this.messages.delete(id)
+    }
   }
 
   /**
-   * Up to `limit` pending messages for `node`, in send order, skipping those `skip` says are
-   * already on the wire. (The per-node sets keep insertion order, which is send order.)
+   * Up to `limit` messages for `node`, in send order (those to deliver again first), skipping
+   * those `skip` says are already on the wire. (The maps and sets keep insertion order, which is
+   * send order.)
    */
   nextPending (node: string, limit: number, skip: (id: string) => boolean): OutgoingMessage[] {
     const out: OutgoingMessage[] = []
+    for (const m of this.redeliveries.get(node)?.values() ?? []) {
+      if (out.length >= limit) return out
+      if (!skip(m.id)) out.push(m)
+    }
     const ids = this.pendingByNode.get(node)
     if (ids == null) return out
     for (const id of ids) {
@@ -163,18 +358,22 @@ export class Outbox {
     return out
   }
 
-  /** Every pending message for `node`, in send order. */
+  /** Every message waiting for `node`, in send order. */
   pendingFor (node: string): OutgoingMessage[] {
     return this.nextPending(node, Number.MAX_SAFE_INTEGER, () => false)
   }
 
   noteAttempt (id: string, node: string): void {
-    const delivery = this.messages.get(id)?.targets[node]
+    const delivery = (this.redeliveries.get(node)?.get(id) ?? this.messages.get(id))?.targets[node]
     if (delivery != null) delivery.attempts++
   }
 
-  /** Records a target's final state; ignored if it already has one. */
+  /**
+   * Records a target's final state; ignored if it already has one. For a message delivered again,
+   * the target stays delivered and gains `redelivered_at`.
+   */
   settle (id: string, node: string, state: 'delivered' | 'failed', detail: { reason?: string, receiptAt?: number } = {}): void {
+    if (this.settleRedelivery(id, node, state, detail.receiptAt)) return
     const message = this.messages.get(id)
     const delivery = message?.targets[node]
     if (message == null || delivery == null || delivery.state !== 'pending') return
@@ -186,7 +385,102 @@ export class Outbox {
     void this.writer.commit(id)
     const event: DeliveryEvent = { id, node, state, ...(delivery.reason != null ? { reason: delivery.reason } : {}), ...(delivery.receipt_at != null ? { receipt_at: delivery.receipt_at } : {}) }
     for (const listener of this.listeners) listener(event)
-    if (Object.values(message.targets).every(t => t.state !== 'pending')) this.retire(id)
+    if (!hasPendingTarget(message)) this.retire(id)
+  }
+
+  private settleRedelivery (id: string, node: string, state: 'delivered' | 'failed', receiptAt?: number): boolean {
+    const again = this.redeliveries.get(node)
+    const message = again?.get(id)
+    if (again == null || message == null) return false
+    again.delete(id)
+    // Refused this time (it expired meanwhile): the target keeps its first receipt.
+    if (state === 'delivered') {
+      message.targets[node]!.redelivered_at = receiptAt ?? Date.now()
+      if (!this.messages.has(id)) this.awaitingWrite.set(id, message)
+      void this.writer.commit(id)
+    }
+    if (again.size === 0) this.endRedelivery(node)
+    return true
+  }
+
+  private endRedelivery (node: string): void {
+    this.redeliveries.delete(node)
+    const waiters = this.redeliveryWaiters.get(node) ?? []
+    this.redeliveryWaiters.delete(node)
+    for (const resolve of waiters) resolve()
+  }
+
+  /**
+   * Queues for delivery again to `node` every message it receipted at or after `sinceMs` (its
+   * receipt time here) that is still stored and not expired, in send order; returns how many.
+   * The target stores each id once, so one it still has is only receipted again.
+   */
+  async redeliverTo (node: string, sinceMs: number): Promise<number> {
+    const now = Date.now()
+    const ids: string[] = []
+    const seen = new Set<string>()
+    let from = sinceMs
+    let atFrom = 0
+    for (;;) {
+      // Paged by score from the last one seen (inclusive: receipt times tie), asking for more
+      // than were seen at it, so a page always brings new members.
+      const limit = RETENTION_PRUNE_BATCH + atFrom
+      const page = await this.store.zrange(OUTBOX_RECEIPTED_PREFIX + node, { min: from, limit })
+      let fresh = 0
+      for (const entry of page) {
+        if (seen.has(entry.member)) continue
+        seen.add(entry.member)
+        ids.push(entry.member)
+        fresh++
+        if (entry.score === from) atFrom++
+        else { from = entry.score; atFrom = 1 }
+      }
+      if (fresh === 0 || page.length < limit) break
+      await new Promise(resolve => setImmediate(resolve))
+    }
+    const found: OutgoingMessage[] = []
+    for (let i = 0; i < ids.length; i += RETENTION_PRUNE_BATCH) {
+      const chunk = ids.slice(i, i + RETENTION_PRUNE_BATCH)
+      const values = await this.store.mget(chunk.map(id => OUTBOX_KEY_PREFIX + id))
+      chunk.forEach((id, j) => {
+        const stored = values[j]
+        if (stored == null) return
+        const message = this.messages.get(id) ?? JSON.parse(stored) as OutgoingMessage
+        if (message.targets[node]?.state === 'delivered' && message.expires_at > now) found.push(message)
+      })
+    }
+    if (found.length === 0) return 0
+    const queued = [...(this.redeliveries.get(node)?.values() ?? []), ...found].sort((a, b) => a.seq - b.seq)
+    this.redeliveries.set(node, new Map(queued.map(m => [m.id, m])))
+    this.onPending?.(node)
+    return found.length
+  }
+
+  /** Resolves once nothing is left to deliver again to `node`. */
+  async redeliveryDone (node: string): Promise<void> {
+    if ((this.redeliveries.get(node)?.size ?? 0) === 0) return
+    await new Promise<void>(resolve => {
+      const waiters = this.redeliveryWaiters.get(node) ?? []
+      waiters.push(resolve)
+      this.redeliveryWaiters.set(node, waiters)
+    })
+  }
+
+  /** A node removed from the mesh: nothing more is delivered to it again. */
+  dropRedeliveries (node: string): void {
+    if (this.redeliveries.has(node)) this.endRedelivery(node)
+  }
+
+  /**
+   * This node's store lost data: every message held in memory (pending, the recent cache, those
+   * being delivered again) is written back with its index entries.
+   */
+  writeBack (): number {
+    const ids = new Set([...this.messages.keys(), ...this.awaitingWrite.keys()])
+    for (const again of this.redeliveries.values()) for (const id of again.keys()) ids.add(id)
+    for (const id of ids) this.writer.mark(id)
+    void this.writer.soon()
+    return ids.size
   }
 
   /** Listens to every target reaching a final state. */
@@ -210,7 +504,10 @@ export class Outbox {
     this.messages.delete(id)
   }
 
-  /** Pending targets whose TTL ran out fail with `expired`; in-flight ones are left to their receipt. */
+  /**
+   * Pending targets whose TTL ran out fail with `expired`, and expired messages are no longer
+   * delivered again; in-flight ones are left to their receipt.
+   */
   expire (inFlight: (id: string, node: string) => boolean = this.inFlightCheck): void {
     const now = Date.now()
     for (const [node, ids] of this.pendingByNode) {
@@ -219,18 +516,38 @@ export class Outbox {
         if (message != null && now > message.expires_at && !inFlight(id, node)) this.settle(id, node, 'failed', { reason: 'expired' })
       }
     }
+    for (const [node, again] of this.redeliveries) {
+      for (const [id, message] of again) {
+        if (now > message.expires_at && !inFlight(id, node)) again.delete(id)
+      }
+      if (again.size === 0) this.endRedelivery(node)
+    }
   }
 
   /** Set by the delivery service: whether an envelope is on the wire awaiting its receipt. */
   inFlightCheck: (id: string, node: string) => boolean = () => false
 
   private opsFor (id: string, _now: number): WriteOp[] {
-    const message = this.messages.get(id)
+    const message = this.messages.get(id) ?? this.creating.get(id) ?? this.awaitingWrite.get(id) ?? this.redeliveryOf(id)
     if (message == null) return []
-    const pending = Object.values(message.targets).some(t => t.state === 'pending')
-    return [
+    const ops: WriteOp[] = [
       { op: 'set', key: OUTBOX_KEY_PREFIX + id, value: JSON.stringify(message) },
-      pending ? { op: 'sadd', set: OUTBOX_PENDING_SET, member: id } : { op: 'srem', set: OUTBOX_PENDING_SET, member: id }
+      hasPendingTarget(message) ? { op: 'sadd', set: OUTBOX_PENDING_SET, member: id } : { op: 'srem', set: OUTBOX_PENDING_SET, member: id },
+      { op: 'zadd', set: OUTBOX_INDEX, score: message.seq, member: id }
     ]
+    for (const [node, target] of Object.entries(message.targets)) {
+      // Scored by the latest receipt: a target that loses its store again gets back what it got since.
+      const receiptAt = target.redelivered_at ?? target.receipt_at
+      if (target.state === 'delivered' && receiptAt != null) ops.push({ op: 'zadd', set: OUTBOX_RECEIPTED_PREFIX + node, score: receiptAt, member: id })
+    }
+    return ops
+  }
+
+  private redeliveryOf (id: string): OutgoingMessage | undefined {
+    for (const again of this.redeliveries.values()) {
+      const message = again.get(id)
+      if (message != null) return message
+    }
+    return undefined
   }
 }

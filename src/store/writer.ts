@@ -1,9 +1,13 @@
 import type { Logger } from 'pino'
 import { errorMessage } from '../errors.js'
-import { StoreUnavailableError, type StoreBackend, type WriteOp } from './backend.js'
+import { StoreOutcomeUnknownError, StoreUnavailableError, type StoreBackend, type WriteOp } from './backend.js'
 
-/** What became of a key's write: stored; kept to retry (the store is away); or refused for good and dropped. */
-export type WriteOutcome = 'written' | 'pending' | 'dropped'
+/**
+ * What became of a key's write: stored; kept to retry (the store is away, nothing applied);
+ * sent but unanswered, so it may or may not be applied (kept to retry, like `pending`); or
+ * refused for good and dropped.
+ */
+export type WriteOutcome = 'written' | 'pending' | 'unknown' | 'dropped'
 
 /**
  * Writes in-memory state to the store by key: callers mark keys dirty, and the ops for each key
@@ -31,7 +35,12 @@ export class DirtyWriter {
     private readonly log: Logger,
     private readonly label: string,
     /** Told which keys a successful write held. */
-    private readonly onWritten?: (keys: string[]) => void
+    private readonly onWritten?: (keys: string[]) => void,
+    /**
+     * Told, as it happens (before any later write can start), which keys a write did not
+     * store and why; a caller may `forget` them so no retry writes them.
+     */
+    private readonly onNotWritten?: (keys: string[], outcome: Exclude<WriteOutcome, 'written'>) => void
   ) {}
 
   get pending (): number {
@@ -54,6 +63,11 @@ export class DirtyWriter {
 
   mark (key: string): void {
     this.dirty.add(key)
+  }
+
+  /** Takes `key` out of what is left to write: no later attempt writes it. */
+  forget (key: string): void {
+    this.dirty.delete(key)
   }
 
   /** Marks `key` and resolves once a write attempt holding it has finished, with its outcome. */
@@ -112,6 +126,10 @@ export class DirtyWriter {
       await this.store.write(batch.flatMap(b => b.ops))
       this.written(batch.map(b => b.key))
     } catch (err) {
+      if (err instanceof StoreOutcomeUnknownError) {
+        this.keep(batch.map(b => b.key), err, 'unknown')
+        return
+      }
       if (this.unavailable(err)) {
         this.keep(batch.map(b => b.key), err)
         return
@@ -123,6 +141,11 @@ export class DirtyWriter {
           await this.store.write(ops)
           this.written([key])
         } catch (err) {
+          if (err instanceof StoreOutcomeUnknownError) {
+            this.keep([key], err, 'unknown')
+            this.keep(batch.slice(i + 1).map(b => b.key), err)
+            return
+          }
           if (this.unavailable(err)) {
             this.keep(batch.slice(i).map(b => b.key), err)
             return
@@ -147,12 +170,13 @@ export class DirtyWriter {
     this.onWritten?.(keys)
   }
 
-  private keep (keys: string[], err: unknown): void {
+  private keep (keys: string[], err: unknown, outcome: 'pending' | 'unknown' = 'pending'): void {
     for (const key of keys) {
       // A key marked again meanwhile is written with its newer state anyway.
       this.dirty.add(key)
-      this.record(key, 'pending')
+      this.record(key, outcome)
     }
+    if (keys.length > 0) this.onNotWritten?.(keys, outcome)
     const reason = errorMessage(err)
     if (reason !== this.lastError) this.log.warn({ event: 'store_write_failed', what: this.label, pending: this.dirty.size, err: reason }, 'store write failed; kept in memory')
     this.lastError = reason
@@ -162,6 +186,7 @@ export class DirtyWriter {
     this.droppedCount++
     this.lastDropReason = errorMessage(err)
     this.record(key, 'dropped')
+    this.onNotWritten?.([key], 'dropped')
     this.log.error({ event: 'store_write_dropped', what: this.label, key, err: errorMessage(err) }, 'a change the store can never hold was dropped; the others are written')
   }
 }
