@@ -12,6 +12,8 @@ export interface Heartbeat {
   blockHeight?: bigint
   p2pConnections: number
   connected: string[]
+  storeEpoch?: string
+  storeLostFromMs?: bigint
 }
 
 export namespace Heartbeat {
@@ -69,6 +71,16 @@ export namespace Heartbeat {
             w.uint32(74)
             w.string(value)
           }
+        }
+
+        if (obj.storeEpoch != null) {
+          w.uint32(82)
+          w.string(obj.storeEpoch)
+        }
+
+        if (obj.storeLostFromMs != null) {
+          w.uint32(88)
+          w.uint64(obj.storeLostFromMs)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -130,6 +142,14 @@ export namespace Heartbeat {
               }
 
               obj.connected.push(reader.string())
+              break
+            }
+            case 10: {
+              obj.storeEpoch = reader.string()
+              break
+            }
+            case 11: {
+              obj.storeLostFromMs = reader.uint64()
               break
             }
             default: {
@@ -222,6 +242,20 @@ export namespace Heartbeat {
 
               break
             }
+            case 10: {
+              yield {
+                field: `${prefix}.storeEpoch`,
+                value: reader.string()
+              }
+              break
+            }
+            case 11: {
+              yield {
+                field: `${prefix}.storeLostFromMs`,
+                value: reader.uint64()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -280,6 +314,16 @@ export namespace Heartbeat {
     value: string
   }
 
+  export interface HeartbeatStoreEpochFieldEvent {
+    field: '$.storeEpoch'
+    value: string
+  }
+
+  export interface HeartbeatStoreLostFromMsFieldEvent {
+    field: '$.storeLostFromMs'
+    value: bigint
+  }
+
   export function encode (obj: Partial<Heartbeat>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Heartbeat.codec())
   }
@@ -288,7 +332,7 @@ export namespace Heartbeat {
     return decodeMessage(buf, Heartbeat.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Heartbeat>): Generator<HeartbeatNodeFieldEvent | HeartbeatRoleFieldEvent | HeartbeatSeqFieldEvent | HeartbeatStartedAtMsFieldEvent | HeartbeatSentAtMsFieldEvent | HeartbeatHealthyFieldEvent | HeartbeatBlockHeightFieldEvent | HeartbeatP2pConnectionsFieldEvent | HeartbeatConnectedFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Heartbeat>): Generator<HeartbeatNodeFieldEvent | HeartbeatRoleFieldEvent | HeartbeatSeqFieldEvent | HeartbeatStartedAtMsFieldEvent | HeartbeatSentAtMsFieldEvent | HeartbeatHealthyFieldEvent | HeartbeatBlockHeightFieldEvent | HeartbeatP2pConnectionsFieldEvent | HeartbeatConnectedFieldEvent | HeartbeatStoreEpochFieldEvent | HeartbeatStoreLostFromMsFieldEvent> {
     return streamMessage(buf, Heartbeat.codec(), opts)
   }
 }

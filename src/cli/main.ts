@@ -18,6 +18,8 @@ const EXIT_OK = 0
 const EXIT_FAILED = 1
 const EXIT_USAGE = 2
 const EXIT_UNREACHABLE = 3
+/** `send`: the store did not answer the write, so whether the message was sent is not known yet. */
+const EXIT_OUTCOME_UNKNOWN = 4
 
 class CliUsageError extends Error {}
 
@@ -349,8 +351,12 @@ export function buildProgram (): Command {
     .action(async (id: string, _o, cmd: Command) => {
       const message = await withClient(cmd, async client => await client.call<Record<string, unknown>>('messages.get', { id }))
       process.stdout.write(globals(cmd).json === true ? JSON.stringify(message, null, 2) + '\n' : printMessage(message) + '\n')
-      const counts = message.message_delivery as { sent: number, delivered: number }
-      process.exitCode = counts.delivered === counts.sent ? EXIT_OK : EXIT_FAILED
+      if (message.outcome === 'unknown') process.exitCode = EXIT_OUTCOME_UNKNOWN
+      else if (message.outcome === 'not_sent') process.exitCode = EXIT_FAILED
+      else {
+        const counts = message.message_delivery as { sent: number, delivered: number }
+        process.exitCode = counts.delivered === counts.sent ? EXIT_OK : EXIT_FAILED
+      }
     })
 
   program.command('inbox')
@@ -451,7 +457,7 @@ export async function main (argv: string[]): Promise<number> {
     }
     if (err instanceof ControlCallError) {
       process.stderr.write(`aitbc-mesh: ${message}\n`)
-      return err.isUsageError ? EXIT_USAGE : EXIT_FAILED
+      return err.isUsageError ? EXIT_USAGE : err.isOutcomeUnknown ? EXIT_OUTCOME_UNKNOWN : EXIT_FAILED
     }
     const name = err instanceof Error ? err.name : ''
     // Another process holds the daemon's listen address: that can clear, so systemd retries.

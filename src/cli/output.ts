@@ -119,6 +119,7 @@ export function printAgentTable (records: Json[]): string {
 }
 
 export function printMessage (message: Json): string {
+  if (message.outcome === 'not_sent') return `message ${String(message.id)}: not sent: ${String(message.reason)}`
   const targets = message.targets as Record<string, Json>
   const counts = message.message_delivery as { sent: number, delivered: number, failed: number }
   return [
@@ -127,10 +128,13 @@ export function printMessage (message: Json): string {
     `sent:    ${new Date(message.sent_at as number).toISOString()}  expires: ${new Date(message.expires_at as number).toISOString()}`,
     '',
     table(['NODE', 'STATE', 'RECEIPT', 'ATTEMPTS', 'REASON'], Object.entries(targets).map(([node, t]) => [
-      node, t.state as string, t.receipt_at != null ? new Date(t.receipt_at as number).toISOString() : null, t.attempts as number, t.reason as string | undefined
+      node, t.state as string, t.receipt_at != null ? new Date(t.receipt_at as number).toISOString() : null, t.attempts as number,
+      (t.reason as string | undefined) ?? (t.redelivered_at != null ? `delivered again ${new Date(t.redelivered_at as number).toISOString()}` : undefined)
     ])),
     '',
-    `delivered ${counts.delivered} of ${counts.sent}${counts.failed > 0 ? `, ${counts.failed} failed` : ''}`
+    message.outcome === 'unknown'
+      ? 'outcome unknown (resolving): the store has not answered the write yet'
+      : `delivered ${counts.delivered} of ${counts.sent}${counts.failed > 0 ? `, ${counts.failed} failed` : ''}`
   ].join('\n')
 }
 

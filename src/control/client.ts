@@ -18,6 +18,11 @@ export class ControlCallError extends Error {
     super(message)
   }
 
+  /** The outcome is not known yet (a send whose store write went unanswered): CLI exit code 4. */
+  get isOutcomeUnknown (): boolean {
+    return this.code === ErrorCodes.OutcomeUnknown
+  }
+
   /** The daemon refused the input (bad params, unknown method): CLI exit code 2. */
   get isUsageError (): boolean {
     return this.code === ErrorCodes.InvalidParams || this.code === ErrorCodes.MethodNotFound ||

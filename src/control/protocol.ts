@@ -15,7 +15,9 @@ export const ErrorCodes = {
   /** The connection limit is reached; the daemon closes this connection. */
   TooManyConnections: -32002,
   /** The daemon closes the connection: idle, an incomplete line, or a client too far behind reading. */
-  ConnectionClosed: -32003
+  ConnectionClosed: -32003,
+  /** The request's outcome is not known yet (a send whose store write went unanswered); `data.id` names it. */
+  OutcomeUnknown: -32004
 } as const
 
 /** A request without an `id` is a notification: it runs, and nothing is sent back for it. */

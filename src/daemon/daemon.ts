@@ -145,12 +145,21 @@ export class Daemon {
       log
     })
     const heartbeat = new HeartbeatService({
-      libp2p, peers, node: config.node, intervalMs: config.heartbeat.intervalMs, clockSkewMs: config.trust.clockSkewMs, log, localHealth: () => probes.latest()
+      libp2p,
+      peers,
+      node: config.node,
+      intervalMs: config.heartbeat.intervalMs,
+      clockSkewMs: config.trust.clockSkewMs,
+      log,
+      localHealth: () => probes.latest(),
+      storeEpoch: () => ({ epoch: epoch.epoch, lostFromMs: epoch.lostFromMs }),
+      // Messaging is created below; heartbeats are heard only once everything has started.
+      onPeerStoreEpoch: (name, peerEpoch, lostFromMs) => { messaging.peerStoreEpoch(name, peerEpoch, lostFromMs) }
     })
     // Runs operation steps on this node, for its own operator (the runner) and for peers (the protocol).
     const local = new LocalExecutor({ config, probes, log, markSynced: () => { lastSync.mark() } })
     const protocol = new OperationProtocol({ libp2p, peers, local, log, clockSkewMs: config.trust.clockSkewMs })
-    const messaging = new Messaging({ config, libp2p, peers, store, log, metrics })
+    const messaging: Messaging = new Messaging({ config, libp2p, peers, store, log, metrics, epoch })
     const opLog = new OperationLog(store, log, metrics)
     const runner = new OperationRunner({ config, peers, local, protocol, log, messaging, opLog })
 

@@ -9,7 +9,7 @@ import { errorMessage } from '../errors.js'
 import type { MeshLibp2p } from './libp2p.js'
 import type { PeerTable } from './peer-table.js'
 import { RejectionLog } from './rejection-log.js'
-import { aheadOfClock, behindClock, clipText, MAX_WIRE_INTEGER, wireTime } from './wire-bounds.js'
+import { aheadOfClock, behindClock, clipText, MAX_WIRE_INTEGER, storeEpochOutOfRange, wireTime } from './wire-bounds.js'
 
 export const HEARTBEAT_TOPIC = '/aitbc-mesh/heartbeat/1.0.0'
 
@@ -29,6 +29,10 @@ export interface HeartbeatServiceInit {
   /** The latest local probe verdict, carried in each heartbeat. */
   localHealth: () => LocalHealth
   onHeartbeat?: (name: string) => void
+  /** This node's store epoch, carried in each heartbeat (an empty epoch is left out: not known yet). */
+  storeEpoch?: () => { epoch: string, lostFromMs: number }
+  /** A peer's newest heartbeat carried its store epoch. */
+  onPeerStoreEpoch?: (name: string, epoch: string, lostFromMs: number) => void
 }
 
 export function roleToWire (role: Role): NodeRole {
@@ -60,6 +64,8 @@ export function heartbeatOutOfRange (beat: Heartbeat, now: number, clockSkewMs: 
   if (beat.blockHeight != null && beat.blockHeight > MAX_WIRE_INTEGER) return bad('block_height out of range', `block_height ${String(beat.blockHeight)} is over ${String(MAX_WIRE_INTEGER)}`)
   if (beat.p2pConnections > MAX_WIRE_PEER_COUNT) return bad('p2p_connections out of range', `p2p_connections ${beat.p2pConnections} is over ${MAX_WIRE_PEER_COUNT}`)
   if (beat.connected.length > HEARTBEAT_MAX_CONNECTED) return bad('connected list too long', `connected lists ${beat.connected.length} names, over ${HEARTBEAT_MAX_CONNECTED}`)
+  const epoch = storeEpochOutOfRange(beat.storeEpoch, beat.storeLostFromMs, now, clockSkewMs)
+  if (epoch != null) return bad('store epoch out of range', epoch)
   const names = new Set<string>()
   for (const name of beat.connected) {
     if (!nodeName.safeParse(name).success) return bad('connected list malformed', `connected holds "${clipText(name, 64)}", not a node name`)
@@ -116,6 +122,7 @@ export class HeartbeatService {
 
   async publish (): Promise<void> {
     const health = this.init.localHealth()
+    const store = this.init.storeEpoch?.()
     this.seq++
     this.lastSentAt = Date.now()
     const beat: Heartbeat = {
@@ -127,7 +134,8 @@ export class HeartbeatService {
       healthy: health.healthy,
       ...(health.blockHeight != null ? { blockHeight: BigInt(health.blockHeight) } : {}),
       p2pConnections: this.init.libp2p.getPeers().length,
-      connected: this.init.peers.all().filter(p => p.connected).map(p => p.name).slice(0, HEARTBEAT_MAX_CONNECTED)
+      connected: this.init.peers.all().filter(p => p.connected).map(p => p.name).slice(0, HEARTBEAT_MAX_CONNECTED),
+      ...(store != null && store.epoch !== '' ? { storeEpoch: store.epoch, storeLostFromMs: BigInt(Math.max(0, Math.floor(store.lostFromMs))) } : {})
     }
     let data = Heartbeat.encode(beat)
     // Receivers refuse heartbeats over the limit: names that do not fit are left out.
@@ -192,7 +200,7 @@ export class HeartbeatService {
     } catch {
       return // the validator already rejected it
     }
-    const state = this.init.peers.recordHeartbeat(msg.from, {
+    const info = {
       seq: beat.seq,
       startedAtMs: Number(beat.startedAtMs),
       sentAtMs: Number(beat.sentAtMs),
@@ -200,8 +208,12 @@ export class HeartbeatService {
       ...(beat.blockHeight != null ? { blockHeight: Number(beat.blockHeight) } : {}),
       p2pConnections: beat.p2pConnections,
       connected: beat.connected
-    })
-    if (state != null) this.init.onHeartbeat?.(state.name)
+    }
+    const state = this.init.peers.recordHeartbeat(msg.from, info)
+    if (state == null) return
+    this.init.onHeartbeat?.(state.name)
+    // Only the newest heartbeat speaks for the store: an older one relayed late may carry an older epoch.
+    if (state.lastHeartbeat === info && beat.storeEpoch != null) this.init.onPeerStoreEpoch?.(state.name, beat.storeEpoch, Number(beat.storeLostFromMs ?? 0n))
   }
 
   /** A peer that just subscribed hears from us at once instead of up to one interval later. */

@@ -1,3 +1,5 @@
+import { STORE_EPOCH_MAX_CHARS } from '../constants.js'
+
 /**
  * Helpers for bounding what peers send: uint64 fields arrive as bigints that may hold anything up
  * to 2^64-1, which as a JavaScript number loses precision and as a date is not a date at all.
@@ -35,4 +37,18 @@ export function behindClock (what: string, ms: bigint, now: number, skewMs: numb
   if (ms >= BigInt(now - skewMs)) return undefined
   const behind = BigInt(now) - ms
   return `${what} ${wireTime(ms)} is ${String(behind)} ms behind this node's clock (trust.clockSkewMs allows ${skewMs})`
+}
+
+/**
+ * Why a peer's store epoch and loss time are out of range, or undefined: the epoch is 1 to
+ * STORE_EPOCH_MAX_CHARS visible ASCII characters; the loss time is not ahead of our clock beyond
+ * the skew (a store cannot have lost what was not written yet). Both absent is fine (an older peer).
+ */
+export function storeEpochOutOfRange (epoch: string | undefined, lostFromMs: bigint | undefined, now: number, skewMs: number): string | undefined {
+  if (epoch == null) return lostFromMs != null ? 'store_lost_from_ms without a store_epoch' : undefined
+  if (epoch.length === 0 || epoch.length > STORE_EPOCH_MAX_CHARS || !/^[\x21-\x7e]+$/.test(epoch)) {
+    return `store_epoch "${clipText(epoch, 64)}" is not 1 to ${STORE_EPOCH_MAX_CHARS} visible ASCII characters`
+  }
+  if (lostFromMs != null) return aheadOfClock('store_lost_from_ms', lostFromMs, now, skewMs)
+  return undefined
 }

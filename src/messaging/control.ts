@@ -5,7 +5,7 @@ import { noParamsFor, paramsOf } from '../control/params.js'
 import { controlMethod } from '../control/server.js'
 import { streamUntilClosed, untilAborted } from '../control/streaming.js'
 import { parseSend } from './message.js'
-import { messageView, type Messaging } from './messaging.js'
+import { lookupView, messageView, type Messaging } from './messaging.js'
 
 const messageId = z.string({ message: 'expected a message id (a string)' }).min(1, 'expected a message id, not empty')
 
@@ -35,7 +35,7 @@ export function messagingControl (messaging: Messaging): ControlMethods {
   return {
     // The answer leaves out the body the caller just sent.
     'messages.send': controlMethod(parseSend, async params => { const { body: _body, ...view } = messageView(await messaging.send(params)); return view }),
-    'messages.get': controlMethod(paramsOf(messagesGetParams, 'messages.get'), async params => messageView(await messaging.get(params.id))),
+    'messages.get': controlMethod(paramsOf(messagesGetParams, 'messages.get'), async params => lookupView(await messaging.lookup(params.id))),
     // Events for each target as it finishes; the result once all have (or at the timeout).
     'messages.wait': controlMethod(paramsOf(messagesWaitParams, 'messages.wait'), async (params, ctx) =>
       messageView(await messaging.wait(params.id, params.timeout * 1000, event => { ctx.notify(event) }, ctx.signal))),

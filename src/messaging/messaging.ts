@@ -5,11 +5,14 @@ import type { MeshLibp2p } from '../mesh/libp2p.js'
 import type { PeerTable } from '../mesh/peer-table.js'
 import { resolveTargets } from '../operations/targets.js'
 import type { StoreBackend } from '../store/backend.js'
+import type { StoreEpoch } from '../store/epoch.js'
 import type { MeshMetrics } from '../metrics.js'
 import { MessageDelivery } from './delivery.js'
+import { GiveBack } from './give-back.js'
 import { Inbox } from './inbox.js'
 import { deliveryCounts, parseSend, type InboxMessage, type OutgoingMessage } from './message.js'
-import { Outbox, type DeliveryEvent } from './outbox.js'
+import { Outbox, type DeliveryEvent, type SentLookup } from './outbox.js'
+import { SentRetention } from './sent-retention.js'
 
 export interface MessagingInit {
   config: MeshConfig
@@ -18,11 +21,19 @@ export interface MessagingInit {
   store: StoreBackend
   log: Logger
   metrics?: MeshMetrics
+  /** This node's store epoch: on a loss, what is held in memory is written back. */
+  epoch?: StoreEpoch
 }
 
 /** The view of a sent message that callers get: per-target states and the delivery counts. */
-export function messageView (message: OutgoingMessage): Record<string, unknown> {
-  return { ...message, message_delivery: deliveryCounts([message]) }
+export function messageView (message: OutgoingMessage, outcome: 'sent' | 'unknown' = 'sent'): Record<string, unknown> {
+  return { ...message, outcome, message_delivery: deliveryCounts([message]) }
+}
+
+/** What `message ID` shows: the message, or that its send is being settled, or that it was not sent. */
+export function lookupView (found: SentLookup): Record<string, unknown> {
+  if (found.outcome === 'not_sent') return { id: found.id, outcome: 'not_sent', reason: 'the store write did not complete', expires_at: found.expires_at }
+  return messageView(found.message, found.outcome)
 }
 
 /** Coordination messages: send with durable receipts, inspect, wait, and the inbox. */
@@ -30,14 +41,19 @@ export class Messaging {
   readonly inbox: Inbox
   readonly outbox: Outbox
   private readonly delivery: MessageDelivery
+  private readonly retention: SentRetention
+  private readonly giveBack: GiveBack
 
   constructor (private readonly init: MessagingInit) {
     this.inbox = new Inbox(init.store, init.log)
     this.outbox = new Outbox(init.config.node.name, init.store, init.log, init.metrics)
     this.delivery = new MessageDelivery({ libp2p: init.libp2p, peers: init.peers, inbox: this.inbox, outbox: this.outbox, node: init.config.node.name, clockSkewMs: init.config.trust.clockSkewMs, log: init.log })
+    this.retention = new SentRetention(init.store, this.outbox, () => init.config.retention.sent, init.log)
+    this.giveBack = new GiveBack(init.store, this.outbox, init.log, init.config.trust.clockSkewMs)
   }
 
   private unwatchOutcomes?: () => void
+  private unwatchLoss?: () => void
 
   async start (): Promise<void> {
     // A failed target is worth a line in the journal; deliveries, at thousands a second, only at debug.
@@ -49,10 +65,18 @@ export class Messaging {
     await this.inbox.start()
     await this.delivery.start()
     await this.outbox.start()
+    this.retention.start()
+    this.unwatchLoss = this.init.epoch?.onLoss(loss => {
+      const count = this.outbox.writeBack()
+      void this.giveBack.writeBack().catch(() => {})
+      this.init.log.warn({ event: 'outbox_written_back', messages: count, epoch: loss.epoch }, 'the store lost data; writing back the sent messages held in memory')
+    })
   }
 
   async stop (): Promise<void> {
     this.unwatchOutcomes?.()
+    this.unwatchLoss?.()
+    await this.retention.stop()
     await this.delivery.stop()
     await this.outbox.stop()
     await this.inbox.stop()
@@ -60,7 +84,18 @@ export class Messaging {
 
   /** Fails what is pending for a node removed from the allowlist; returns how many messages that was. */
   forgetNode (node: string): number {
+    this.outbox.dropRedeliveries(node)
     return this.delivery.forgetNode(node)
+  }
+
+  /** A peer's newest heartbeat showed its store epoch: a new one gets back what its store lost. */
+  peerStoreEpoch (node: string, epoch: string, lostFromMs: number): void {
+    this.giveBack.peerEpoch(node, epoch, lostFromMs)
+  }
+
+  /** Runs one sent-retention pass now; returns how many records it pruned. */
+  async pruneSent (): Promise<number> {
+    return await this.retention.pass()
   }
 
   /** Validates, resolves the targets, stores the message durably, and returns it (with its id). */
@@ -73,10 +108,18 @@ export class Messaging {
   }
 
   async get (id: unknown): Promise<OutgoingMessage> {
+    const found = await this.lookup(id)
+    if (found.outcome === 'unknown') throw new UsageError(`message ${found.message.id}: outcome not known yet (the store has not answered); try again`)
+    if (found.outcome === 'not_sent') throw new UsageError(`message ${found.id}: not sent: the store write did not complete`)
+    return found.message
+  }
+
+  /** What became of a message id this node handed out. */
+  async lookup (id: unknown): Promise<SentLookup> {
     if (typeof id !== 'string' || id === '') throw new UsageError('message: expected a message id')
-    const message = await this.outbox.load(id)
-    if (message == null) throw new UsageError(`message: no message "${id}" was sent from this node`)
-    return message
+    const found = await this.outbox.lookup(id)
+    if (found == null) throw new UsageError(`message: no message "${id}" was sent from this node (or it is older than retention.sent)`)
+    return found
   }
 
   /**

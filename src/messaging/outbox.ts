@@ -37,6 +37,19 @@ export type SentLookup =
 
 interface AbandonMarker { id: string, expires_at: number, abandoned_at: number }
 
+/**
+ * The ops that put a stored record in the index and its targets' receipt sets (scored by the
+ * latest receipt: a target that loses its store again gets back what it got since).
+ */
+export function indexOps (message: OutgoingMessage): WriteOp[] {
+  const ops: WriteOp[] = [{ op: 'zadd', set: OUTBOX_INDEX, score: message.seq, member: message.id }]
+  for (const [node, target] of Object.entries(message.targets)) {
+    const receiptAt = target.redelivered_at ?? target.receipt_at
+    if (target.state === 'delivered' && receiptAt != null) ops.push({ op: 'zadd', set: OUTBOX_RECEIPTED_PREFIX + node, score: receiptAt, member: message.id })
+  }
+  return ops
+}
+
 function hasPendingTarget (message: OutgoingMessage): boolean {
   return Object.values(message.targets).some(t => t.state === 'pending')
 }
@@ -530,17 +543,11 @@ export class Outbox {
   private opsFor (id: string, _now: number): WriteOp[] {
     const message = this.messages.get(id) ?? this.creating.get(id) ?? this.awaitingWrite.get(id) ?? this.redeliveryOf(id)
     if (message == null) return []
-    const ops: WriteOp[] = [
+    return [
       { op: 'set', key: OUTBOX_KEY_PREFIX + id, value: JSON.stringify(message) },
       hasPendingTarget(message) ? { op: 'sadd', set: OUTBOX_PENDING_SET, member: id } : { op: 'srem', set: OUTBOX_PENDING_SET, member: id },
-      { op: 'zadd', set: OUTBOX_INDEX, score: message.seq, member: id }
+      ...indexOps(message)
     ]
-    for (const [node, target] of Object.entries(message.targets)) {
-      // Scored by the latest receipt: a target that loses its store again gets back what it got since.
-      const receiptAt = target.redelivered_at ?? target.receipt_at
-      if (target.state === 'delivered' && receiptAt != null) ops.push({ op: 'zadd', set: OUTBOX_RECEIPTED_PREFIX + node, score: receiptAt, member: id })
-    }
-    return ops
   }
 
   private redeliveryOf (id: string): OutgoingMessage | undefined {

@@ -3,7 +3,7 @@ import { RETENTION_PRUNE_BATCH, RETENTION_PRUNE_INTERVAL_MS } from '../constants
 import { errorMessage } from '../errors.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
 import type { OutgoingMessage } from './message.js'
-import { OUTBOX_INDEX, OUTBOX_KEY_PREFIX, OUTBOX_PENDING_SET, OUTBOX_RECEIPTED_PREFIX, type Outbox } from './outbox.js'
+import { indexOps, OUTBOX_INDEX, OUTBOX_KEY_PREFIX, OUTBOX_PENDING_SET, OUTBOX_RECEIPTED_PREFIX, type Outbox } from './outbox.js'
 
 /** Set once the records written before the index existed are in it. */
 export const OUTBOX_INDEX_MIGRATED = 'mesh:out-index-migrated'
@@ -12,16 +12,6 @@ export interface SentRetentionLimits { maxAgeS: number, maxCount: number }
 
 async function yieldToEventLoop (): Promise<void> {
   await new Promise(resolve => setImmediate(resolve))
-}
-
-/** The ops that put a stored record in the index and its targets' receipt sets. */
-export function indexOps (message: OutgoingMessage): WriteOp[] {
-  const ops: WriteOp[] = [{ op: 'zadd', set: OUTBOX_INDEX, score: message.seq, member: message.id }]
-  for (const [node, target] of Object.entries(message.targets)) {
-    const receiptAt = target.redelivered_at ?? target.receipt_at
-    if (target.state === 'delivered' && receiptAt != null) ops.push({ op: 'zadd', set: OUTBOX_RECEIPTED_PREFIX + node, score: receiptAt, member: message.id })
-  }
-  return ops
 }
 
 /**
