@@ -55,8 +55,9 @@ export class GiveBack {
       await this.store.write([{ op: 'set', key: PEER_EPOCH_KEY_PREFIX + node, value: JSON.stringify(seen) }])
       this.known.set(node, seen)
     } catch (err) {
-      // Tried again at the peer's next heartbeat.
-      this.log.warn({ event: 'give_back_failed', peer: node, err: errorMessage(err) }, 'could not check what a peer\'s store lost; will try again')
+      // Tried again at the peer's next heartbeat; a store that is down is already reported.
+      const level = this.store.health().ok ? 'warn' : 'debug'
+      this.log[level]({ event: 'give_back_failed', peer: node, err: errorMessage(err) }, 'could not check what a peer\'s store lost; will try again')
     }
   }
 

@@ -138,6 +138,16 @@ describe('heartbeatOutOfRange', () => {
     expect(heartbeatOutOfRange(beat({ startedAtMs: 1n }), NOW, SKEW)).toMatchObject({ reason: 'started_at too old', clock: true })
   })
 
+  it('carries the store epoch and its loss time, bounded', () => {
+    const withEpoch = beat({ storeEpoch: 'e'.repeat(64), storeLostFromMs: BigInt(NOW - 1000) })
+    expect(Heartbeat.decode(Heartbeat.encode(withEpoch))).toMatchObject({ storeEpoch: 'e'.repeat(64), storeLostFromMs: BigInt(NOW - 1000) })
+    expect(Heartbeat.decode(Heartbeat.encode(beat())).storeEpoch).toBeUndefined()
+    expect(heartbeatOutOfRange(withEpoch, NOW, SKEW)).toBeUndefined()
+    expect(heartbeatOutOfRange(beat({ storeEpoch: 'e'.repeat(65) }), NOW, SKEW)).toMatchObject({ reason: 'store epoch out of range', clock: false })
+    expect(heartbeatOutOfRange(beat({ storeEpoch: 'e', storeLostFromMs: MAX_U64 }), NOW, SKEW)?.detail).toMatch(/store_lost_from_ms .* ahead of this node's clock/)
+    expect(heartbeatOutOfRange(beat({ storeLostFromMs: 5n }), NOW, SKEW)?.detail).toBe('store_lost_from_ms without a store_epoch')
+  })
+
   it('refuses counts and lists out of range', () => {
     expect(heartbeatOutOfRange(beat({ seq: 0n }), NOW, SKEW)).toMatchObject({ reason: 'seq out of range', clock: false })
     expect(heartbeatOutOfRange(beat({ seq: MAX_U64 }), NOW, SKEW)?.reason).toBe('seq out of range')
