@@ -9,6 +9,7 @@ import { NO_METRICS, type MeshMetrics } from '../metrics.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
 import { DirtyWriter } from '../store/writer.js'
 import type { OutgoingMessage, SendInput, TargetDelivery } from './message.js'
+import { RedeliveryQueue } from './redelivery-queue.js'
 
 export const OUTBOX_KEY_PREFIX = 'mesh:out:'
 export const OUTBOX_PENDING_SET = 'mesh:out-pending'
@@ -75,8 +76,7 @@ export class Outbox {
   /** Abandoned ids to look for once more (id → when), against a write the store applies late. */
   private readonly recheck = new Map<string, number>()
   /** Per target: delivered messages it lost, to deliver again, in send order. */
-  private readonly redeliveries = new Map<string, Map<string, OutgoingMessage>>()
-  private readonly redeliveryWaiters = new Map<string, Array<() => void>>()
+  private readonly redeliveries = new RedeliveryQueue()
   /** Delivered-again messages not held in `messages`, until their new state is written. */
   private readonly awaitingWrite = new Map<string, OutgoingMessage>()
   private readonly writer: DirtyWriter
@@ -329,7 +329,7 @@ export class Outbox {
 
   /** Whether `node` has messages waiting (pending, or to deliver again). */
   hasPending (node: string): boolean {
-    return (this.pendingByNode.get(node)?.size ?? 0) > 0 || (this.redeliveries.get(node)?.size ?? 0) > 0
+    return (this.pendingByNode.get(node)?.size ?? 0) > 0 || this.redeliveries.size(node) > 0
   }
 
   /** Whether retention must keep `id`: a target still pending, its send unsettled, or being delivered again. */
@@ -337,8 +337,7 @@ export class Outbox {
     const message = this.messages.get(id)
     if (message != null && hasPendingTarget(message)) return true
     if (this.unresolved.has(id) || this.creating.has(id) || this.awaitingWrite.has(id)) return true
-    for (const again of this.redeliveries.values()) if (again.has(id)) return true
-    return false
+    return this.redeliveries.find(id) != null
   }
 
   /** Drops pruned messages from the recent cache, so `message ID` agrees with the store. */
@@ -356,7 +355,7 @@ export class Outbox {
    */
   nextPending (node: string, limit: number, skip: (id: string) => boolean): OutgoingMessage[] {
     const out: OutgoingMessage[] = []
-    for (const m of this.redeliveries.get(node)?.values() ?? []) {
+    for (const m of this.redeliveries.queued(node)) {
       if (out.length >= limit) return out
       if (!skip(m.id)) out.push(m)
     }
@@ -377,7 +376,7 @@ export class Outbox {
   }
 
   noteAttempt (id: string, node: string): void {
-    const delivery = (this.redeliveries.get(node)?.get(id) ?? this.messages.get(id))?.targets[node]
+    const delivery = (this.redeliveries.get(node, id) ?? this.messages.get(id))?.targets[node]
     if (delivery != null) delivery.attempts++
   }
 
@@ -402,25 +401,15 @@ export class Outbox {
   }
 
   private settleRedelivery (id: string, node: string, state: 'delivered' | 'failed', receiptAt?: number): boolean {
-    const again = this.redeliveries.get(node)
-    const message = again?.get(id)
-    if (again == null || message == null) return false
-    again.delete(id)
+    const message = this.redeliveries.take(node, id)
+    if (message == null) return false
     // Refused this time (it expired meanwhile): the target keeps its first receipt.
     if (state === 'delivered') {
       message.targets[node]!.redelivered_at = receiptAt ?? Date.now()
       if (!this.messages.has(id)) this.awaitingWrite.set(id, message)
       void this.writer.commit(id)
     }
-    if (again.size === 0) this.endRedelivery(node)
     return true
-  }
-
-  private endRedelivery (node: string): void {
-    this.redeliveries.delete(node)
-    const waiters = this.redeliveryWaiters.get(node) ?? []
-    this.redeliveryWaiters.delete(node)
-    for (const resolve of waiters) resolve()
   }
 
   /**
@@ -463,25 +452,19 @@ export class Outbox {
       })
     }
     if (found.length === 0) return 0
-    const queued = [...(this.redeliveries.get(node)?.values() ?? []), ...found].sort((a, b) => a.seq - b.seq)
-    this.redeliveries.set(node, new Map(queued.map(m => [m.id, m])))
+    this.redeliveries.add(node, found)
     this.onPending?.(node)
     return found.length
   }
 
   /** Resolves once nothing is left to deliver again to `node`. */
   async redeliveryDone (node: string): Promise<void> {
-    if ((this.redeliveries.get(node)?.size ?? 0) === 0) return
-    await new Promise<void>(resolve => {
-      const waiters = this.redeliveryWaiters.get(node) ?? []
-      waiters.push(resolve)
-      this.redeliveryWaiters.set(node, waiters)
-    })
+    await this.redeliveries.done(node)
   }
 
   /** A node removed from the mesh: nothing more is delivered to it again. */
   dropRedeliveries (node: string): void {
-    if (this.redeliveries.has(node)) this.endRedelivery(node)
+    this.redeliveries.drop(node)
   }
 
   /**
@@ -489,8 +472,7 @@ export class Outbox {
    * being delivered again) is written back with its index entries.
    */
   writeBack (): number {
-    const ids = new Set([...this.messages.keys(), ...this.awaitingWrite.keys()])
-    for (const again of this.redeliveries.values()) for (const id of again.keys()) ids.add(id)
+    const ids = new Set([...this.messages.keys(), ...this.awaitingWrite.keys(), ...this.redeliveries.ids()])
     for (const id of ids) this.writer.mark(id)
     void this.writer.soon()
     return ids.size
@@ -529,32 +511,19 @@ export class Outbox {
         if (message != null && now > message.expires_at && !inFlight(id, node)) this.settle(id, node, 'failed', { reason: 'expired' })
       }
     }
-    for (const [node, again] of this.redeliveries) {
-      for (const [id, message] of again) {
-        if (now > message.expires_at && !inFlight(id, node)) again.delete(id)
-      }
-      if (again.size === 0) this.endRedelivery(node)
-    }
+    this.redeliveries.expire(now, inFlight)
   }
 
   /** Set by the delivery service: whether an envelope is on the wire awaiting its receipt. */
   inFlightCheck: (id: string, node: string) => boolean = () => false
 
   private opsFor (id: string, _now: number): WriteOp[] {
-    const message = this.messages.get(id) ?? this.creating.get(id) ?? this.awaitingWrite.get(id) ?? this.redeliveryOf(id)
+    const message = this.messages.get(id) ?? this.creating.get(id) ?? this.awaitingWrite.get(id) ?? this.redeliveries.find(id)
     if (message == null) return []
     return [
       { op: 'set', key: OUTBOX_KEY_PREFIX + id, value: JSON.stringify(message) },
       hasPendingTarget(message) ? { op: 'sadd', set: OUTBOX_PENDING_SET, member: id } : { op: 'srem', set: OUTBOX_PENDING_SET, member: id },
       ...indexOps(message)
     ]
-  }
-
-  private redeliveryOf (id: string): OutgoingMessage | undefined {
-    for (const again of this.redeliveries.values()) {
-      const message = again.get(id)
-      if (message != null) return message
-    }
-    return undefined
   }
 }
