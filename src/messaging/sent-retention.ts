@@ -120,20 +120,32 @@ export class SentRetention {
     return pruned
   }
 
+  /**
+   * Deletes the records and their entries, at most RETENTION_PRUNE_BATCH entries per write (a
+   * record's entries stay in one write), yielding between writes.
+   */
   private async remove (ids: string[]): Promise<void> {
     const records = await this.store.mget(ids.map(id => OUTBOX_KEY_PREFIX + id))
-    const ops: WriteOp[] = []
-    ids.forEach((id, i) => {
-      ops.push({ op: 'del', key: OUTBOX_KEY_PREFIX + id }, { op: 'srem', set: OUTBOX_PENDING_SET, member: id }, { op: 'zrem', set: OUTBOX_INDEX, member: id })
+    let ops: WriteOp[] = []
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!
+      const own: WriteOp[] = [{ op: 'del', key: OUTBOX_KEY_PREFIX + id }, { op: 'srem', set: OUTBOX_PENDING_SET, member: id }, { op: 'zrem', set: OUTBOX_INDEX, member: id }]
       const record = records[i]
-      if (record == null) return
-      try {
-        for (const node of Object.keys((JSON.parse(record) as OutgoingMessage).targets)) ops.push({ op: 'zrem', set: OUTBOX_RECEIPTED_PREFIX + node, member: id })
-      } catch {
-        // Unreadable: its receipt entries, if any, stay until the node's set is trimmed.
+      if (record != null) {
+        try {
+          for (const node of Object.keys((JSON.parse(record) as OutgoingMessage).targets)) own.push({ op: 'zrem', set: OUTBOX_RECEIPTED_PREFIX + node, member: id })
+        } catch {
+          // Unreadable: its receipt entries, if any, stay.
+        }
       }
-    })
-    await this.store.write(ops)
+      if (ops.length > 0 && ops.length + own.length > RETENTION_PRUNE_BATCH) {
+        await this.store.write(ops)
+        ops = []
+        await yieldToEventLoop()
+      }
+      ops.push(...own)
+    }
+    if (ops.length > 0) await this.store.write(ops)
     this.outbox.forgetPruned(ids)
   }
 }
