@@ -216,6 +216,8 @@ export async function runCli (args: string[], input?: string, env: NodeJS.Proces
     child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c })
     child.once('error', reject)
     child.once('close', code => { resolve({ code, stdout, stderr }) })
+    // A command that exits before reading its stdin closes the pipe: its exit code tells, not EPIPE.
+    child.stdin.on('error', () => {})
     child.stdin.end(input ?? '')
   })
 }

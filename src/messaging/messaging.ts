@@ -5,7 +5,6 @@ import type { MeshLibp2p } from '../mesh/libp2p.js'
 import type { PeerTable } from '../mesh/peer-table.js'
 import { resolveTargets } from '../operations/targets.js'
 import type { StoreBackend } from '../store/backend.js'
-import type { StoreEpoch } from '../store/epoch.js'
 import type { MeshMetrics } from '../metrics.js'
 import { MessageDelivery } from './delivery.js'
 import { GiveBack } from './give-back.js'
@@ -21,8 +20,6 @@ export interface MessagingInit {
   store: StoreBackend
   log: Logger
   metrics?: MeshMetrics
-  /** This node's store epoch: on a loss, what is held in memory is written back. */
-  epoch?: StoreEpoch
 }
 
 /** The view of a sent message that callers get: per-target states and the delivery counts. */
@@ -53,7 +50,6 @@ export class Messaging {
   }
 
   private unwatchOutcomes?: () => void
-  private unwatchLoss?: () => void
 
   async start (): Promise<void> {
     // A failed target is worth a line in the journal; deliveries, at thousands a second, only at debug.
@@ -66,16 +62,10 @@ export class Messaging {
     await this.delivery.start()
     await this.outbox.start()
     this.retention.start()
-    this.unwatchLoss = this.init.epoch?.onLoss(loss => {
-      const count = this.outbox.writeBack()
-      void this.giveBack.writeBack().catch(() => {})
-      this.init.log.warn({ event: 'outbox_written_back', messages: count, epoch: loss.epoch }, 'the store lost data; writing back the sent messages held in memory')
-    })
   }
 
   async stop (): Promise<void> {
     this.unwatchOutcomes?.()
-    this.unwatchLoss?.()
     await this.retention.stop()
     await this.delivery.stop()
     await this.outbox.stop()
@@ -86,6 +76,16 @@ export class Messaging {
   forgetNode (node: string): number {
     this.outbox.dropRedeliveries(node)
     return this.delivery.forgetNode(node)
+  }
+
+  /**
+   * This node's store lost data: the sent messages held in memory (pending, recent, being
+   * delivered again) are written back with their index entries, and the epochs known of peers.
+   */
+  writeBack (): void {
+    const count = this.outbox.writeBack()
+    void this.giveBack.writeBack().catch(() => {})
+    this.init.log.warn({ event: 'outbox_written_back', messages: count }, 'the store lost data; writing back the sent messages held in memory')
   }
 
   /** A peer's newest heartbeat showed its store epoch: a new one gets back what its store lost. */
