@@ -40,6 +40,7 @@ interface DaemonParts {
   heartbeat: HeartbeatService
   protocol: OperationProtocol
   runner: OperationRunner
+  probes: LocalProbes
   store: StoreBackend
   registry: AgentRegistry
   replication: AgentReplication
@@ -87,6 +88,7 @@ export class Daemon {
   private stopping?: Promise<void>
   readonly startedAt = Date.now()
 
+  /** The config the daemon started with; a reload hands what it may change to each part's setter. */
   readonly config: MeshConfig
   readonly log: Logger
   readonly libp2p: MeshLibp2p
@@ -96,6 +98,7 @@ export class Daemon {
   private readonly heartbeat: HeartbeatService
   private readonly protocol: OperationProtocol
   private readonly runner: OperationRunner
+  private readonly probes: LocalProbes
   private readonly store: StoreBackend
   private readonly registry: AgentRegistry
   private readonly replication: AgentReplication
@@ -104,7 +107,6 @@ export class Daemon {
   private readonly messaging: Messaging
   private readonly opLog: OperationLog
   private readonly control: ControlServer
-  private stopProbes?: () => void
   /** Metrics, /health and the status page, when `http:` is configured. */
   private http?: HttpService
 
@@ -118,6 +120,7 @@ export class Daemon {
     this.heartbeat = parts.heartbeat
     this.protocol = parts.protocol
     this.runner = parts.runner
+    this.probes = parts.probes
     this.store = parts.store
     this.registry = parts.registry
     this.replication = parts.replication
@@ -207,7 +210,7 @@ export class Daemon {
       if (state != null) log.info({ event: 'peer_disconnected', peer: state.name, peerId: peerId.toString() }, 'peer disconnected')
     })
 
-    const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, store, registry, replication, messaging, opLog, ...(coordinatorImport != null ? { coordinatorImport } : {}), ...(coordinatorExport != null ? { coordinatorExport } : {}) })
+    const daemon = new Daemon({ config, log, libp2p, gater, peers, connector, heartbeat, protocol, runner, probes, store, registry, replication, messaging, opLog, ...(coordinatorImport != null ? { coordinatorImport } : {}), ...(coordinatorExport != null ? { coordinatorExport } : {}) })
 
     // Give Redis a moment to connect so the first requests find it; without it the daemon still
     // starts (degraded) and writes once it is back.
@@ -245,7 +248,6 @@ export class Daemon {
     }
     // Probe every probes.intervalMs: heartbeats carry the latest verdict, status answers from it.
     probes.start()
-    daemon.stopProbes = () => { probes.stop() }
     log.info({
       event: 'ready',
       peerId: libp2p.peerId.toString(),
@@ -435,13 +437,10 @@ export class Daemon {
 
     const changes = this.peers.apply(next.peers)
     this.gater.setAllowed(next.peers.map(p => p.peerId))
-    // Services read these through the shared config object when they next use them.
-    this.config.peers = next.peers
-    this.config.probes = next.probes
-    this.config.actions = next.actions
-    this.config.sync = next.sync
-    if (next.logLevel != null) this.config.logLevel = next.logLevel
-    else delete this.config.logLevel
+    // Each part that uses a reloadable field gets the new value through its own setter.
+    this.messaging.setPeers(next.peers)
+    this.runner.setSettings({ peers: next.peers, actions: next.actions, sync: next.sync, probes: next.probes })
+    this.probes.setProbes(next.probes)
     if (process.env.LOG_LEVEL == null || process.env.LOG_LEVEL === '') this.log.level = next.logLevel ?? 'info'
 
     for (const removed of changes.removed) {
@@ -481,7 +480,7 @@ export class Daemon {
   }
 
   private async doStop (): Promise<void> {
-    this.stopProbes?.()
+    this.probes.stop()
     const steps: Array<[string, () => Promise<void> | void]> = [
       ['control socket', async () => { await this.control.stop() }],
       ['http', async () => { await this.http?.stop() }],

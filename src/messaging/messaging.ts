@@ -37,6 +37,11 @@ export class Messaging {
     this.delivery = new MessageDelivery({ libp2p: init.libp2p, peers: init.peers, inbox: this.inbox, outbox: this.outbox, node: init.config.node.name, clockSkewMs: init.config.trust.clockSkewMs, log: init.log })
   }
 
+  /** A reload's new allowlist: sends resolve their targets against it from now on. */
+  setPeers (peers: MeshConfig['peers']): void {
+    this.init.config = { ...this.init.config, peers }
+  }
+
   private unwatchOutcomes?: () => void
 
   async start (): Promise<void> {
