@@ -447,7 +447,7 @@ export class Daemon {
       this.connector.forget(removed.peerId)
       const failed = this.messaging.forgetNode(removed.name)
       try {
-        await withTimeout(`closing the connection to ${removed.name}`, this.libp2p.hangUp(removed.peerId), HANG_UP_TIMEOUT_MS)
+        await withTimeout(`closing the connection to ${removed.name}`, async signal => { await this.libp2p.hangUp(removed.peerId, { signal }) }, HANG_UP_TIMEOUT_MS)
       } catch (err) {
         this.log.warn({ event: 'hang_up_failed', peer: removed.name, peerId: removed.peerId.toString(), err: errorMessage(err) }, 'could not close the connection to a removed peer')
       }
@@ -481,7 +481,7 @@ export class Daemon {
 
   private async doStop (): Promise<void> {
     this.probes.stop()
-    const steps: Array<[string, () => Promise<void> | void]> = [
+    const steps: Array<[string, (signal: AbortSignal) => Promise<void> | void]> = [
       ['control socket', async () => { await this.control.stop() }],
       ['http', async () => { await this.http?.stop() }],
       ['peer connector', () => { this.connector.stop() }],
@@ -497,7 +497,7 @@ export class Daemon {
     ]
     for (const [label, step] of steps) {
       try {
-        await withTimeout(label, Promise.resolve().then(step), SHUTDOWN_STEP_TIMEOUT_MS)
+        await withTimeout(label, step, SHUTDOWN_STEP_TIMEOUT_MS)
       } catch (err) {
         this.log.warn({ event: 'shutdown_step_failed', step: label, err: errorMessage(err) }, 'shutdown step failed; continuing')
       }
