@@ -16,9 +16,9 @@ import { onCleanup, tempDir, waitFor } from '../helpers.js'
  * `alice` with sudo rights runs each command as a fresh login (`setpriv --init-groups`), in her
  * own checkout of this repository (a copy of this working tree without build output).
  *
- * `npm ci` runs in the host's mount namespace but the machine's network namespace (the veth pair
- * has no route to the npm registry). `systemctl enable --now` cannot run: systemd is not the
- * init process here. In its place the test starts the installed unit's ExecStart as its User= and
+ * `npm run setup` (`npm ci` on the pinned Node) runs in the host's mount namespace but the
+ * machine's network namespace (the veth pair has no route to the npm registry). `systemctl enable
+ * --now` cannot run: systemd is not the init process here. In its place the test starts the installed unit's ExecStart as its User= and
  * Group=, with its EnvironmentFile=, Environment=, UMask= and the runtime, state and cache
  * directories it names, as systemd would; `systemd-analyze verify` checks the installed unit.
  * `systemctl reload` (ExecReload, SIGHUP) is covered by test/integration/reload.test.ts.
@@ -264,7 +264,7 @@ describe('README: install on two hosts', () => {
       for (const file of files) cpSync(join(ROOT, file), join(checkout, file), { recursive: true })
       await host.root(`chown -R ${OPERATOR}: ${checkout}`)
     }
-    // A warm npm cache (what this machine has), so `npm ci` does not download everything again.
+    // A warm npm cache (what this machine has), so `npm run setup` does not download everything again.
     const cache = join(process.env.HOME ?? '/root', '.npm', '_cacache')
     mkdirSync(join(base, 'npm-cache'))
     if (existsSync(cache)) await must('cp', ['-a', cache, join(base, 'npm-cache', '_cacache')])
@@ -273,7 +273,7 @@ describe('README: install on two hosts', () => {
 
   it('builds and installs on each host: launcher, unit, env file, user aitbc, data folder', async () => {
     const build = block(blocks, 'build')
-    expect(build).toEqual(['npm ci', 'sudo bash config/install.sh'])
+    expect(build).toEqual(['npm run setup', 'sudo bash config/install.sh'])
     await Promise.all(hosts.map(async host => {
       for (const command of build) {
         const res = await operator(host, command, command.startsWith('npm ') ? 'machine' : 'mesh')
