@@ -1,7 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { WaitAborted } from '../../src/devmesh/local-mesh.js'
 import { onCleanup, tempDir, waitFor } from '../helpers.js'
 
@@ -224,6 +225,13 @@ describe('README: install on two hosts', () => {
     })
     return res
   }
+
+  // The operators' checkouts with their node_modules and the npm cache are tens of thousands of
+  // files: removed here, under this test's bound, rather than in the shared cleanup's 60 s.
+  afterAll(async () => {
+    await Promise.all([...(hosts ?? []).map(host => join(base, host.name, 'checkout')), join(base, 'npm-cache')]
+      .map(async dir => { await rm(dir, { recursive: true, force: true }) }))
+  }, INSTALL_TIMEOUT_MS)
 
   beforeAll(async () => {
     requireTools()
