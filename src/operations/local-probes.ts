@@ -1,9 +1,6 @@
 import { accessSync, constants as fsConstants } from 'node:fs'
 import type { Logger } from 'pino'
 import type { MeshConfig } from '../config/config.js'
-
-/** The `probes:` section; a reload replaces it through LocalProbes.setProbes. */
-export type ProbeSettings = MeshConfig['probes']
 import {
   LAG_THRESHOLD_BLOCKS, MEMPOOL_PROBE_LIMIT, NO_BLOCK_RECHECK_MAX_MS, PROBE_BUDGET_WINDOW_MS,
   PROBE_RPC_BUDGET_PER_MINUTE, PROBE_STALE_AFTER_INTERVALS, RATE_LIMIT_MAX_BACKOFF_MS
@@ -12,6 +9,9 @@ import type { PeerTable } from '../mesh/peer-table.js'
 import { BlockchainRpc, type ProbeFailure, type ProbeResult } from './probes/rpc.js'
 import { formatUptime, readUnitState } from './probes/systemd.js'
 import type { ChainReport, HealthCheck, NodeReport } from './report.js'
+
+/** The `probes:` section; a reload replaces it through LocalProbes.setProbes. */
+export type ProbeSettings = MeshConfig['probes']
 
 /** One chain's reading; `chain` null: the RPC's default chain, read without a chain id. */
 interface ChainReading extends ChainReport {
