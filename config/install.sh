@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs aitbc-mesh on this host from a built checkout (run `npm ci` in the checkout first).
+# Installs aitbc-mesh on this host from a built checkout (run `npm run setup` in the checkout first).
 # Run as root; running it again upgrades in place and keeps configs, identity and data.
 #
 #   sudo bash config/install.sh
@@ -30,7 +30,7 @@ say () { echo "install.sh: $*"; }
 [ "$(id -u)" -eq 0 ] || fail "run as root (sudo bash $0): it creates a system user and writes to $INSTALL_DIR, $BIN_DIR, /etc and /var/lib"
 [ -f "$SOURCE_DIR/package.json" ] || fail "$SOURCE_DIR is not an aitbc-mesh checkout (no package.json); set SOURCE_DIR"
 [ -f "$SOURCE_DIR/dist/src/cli/main.js" ] && [ -x "$SOURCE_DIR/node_modules/.bin/node" ] \
-  || fail "$SOURCE_DIR is not built: run \`npm ci\` in it first (it installs the pinned Node.js and builds dist/)"
+  || fail "$SOURCE_DIR is not built: run \`npm run setup\` in it first (it installs the pinned Node.js and builds dist/)"
 command -v npm >/dev/null 2>&1 || fail "npm is needed to drop the development dependencies; install npm"
 
 # The service user: no login, no home of its own beyond the data folder.

@@ -50,14 +50,25 @@ export class TimeoutError extends Error {
   override name = 'TimeoutError'
 }
 
-/** `work`, or a TimeoutError naming `label` once `ms` have passed (the work itself is not cancelled). */
-export async function withTimeout<T> (label: string, work: Promise<T>, ms: number): Promise<T> {
+/**
+ * The work's result, or a TimeoutError naming `label` once `ms` have passed. Work given as a
+ * function receives a signal that aborts (with that TimeoutError as its reason) at the timeout,
+ * so work that takes a signal is cancelled rather than left running; a bare promise cannot be
+ * cancelled, only no longer waited for.
+ */
+export async function withTimeout<T> (label: string, work: Promise<T> | ((signal: AbortSignal) => Promise<T> | T), ms: number): Promise<T> {
+  const controller = new AbortController()
   let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      const err = new TimeoutError(`${label} did not finish within ${ms} ms`)
+      controller.abort(err)
+      reject(err)
+    }, ms)
+  })
   try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new TimeoutError(`${label} did not finish within ${ms} ms`)) }, ms) })
-    ])
+    const running = typeof work === 'function' ? Promise.resolve().then(async () => await work(controller.signal)) : work
+    return await Promise.race([running, timedOut])
   } finally {
     clearTimeout(timer)
   }

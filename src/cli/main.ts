@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from 'commander'
 import { EXIT_LISTEN_ADDRESS_IN_USE } from '../constants.js'
 import { ControlCallError, ControlClient, DaemonUnreachableError } from '../control/client.js'
 import { resolveSocketPath } from './socket-path.js'
+import { packageVersion } from './version.js'
 import { printReload, printOpList, printOpRecord, printProgress, printAgentTable, printInboxHeader, printInboxLine, printMessage, printOperation, printPeers, printId } from './output.js'
 
 // Cache compiled code on disk (NODE_COMPILE_CACHE or the temp dir): the daemon loads the whole
@@ -80,6 +81,7 @@ export function buildProgram (): Command {
     .option('--config <file>', 'config file of the local daemon (default: $AITBC_MESH_CONFIG or /etc/aitbc/mesh.yaml)')
     .option('--socket <path>', 'control socket of the local daemon (overrides the config)')
     .option('--json', 'machine-readable JSON output')
+    .version(packageVersion(), '-V, --version', 'print the version of aitbc-mesh')
     .showHelpAfterError()
     .exitOverride()
 

@@ -42,6 +42,9 @@ interface DaemonParts {
   peers: PeerTable
   connector: PeerConnector
   messaging: Messaging
+  /** Parts a reload hands new settings to. */
+  runner: OperationRunner
+  probes: LocalProbes
   /** The store epoch: tells when the store came back empty or older than this node's memory. */
   epoch: StoreEpoch
   /** Every part in start order (stopped in reverse), given the daemon whose control socket is one of them. */
@@ -67,6 +70,7 @@ const RELOADABLE_FIELDS = new Set(['file', 'peers', 'probes', 'actions', 'sync',
 export class Daemon {
   readonly startedAt = Date.now()
 
+  /** The config the daemon started with; a reload hands what it may change to each part's setter. */
   readonly config: MeshConfig
   readonly log: Logger
   readonly libp2p: MeshLibp2p
@@ -74,6 +78,8 @@ export class Daemon {
   private readonly peers: PeerTable
   private readonly connector: PeerConnector
   private readonly messaging: Messaging
+  private readonly runner: OperationRunner
+  private readonly probes: LocalProbes
   readonly epoch: StoreEpoch
   private readonly lifecycle: Lifecycle
   readonly control: ControlServer
@@ -86,6 +92,8 @@ export class Daemon {
     this.peers = parts.peers
     this.connector = parts.connector
     this.messaging = parts.messaging
+    this.runner = parts.runner
+    this.probes = parts.probes
     this.epoch = parts.epoch
     this.control = new ControlServer(parts.config.controlSocket, parts.methods(this), parts.log)
     this.lifecycle = new Lifecycle(parts.parts(this), parts.log)
@@ -250,6 +258,8 @@ export class Daemon {
       peers,
       connector,
       messaging,
+      runner,
+      probes,
       epoch,
       parts,
       methods: daemon => controlApi(
@@ -319,20 +329,17 @@ export class Daemon {
 
     const changes = this.peers.apply(next.peers)
     this.gater.setAllowed(next.peers.map(p => p.peerId))
-    // Services read these through the shared config object when they next use them.
-    this.config.peers = next.peers
-    this.config.probes = next.probes
-    this.config.actions = next.actions
-    this.config.sync = next.sync
-    if (next.logLevel != null) this.config.logLevel = next.logLevel
-    else delete this.config.logLevel
+    // Each part that uses a reloadable field gets the new value through its own setter.
+    this.messaging.setPeers(next.peers)
+    this.runner.setSettings({ peers: next.peers, actions: next.actions, sync: next.sync, probes: next.probes })
+    this.probes.setProbes(next.probes)
     if (process.env.LOG_LEVEL == null || process.env.LOG_LEVEL === '') this.log.level = next.logLevel ?? 'info'
 
     for (const removed of changes.removed) {
       this.connector.forget(removed.peerId)
       const failed = this.messaging.forgetNode(removed.name)
       try {
-        await withTimeout(`closing the connection to ${removed.name}`, this.libp2p.hangUp(removed.peerId), HANG_UP_TIMEOUT_MS)
+        await withTimeout(`closing the connection to ${removed.name}`, async signal => { await this.libp2p.hangUp(removed.peerId, { signal }) }, HANG_UP_TIMEOUT_MS)
       } catch (err) {
         this.log.warn({ event: 'hang_up_failed', peer: removed.name, peerId: removed.peerId.toString(), err: errorMessage(err) }, 'could not close the connection to a removed peer')
       }

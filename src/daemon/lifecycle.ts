@@ -6,7 +6,8 @@ import { errorMessage, withTimeout } from '../errors.js'
 export interface Part {
   name: string
   start?: () => Promise<void> | void
-  stop?: () => Promise<void> | void
+  /** Given a signal that aborts when the step's bound runs out. */
+  stop?: (signal: AbortSignal) => Promise<void> | void
 }
 
 /**
@@ -44,7 +45,7 @@ export class Lifecycle {
       if (part.stop == null) continue
       const stop = part.stop
       try {
-        await withTimeout(part.name, Promise.resolve().then(stop), this.stepTimeoutMs)
+        await withTimeout(part.name, stop, this.stepTimeoutMs)
       } catch (err) {
         this.log.warn({ event: 'shutdown_step_failed', step: part.name, err: errorMessage(err) }, 'shutdown step failed; continuing')
       }

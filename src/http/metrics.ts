@@ -41,7 +41,7 @@ export class PrometheusMeshMetrics implements MeshMetrics {
 
   constructor (node: { name: string, role: string }) {
     const registers = [this.registry]
-    // Gauges are computed when scraped, from whatever the source says then.
+    // Gauges computed when scraped, from whatever the source says then; only the registry holds them.
     const metrics = (): PrometheusMeshMetrics => this
     new Gauge({
       name: 'aitbc_mesh_info',
@@ -49,23 +49,23 @@ export class PrometheusMeshMetrics implements MeshMetrics {
       labelNames: ['node', 'role'],
       registers
     }).labels(node.name, node.role).set(1)
-    new Gauge({
+    this.registry.registerMetric(new Gauge({
       name: 'aitbc_mesh_peers_connected',
       help: 'Configured peers with a live connection to this node',
-      registers,
+      registers: [],
       collect () { this.set(metrics().source?.peers().filter(p => p.connected).length ?? 0) }
-    })
-    new Gauge({
+    }))
+    this.registry.registerMetric(new Gauge({
       name: 'aitbc_mesh_peers_configured',
       help: 'Peers in the allowlist',
-      registers,
+      registers: [],
       collect () { this.set(metrics().source?.peers().length ?? 0) }
-    })
-    new Gauge({
+    }))
+    this.registry.registerMetric(new Gauge({
       name: 'aitbc_mesh_heartbeat_age_seconds',
       help: 'Time since the last heartbeat of each peer (absent for a peer never heard since start)',
       labelNames: ['node'],
-      registers,
+      registers: [],
       collect () {
         this.reset()
         const now = Date.now()
@@ -73,12 +73,12 @@ export class PrometheusMeshMetrics implements MeshMetrics {
           if (peer.lastHeartbeatAt != null) this.labels(peer.name).set((now - peer.lastHeartbeatAt) / 1000)
         }
       }
-    })
-    new Gauge({
+    }))
+    this.registry.registerMetric(new Gauge({
       name: 'aitbc_mesh_peer_status',
       help: 'Liveness of each peer as seen here: 1 for its current status, 0 for the others',
       labelNames: ['node', 'status'],
-      registers,
+      registers: [],
       collect () {
         this.reset()
         const source = metrics().source
@@ -88,24 +88,24 @@ export class PrometheusMeshMetrics implements MeshMetrics {
           for (const status of LIVENESS) this.labels(peer.name, status).set(status === current ? 1 : 0)
         }
       }
-    })
-    new Gauge({
+    }))
+    this.registry.registerMetric(new Gauge({
       name: 'aitbc_mesh_store_healthy',
       help: 'Whether the store (Redis or embedded) is usable and writes are succeeding (1) or not (0)',
-      registers,
+      registers: [],
       collect () { this.set(metrics().source?.storeHealthy() === true ? 1 : 0) }
-    })
-    new Gauge({
+    }))
+    this.registry.registerMetric(new Gauge({
       name: 'aitbc_mesh_store_durable',
       help: 'Whether the store keeps acknowledged writes through a crash (1: append-only with fsync always or everysec) or not (0), labelled with the level read',
       labelNames: ['level'],
-      registers,
+      registers: [],
       collect () {
         this.reset()
         const durability = metrics().source?.storeDurability()
         if (durability != null) this.labels(durability.level).set(durability.durable ? 1 : 0)
       }
-    })
+    }))
     this.sent = new Counter({ name: 'aitbc_mesh_messages_sent_total', help: 'Coordination messages accepted for delivery, counted once per target node', registers })
     this.delivered = new Counter({ name: 'aitbc_mesh_messages_delivered_total', help: 'Message deliveries receipted by their target', registers })
     this.failed = new Counter({ name: 'aitbc_mesh_messages_failed_total', help: 'Message deliveries that failed (expired, rejected by the target, other)', labelNames: ['reason'], registers })

@@ -49,6 +49,11 @@ export class Messaging {
     this.giveBack = new GiveBack(init.store, this.outbox, init.log, init.config.trust.clockSkewMs)
   }
 
+  /** A reload's new allowlist: sends resolve their targets against it from now on. */
+  setPeers (peers: MeshConfig['peers']): void {
+    this.init.config = { ...this.init.config, peers }
+  }
+
   private unwatchOutcomes?: () => void
 
   async start (): Promise<void> {

@@ -10,6 +10,9 @@ import { BlockchainRpc, type ProbeFailure, type ProbeResult } from './probes/rpc
 import { formatUptime, readUnitState } from './probes/systemd.js'
 import type { ChainReport, HealthCheck, NodeReport, StoreReport } from './report.js'
 
+/** The `probes:` section; a reload replaces it through LocalProbes.setProbes. */
+export type ProbeSettings = MeshConfig['probes']
+
 /** One chain's reading; `chain` null: the RPC's default chain, read without a chain id. */
 interface ChainReading extends ChainReport {
   chain: string | null
@@ -93,20 +96,39 @@ export class LocalProbes {
   private rateLimit?: RateLimit
   private timer?: NodeJS.Timeout
   private stopped = false
+  private probes: ProbeSettings
 
-  constructor (private readonly init: LocalProbesInit) {}
+  constructor (private readonly init: LocalProbesInit) {
+    this.probes = init.config.probes
+  }
 
-  /** Probes every probes.intervalMs (read again after each probe, so a reload applies). */
+  /** Probes every probes.intervalMs. */
   start (): void {
     this.stopped = false
-    const schedule = (): void => {
-      if (this.stopped) return
-      this.timer = setTimeout(() => {
-        void this.periodic().catch(() => {}).finally(schedule)
-      }, this.init.config.probes.intervalMs)
-      this.timer.unref()
-    }
-    schedule()
+    this.schedule()
+  }
+
+  private schedule (): void {
+    if (this.stopped) return
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => {
+      void this.periodic().catch(() => {}).finally(() => { this.schedule() })
+    }, this.probes.intervalMs)
+    this.timer.unref()
+  }
+
+  /**
+   * A reload's new `probes:`. A moved RPC gets a new client (rpcFor drops what the old one read);
+   * a probe runs at once, after any in flight, so status shows the new settings without waiting
+   * out the interval; the timer restarts with the new interval.
+   */
+  setProbes (probes: ProbeSettings): void {
+    this.probes = probes
+    if (this.timer == null || this.stopped) return
+    void (this.inFlight ?? Promise.resolve()).catch(() => {})
+      .then(async () => { await this.probeNow() })
+      .catch(() => {})
+      .finally(() => { this.schedule() })
   }
 
   /** One probe now (at start, so the first heartbeat and status have values). */
@@ -152,7 +174,7 @@ export class LocalProbes {
    * never makes more than the budget of calls a minute to a handler.
    */
   private budgetAllowsFreshProbe (): boolean {
-    const { chainIds, intervalMs } = this.init.config.probes
+    const { chainIds, intervalMs } = this.probes
     const chains = Math.max(1, chainIds.length)
     const now = Date.now()
     while (this.freshProbeStarts.length > 0 && this.freshProbeStarts[0]! <= now - PROBE_BUDGET_WINDOW_MS) this.freshProbeStarts.shift()
@@ -163,7 +185,7 @@ export class LocalProbes {
   /** The timer's probe, skipped when a health probe ran within the last half interval. */
   private async periodic (): Promise<void> {
     if (this.inFlight != null) return
-    if (this.snapshot != null && Date.now() - this.lastProbeStartedAt < this.init.config.probes.intervalMs / 2) return
+    if (this.snapshot != null && Date.now() - this.lastProbeStartedAt < this.probes.intervalMs / 2) return
     await this.run('periodic')
   }
 
@@ -226,7 +248,7 @@ export class LocalProbes {
   /** Only while the daemon probes on its timer: a one-off probe is never stale. */
   private staleIssue (snap: ProbeSnapshot): string | undefined {
     if (this.timer == null || this.stopped) return undefined
-    const interval = this.init.config.probes.intervalMs
+    const interval = this.probes.intervalMs
     const age = Date.now() - snap.at
     if (age <= PROBE_STALE_AFTER_INTERVALS * interval) return undefined
     return `probes: last probe ${secondsAgo(age)} ago, more than ${PROBE_STALE_AFTER_INTERVALS} intervals of ${interval} ms (probes.intervalMs); the values are stale`
@@ -256,7 +278,8 @@ export class LocalProbes {
 
   private async probe (kind: ProbeKind): Promise<ProbeSnapshot> {
     this.lastProbeStartedAt = Date.now()
-    const { probes, dataDir } = this.init.config
+    const probes = this.probes
+    const { dataDir } = this.init.config
     const failures: string[] = []
     const notes: string[] = []
     const checks: HealthCheck[] = []
@@ -314,7 +337,7 @@ export class LocalProbes {
 
   /** The RPC part of a probe: /health, then per chain /rpc/head and /rpc/mempool. */
   private async probeRpc (kind: ProbeKind, failures: string[], notes: string[], checks: HealthCheck[]): Promise<ChainReading[]> {
-    const { probes } = this.init.config
+    const probes = this.probes
     if (probes.rpc == null) {
       notes.push('block_height, mempool_size: not probed (probes.rpc is not configured)')
       checks.push({ name: 'rpc', ok: true, detail: 'not configured (probes.rpc)', state: 'not-configured' })
@@ -425,7 +448,7 @@ export class LocalProbes {
   }
 
   private enterRateLimit (failure: ProbeFailure): void {
-    const interval = this.init.config.probes.intervalMs
+    const interval = this.probes.intervalMs
     const previous = this.rateLimit
     // A Retry-After of 0 still waits a second: the RPC just said no.
     const delayMs = failure.retryAfterMs != null ? Math.max(1000, failure.retryAfterMs) : Math.min(RATE_LIMIT_MAX_BACKOFF_MS, previous == null ? 2 * interval : previous.delayMs * 2)
@@ -449,7 +472,7 @@ export class LocalProbes {
   /** While rate-limited: the last values read, with a note saying so; the node stays online. */
   private rateLimitedReadings (notes: string[], checks: HealthCheck[]): ChainReading[] {
     const limit = this.rateLimit!
-    const { chainIds } = this.init.config.probes
+    const { chainIds } = this.probes
     const keys = chainIds.length > 0 ? chainIds : [this.discoveredChain ?? '']
     const readings = keys.map(key => this.lastReadings.get(key) ?? { chain: key === '' ? null : key, block_height: null, mempool_size: null, mempool_at_least: false, noBlock: false, readAt: null })
     const readAt = readings.map(r => r.readAt).filter((t): t is number => t != null)

@@ -75,6 +75,14 @@ export class OperationRunner {
   }
 
   /**
+   * A reload's new settings: targets, actions, sync settings and the probe settings sync reads
+   * (repo, config files, RPC) apply to what starts from now on; running operations keep theirs.
+   */
+  setSettings (next: Pick<MeshConfig, 'peers' | 'actions' | 'sync' | 'probes'>): void {
+    this.init.config = { ...this.init.config, ...next }
+  }
+
+  /**
    * Runs the operation JSON. Throws UsageError for bad input (exit code 2). Input is checked
    * before the operation takes one of the MAX_CONCURRENT_OPERATIONS slots.
    */

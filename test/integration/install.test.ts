@@ -1,7 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { WaitAborted } from '../../src/devmesh/local-mesh.js'
 import { onCleanup, tempDir, waitFor } from '../helpers.js'
 
@@ -16,9 +17,9 @@ import { onCleanup, tempDir, waitFor } from '../helpers.js'
  * `alice` with sudo rights runs each command as a fresh login (`setpriv --init-groups`), in her
  * own checkout of this repository (a copy of this working tree without build output).
  *
- * `npm ci` runs in the host's mount namespace but the machine's network namespace (the veth pair
- * has no route to the npm registry). `systemctl enable --now` cannot run: systemd is not the
- * init process here. In its place the test starts the installed unit's ExecStart as its User= and
+ * `npm run setup` (`npm ci` on the pinned Node) runs in the host's mount namespace but the
+ * machine's network namespace (the veth pair has no route to the npm registry). `systemctl enable
+ * --now` cannot run: systemd is not the init process here. In its place the test starts the installed unit's ExecStart as its User= and
  * Group=, with its EnvironmentFile=, Environment=, UMask= and the runtime, state and cache
  * directories it names, as systemd would; `systemd-analyze verify` checks the installed unit.
  * `systemctl reload` (ExecReload, SIGHUP) is covered by test/integration/reload.test.ts.
@@ -225,6 +226,13 @@ describe('README: install on two hosts', () => {
     return res
   }
 
+  // The operators' checkouts with their node_modules and the npm cache are tens of thousands of
+  // files: removed here, under this test's bound, rather than in the shared cleanup's 60 s.
+  afterAll(async () => {
+    await Promise.all([...(hosts ?? []).map(host => join(base, host.name, 'checkout')), join(base, 'npm-cache')]
+      .map(async dir => { await rm(dir, { recursive: true, force: true }) }))
+  }, INSTALL_TIMEOUT_MS)
+
   beforeAll(async () => {
     requireTools()
     chmodSync(base, 0o755) // the operators reach their checkouts inside it
@@ -264,7 +272,7 @@ describe('README: install on two hosts', () => {
       for (const file of files) cpSync(join(ROOT, file), join(checkout, file), { recursive: true })
       await host.root(`chown -R ${OPERATOR}: ${checkout}`)
     }
-    // A warm npm cache (what this machine has), so `npm ci` does not download everything again.
+    // A warm npm cache (what this machine has), so `npm run setup` does not download everything again.
     const cache = join(process.env.HOME ?? '/root', '.npm', '_cacache')
     mkdirSync(join(base, 'npm-cache'))
     if (existsSync(cache)) await must('cp', ['-a', cache, join(base, 'npm-cache', '_cacache')])
@@ -273,7 +281,7 @@ describe('README: install on two hosts', () => {
 
   it('builds and installs on each host: launcher, unit, env file, user aitbc, data folder', async () => {
     const build = block(blocks, 'build')
-    expect(build).toEqual(['npm ci', 'sudo bash config/install.sh'])
+    expect(build).toEqual(['npm run setup', 'sudo bash config/install.sh'])
     await Promise.all(hosts.map(async host => {
       for (const command of build) {
         const res = await operator(host, command, command.startsWith('npm ') ? 'machine' : 'mesh')

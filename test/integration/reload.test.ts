@@ -1,7 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
+import { StandInRpc } from '../../src/devmesh/stand-in-rpc.js'
 import type { LocalMesh } from '../../src/devmesh/local-mesh.js'
-import { peersOf, runCli, startTestMesh, waitFor } from '../helpers.js'
+import { onCleanup, peersOf, runCli, startTestMesh, waitFor } from '../helpers.js'
 
 /** Log lines of a node from index `from` on that match. */
 function logMatches (mesh: LocalMesh, name: string, pattern: RegExp, from = 0): string[] {
@@ -10,6 +11,14 @@ function logMatches (mesh: LocalMesh, name: string, pattern: RegExp, from = 0): 
 
 async function statusAt (mesh: LocalMesh, at: string, peer: string): Promise<string | undefined> {
   return (await peersOf(mesh, at)).find(p => p.name === peer)?.status
+}
+
+interface StatusEntry { status: string, block_height: number | null, mempool_size: number | null }
+
+async function nodeStatus (mesh: LocalMesh): Promise<StatusEntry> {
+  const res = await mesh.cli('aitbc', ['status', '--json'])
+  expect(res.code, res.stderr).toBe(0)
+  return (JSON.parse(res.stdout) as { nodes_status: Record<string, StatusEntry> }).nodes_status.aitbc!
 }
 
 describe('joining and removing a node on a running mesh', () => {
@@ -111,5 +120,31 @@ describe('joining and removing a node on a running mesh', () => {
     const restart = await mesh.cli('aitbc', ['reload', '--json'])
     expect(restart.code, restart.stderr).toBe(0)
     expect(JSON.parse(restart.stdout)).toMatchObject({ added: [], removed: [], peers: 1, restart_needed: ['heartbeat'] })
+  }, 60000)
+
+  it('a reload that moves probes.rpc probes the new RPC at once, and does not ask for a restart', async () => {
+    // A long probe interval: the timer would not pick the change up within the wait below.
+    const { mesh, hosts } = await startTestMesh(1, { heights: [1000], extra: () => ({ probes: { intervalMs: 60_000 } }) })
+    const genesis = mesh.node('aitbc')
+    const before = await nodeStatus(mesh)
+    expect(before.block_height).toBe(1000)
+
+    const moved = new StandInRpc({ height: 7777, mempool: 3 })
+    const movedUrl = await moved.start(hosts[0]!)
+    onCleanup(async () => { await moved.stop() })
+    const good = readFileSync(genesis.configFile, 'utf8')
+    const oldUrl = /rpc: (\S+)/.exec(good)?.[1]
+    expect(oldUrl).toMatch(/^http:\/\//)
+    writeFileSync(genesis.configFile, good.replace(oldUrl!, movedUrl))
+
+    const res = await mesh.cli('aitbc', ['reload', '--json'])
+    expect(res.code, res.stderr).toBe(0)
+    expect(JSON.parse(res.stdout)).toMatchObject({ restart_needed: [] })
+    // Well within the default probe interval: the reload itself probes the new RPC.
+    await waitFor('status to show the new RPC\'s height', async () => (await nodeStatus(mesh)).block_height === 7777, 5000)
+    expect(moved.requestsTo('/health').length).toBeGreaterThan(0)
+    const after = await nodeStatus(mesh)
+    expect(after.status).toBe('online')
+    expect(after.mempool_size).toBe(3)
   }, 60000)
 })

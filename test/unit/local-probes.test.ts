@@ -112,3 +112,30 @@ describe('LocalProbes against the stand-in RPC', () => {
     expect(report.issues).toContainEqual(expect.stringMatching(/^aitbc: block_height: no block yet on ait-nowhere/))
   })
 })
+
+describe('LocalProbes.setProbes (reload)', () => {
+  const before = new StandInRpc({ height: 100, mempool: 1 }, { rateLimit: null })
+  const after = new StandInRpc({ height: 200, mempool: 2 }, { rateLimit: null })
+  let beforeUrl: string
+  let afterUrl: string
+
+  beforeAll(async () => { [beforeUrl, afterUrl] = await Promise.all([before.start('127.0.0.1', 0), after.start('127.0.0.1', 0)]) })
+  afterAll(async () => { await Promise.all([before.stop(), after.stop()]) })
+
+  it('a moved RPC is probed at once, its values replace the old ones, and the old RPC is not called again', async () => {
+    const probes = probesFor(`{ rpc: "${beforeUrl}", intervalMs: 60000 }`)
+    await probes.probeNow()
+    probes.start()
+    try {
+      expect(await probes.reportFor('status')).toMatchObject({ block_height: 100, mempool_size: 1 })
+      const config = parseConfig(`node: { name: aitbc, role: genesis }\ndataDir: ${dir}\nprobes: { rpc: "${afterUrl}", intervalMs: 60000 }\n`, join(dir, 'mesh.yaml'), {})
+      const calledBefore = before.requests
+      probes.setProbes(config.probes)
+      await vi.waitFor(async () => { expect(await probes.reportFor('status')).toMatchObject({ block_height: 200, mempool_size: 2 }) }, { timeout: 5000, interval: 20 })
+      expect(before.requests).toBe(calledBefore)
+      expect((await probes.reportFor('health')).checks.find(c => c.name === 'rpc')).toMatchObject({ ok: true, state: 'ok' })
+    } finally {
+      probes.stop()
+    }
+  })
+})
