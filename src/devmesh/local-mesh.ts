@@ -146,6 +146,12 @@ export class LocalMesh {
     return node
   }
 
+  /** Whether the node's daemon process is running. */
+  isRunning (name: string): boolean {
+    const child = this.node(name).process
+    return child != null && child.exitCode == null && child.signalCode == null
+  }
+
   /** Starts the daemon process and resolves when it logs that it is ready. */
   async start (name: string, timeoutMs = 15000): Promise<LocalNode> {
     const node = this.node(name)

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { pbStream } from '@libp2p/utils'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { Envelope, Receipt, ReceiptStatus } from '../../protocols/messages.js'
 import type { LocalMesh } from '../../src/devmesh/local-mesh.js'
 import { AllowlistGater } from '../../src/mesh/gater.js'
@@ -46,6 +46,12 @@ describe('coordination messages with durable receipts, Redis on every node', () 
   beforeAll(async () => {
     for (const node of ['aitbc', 'aitbc1', 'aitbc2']) redis.set(node, await new TestRedis().start())
     t = await startTestMesh(3, { extra: i => ({ redis: redis.get(['aitbc', 'aitbc1', 'aitbc2'][i]!)!.url }) })
+    await waitAllOnline(t.mesh)
+  })
+
+  // Each test starts from a whole mesh, whatever an earlier one stopped or left behind.
+  beforeEach(async () => {
+    for (const node of ['aitbc', 'aitbc1', 'aitbc2']) if (!t.mesh.isRunning(node)) await t.mesh.start(node)
     await waitAllOnline(t.mesh)
   })
 
@@ -181,20 +187,22 @@ describe('coordination messages with durable receipts, Redis on every node', () 
   })
 
   it('follows the inbox as messages arrive', async () => {
+    const first = await t.mesh.cli('aitbc', ['send', '--to', 'aitbc2', '--wait', '--json', 'already there'])
+    expect(first.code, first.stderr).toBe(0)
     const follower = await t.mesh.client('aitbc2')
     const seen: string[] = []
     try {
       void follower.call('inbox.follow', {}, { onEvent: m => { seen.push((m as InboxMessage).body) } }).catch(() => {})
-      await waitFor('the existing inbox replayed', () => seen.includes('you were away'), 5000)
+      await waitFor('the existing inbox replayed', () => seen.includes('already there'), 5000)
       await send(t.mesh, 'aitbc', ['--to', 'aitbc2', 'live one'])
       await waitFor('the new message followed', () => seen.includes('live one'), 10000)
     } finally {
       follower.close()
     }
-    const since = (await inbox(t.mesh, 'aitbc2')).find(m => m.body === 'after the expiry')!.id
+    const since = (await inbox(t.mesh, 'aitbc2')).find(m => m.body === 'already there')!.id
     const res = await t.mesh.cli('aitbc2', ['inbox', '--since', since, '--json'])
     const bodies = (JSON.parse(res.stdout) as InboxMessage[]).map(m => m.body)
-    expect(bodies).not.toContain('after the expiry')
+    expect(bodies).not.toContain('already there')
     expect(bodies).toContain('live one')
   })
 
