@@ -216,6 +216,12 @@ export const MIN_RETENTION_S = 1
 export const RETENTION_PRUNE_BATCH = 500
 /** How often each retention pass runs. */
 export const RETENTION_PRUNE_INTERVAL_MS = 5000
+/** A legacy list (from before the indexes) is counted this many ids a read, once, when its migration begins. */
+export const LEGACY_LIST_COUNT_PAGE = 10_000
+/** Background store work (loading where the inbox stands, migrations) retries this often while the store is away. */
+export const STORE_RETRY_MS = 200
+/** `inbox --follow` replays what is already stored in pages of this many messages. */
+export const INBOX_REPLAY_PAGE = 1000
 
 /** Agent registry (AITBC coordinator rules). */
 /** The coordinator's default chain: agents registered without one are filed under it. */

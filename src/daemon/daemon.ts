@@ -27,7 +27,7 @@ import { observedStore } from '../store/observed.js'
 import type { HttpService, HttpSource } from '../http/index.js'
 import { parseOperationRequest } from '../operations/request.js'
 import { heartbeatInput, listInput, registerInput, removeInput } from '../registry/agent.js'
-import { parseSend } from '../messaging/message.js'
+import { parseSend, type InboxMessage } from '../messaging/message.js'
 import { inboxFollowParams, inboxListParams, messagesGetParams, messagesWaitParams, noParamsFor, opsGetParams, opsListParams, paramsOf, reportParams } from './control-params.js'
 
 interface DaemonParts {
@@ -282,14 +282,17 @@ export class Daemon {
       'inbox.list': controlMethod(paramsOf(inboxListParams, 'inbox.list'), async params => await this.messaging.inboxList(params)),
       // What is in the inbox after `since`, then every new message, until the caller disconnects or half-closes.
       'inbox.follow': controlMethod(paramsOf(inboxFollowParams, 'inbox.follow'), async (params, ctx) => {
-        const buffered: unknown[] = []
+        const buffered: InboxMessage[] = []
         let live = false
         const unfollow = this.messaging.followInbox(message => { if (live) ctx.notify(message); else buffered.push(message) })
         try {
-          const existing = await this.messaging.inboxList({ since: params.since, limit: 100000 })
-          const shown = new Set(existing.map(m => m.id))
-          for (const message of existing) ctx.notify(message)
-          for (const message of buffered) if (!shown.has((message as { id: string }).id)) ctx.notify(message)
+          // Replayed a page at a time; positions increase, so what arrived meanwhile and was replayed is skipped.
+          let shownUpTo = -1
+          for await (const page of this.messaging.inboxReplay(params.since)) {
+            for (const message of page) ctx.notify(message)
+            shownUpTo = page[page.length - 1]!.position
+          }
+          for (const message of buffered) if (message.position > shownUpTo) ctx.notify(message)
           live = true
           await untilAborted(ctx.inputEnded)
         } finally {
