@@ -190,7 +190,7 @@ export class Daemon {
       localSync: async (step, payload, force, timeoutMs, requester): Promise<unknown> => await runner.localSync(step, payload, force, timeoutMs, requester)
     })
     const messaging = new Messaging({ config, libp2p, peers, store, log, metrics })
-    const opLog = new OperationLog(store, log, metrics)
+    const opLog = new OperationLog(store, log, metrics, config.retention.operations)
     const runner: OperationRunner = new OperationRunner({ config, peers, probes, protocol, log, messaging, opLog, markSynced: () => { lastSync.mark() } })
 
     libp2p.addEventListener('peer:connect', evt => {
@@ -230,6 +230,7 @@ export class Daemon {
       await replication.start()
       coordinatorExport?.start()
       await messaging.start()
+      opLog.start()
       await protocol.start()
       await probes.probeNow()
       heartbeat.start()
@@ -495,6 +496,7 @@ export class Daemon {
       ['agent replication', async () => { await this.replication.stop() }],
       ['messaging', async () => { await this.messaging.stop() }],
       ['operation protocol', async () => { await this.protocol.stop() }],
+      ['operation log', async () => { await this.opLog.stop() }],
       ['agent registry', async () => { await this.registry.stop() }],
       ['libp2p', async () => { await this.libp2p.stop() }],
       ['store', async () => { await this.store.close() }]
