@@ -84,7 +84,6 @@ export class Inbox {
   async start (): Promise<void> {
     void this.load()
     this.store.onReady(() => { void this.writer.flush() })
-    this.records.start()
   }
 
   async stop (): Promise<void> {
@@ -115,6 +114,8 @@ export class Inbox {
         this.lastSequence = Math.max(await this.records.lastScore() ?? 0, cursor?.state.ceiling ?? 0)
         if (cursor != null) this.migrate(cursor)
         this.loaded = true
+        // Retention starts once it is known whether a legacy list is being moved (nothing is pruned until it is).
+        this.records.start()
         return
       } catch (err) {
         // Redis may still be connecting; without the sequence, new messages could sort before old ones.

@@ -55,8 +55,9 @@ export class OperationLog {
     })
   }
 
-  /** Starts retention, and moves a legacy list into the index in the background. */
+  /** Starts retention, and moves a legacy list into the index in the background (nothing is pruned until it is). */
   start (): void {
+    this.records.pruneEnabled = false
     this.records.start()
     void this.migrateLegacy()
   }
@@ -77,9 +78,11 @@ export class OperationLog {
       try {
         let cursor = await this.migration.cursor()
         if (cursor == null && await this.migration.lastId() != null) cursor = await this.migration.begin(null)
-        if (cursor == null) return
+        if (cursor == null) {
+          this.records.pruneEnabled = true
+          return
+        }
         this.migrating = true
-        this.records.pruneEnabled = false
         await this.migration.run(cursor, () => {
           this.migrating = false
           this.records.pruneEnabled = true
