@@ -290,6 +290,7 @@ export class Daemon {
           // Replayed a page at a time; positions increase, so what arrived meanwhile and was replayed is skipped.
           let shownUpTo = -1
           for await (const page of this.messaging.inboxReplay(params.since)) {
+            if (ctx.signal.aborted) break
             for (const message of page) ctx.notify(message)
             shownUpTo = page[page.length - 1]!.position
           }
