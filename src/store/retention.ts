@@ -124,18 +124,24 @@ export class IndexedRecords {
   private async pruneNow (now: number): Promise<number> {
     if (!this.pruneEnabled) return 0
     const { store, index } = this.init
+    const cutoff = (now - this.limits.maxAgeS * 1000) * this.init.scoresPerMs
     let removed = 0
     try {
+      // Those past maxAgeS and those beyond maxCount are both the oldest: one range read and one
+      // write per batch. The count is read again once the excess is gone, to catch up with arrivals.
+      let excess = await store.zcard(index) - this.limits.maxCount
       while (!this.stopped) {
-        const cutoff = (now - this.limits.maxAgeS * 1000) * this.init.scoresPerMs
-        let victims = await store.zrange(index, { max: cutoff, limit: this.batch })
-        if (victims.length < this.batch) {
-          const excess = await store.zcard(index) - this.limits.maxCount
-          if (excess > victims.length) victims = await store.zrange(index, { limit: Math.min(excess, this.batch) })
+        const oldest = await store.zrange(index, excess > 0 ? { limit: this.batch } : { max: cutoff, limit: this.batch })
+        const victims = oldest.filter((entry, i) => i < excess || entry.score <= cutoff)
+        if (victims.length === 0) {
+          if (excess <= 0) break
+          excess = await store.zcard(index) - this.limits.maxCount
+          continue
         }
-        if (victims.length === 0) break
         await store.write(victims.flatMap(v => [{ op: 'del' as const, key: this.keyOf(v.member) }, { op: 'zrem' as const, set: index, member: v.member }]))
         removed += victims.length
+        excess -= victims.length
+        if (excess <= 0 && victims.length < this.batch) excess = await store.zcard(index) - this.limits.maxCount
         // Other work (receipts, control requests) runs between batches.
         await new Promise(resolve => setImmediate(resolve))
       }
