@@ -15,6 +15,7 @@ import type { ControlClient } from '../src/control/client.js'
 import { freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh.js'
 import { freePort, startRedis } from './redis.js'
 import { line } from './stats.js'
+import { RETENTION_PRUNE_BATCH, RETENTION_PRUNE_INTERVAL_MS } from '../src/constants.js'
 
 function arg (name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`)
@@ -92,7 +93,7 @@ async function main (): Promise<void> {
 
     process.stdout.write([
       `aitbc-mesh soak benchmark: 2 daemons on ${hosts.join(', ')}, Redis (append-only, everysec) on both, ${COUNT} messages of ${SIZE} bytes, node ${process.version}`,
-      `retention: inbox and sent maxCount ${RETAIN}, maxAgeS 86400; pruning every 5 s in batches of 500; dedupe ids until each message expires (TTL ${TTL_S} s)`,
+      `retention: inbox and sent maxCount ${RETAIN}, maxAgeS 86400; pruning every ${RETENTION_PRUNE_INTERVAL_MS / 1000} s in batches of ${RETENTION_PRUNE_BATCH}; dedupe ids until each message expires (TTL ${TTL_S} s)`,
       'loop max: worst event-loop delay of sender/receiver over the stretch; bench: this process\'s own (it mostly waits), the machine\'s scheduling noise',
       '',
       `${'sent'.padStart(9)} ${'msg/s'.padStart(7)} ${'sender RSS'.padStart(11)} ${'recv RSS'.padStart(10)} ${'sender Redis'.padStart(13)} ${'keys'.padStart(8)} ${'recv Redis'.padStart(11)} ${'keys'.padStart(8)} ${'loop max s/r'.padStart(14)} ${'bench'.padStart(8)}`
