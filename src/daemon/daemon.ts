@@ -168,7 +168,7 @@ export class Daemon {
     const local = new LocalExecutor({ config, probes, log, markSynced: () => { lastSync.mark() } })
     const protocol = new OperationProtocol({ libp2p, peers, local, log, clockSkewMs: config.trust.clockSkewMs })
     const messaging: Messaging = new Messaging({ config, libp2p, peers, store, log, metrics })
-    const opLog = new OperationLog(store, log, metrics)
+    const opLog = new OperationLog(store, log, metrics, config.retention.operations)
     const runner = new OperationRunner({ config, peers, local, protocol, log, messaging, opLog })
 
     libp2p.addEventListener('peer:connect', evt => {
@@ -236,6 +236,7 @@ export class Daemon {
       { name: 'agent replication', start: async () => { await replication.start() }, stop: async () => { await replication.stop() } },
       ...(coordinatorExport != null ? [{ name: 'coordinator export', start: () => { coordinatorExport.start() }, stop: async () => { await coordinatorExport.stop() } }] : []),
       { name: 'messaging', start: async () => { await messaging.start() }, stop: async () => { await messaging.stop() } },
+      { name: 'operation log', start: () => { opLog.start() }, stop: async () => { await opLog.stop() } },
       { name: 'operation protocol', start: async () => { await protocol.start() }, stop: async () => { await protocol.stop() } },
       // The first heartbeat carries a verdict; then every probes.intervalMs, and status answers from the last.
       { name: 'probes', start: async () => { await probes.probeNow(); probes.start() }, stop: () => { probes.stop() } },

@@ -4,7 +4,7 @@ import type { ControlMethods } from '../control/api.js'
 import { noParamsFor, paramsOf } from '../control/params.js'
 import { controlMethod } from '../control/server.js'
 import { streamUntilClosed, untilAborted } from '../control/streaming.js'
-import { parseSend } from './message.js'
+import { parseSend, type InboxMessage } from './message.js'
 import { lookupView, messageView, type Messaging } from './messaging.js'
 
 const messageId = z.string({ message: 'expected a message id (a string)' }).min(1, 'expected a message id, not empty')
@@ -43,14 +43,18 @@ export function messagingControl (messaging: Messaging): ControlMethods {
     'inbox.list': controlMethod(paramsOf(inboxListParams, 'inbox.list'), async params => await messaging.inboxList(params)),
     // What is in the inbox after `since`, then every new message, until the caller disconnects or half-closes.
     'inbox.follow': controlMethod(paramsOf(inboxFollowParams, 'inbox.follow'), async (params, ctx) => {
-      const buffered: unknown[] = []
+      const buffered: InboxMessage[] = []
       let live = false
       const unfollow = messaging.followInbox(message => { if (live) ctx.notify(message); else buffered.push(message) })
       try {
-        const existing = await messaging.inboxList({ since: params.since, limit: 100000 })
-        const shown = new Set(existing.map(m => m.id))
-        for (const message of existing) ctx.notify(message)
-        for (const message of buffered) if (!shown.has((message as { id: string }).id)) ctx.notify(message)
+        // Replayed a page at a time; positions increase, so what arrived meanwhile and was replayed is skipped.
+        let shownUpTo = -1
+        for await (const page of messaging.inboxReplay(params.since)) {
+          if (ctx.signal.aborted) break
+          for (const message of page) ctx.notify(message)
+          shownUpTo = page[page.length - 1]!.position
+        }
+        for (const message of buffered) if (message.position > shownUpTo) ctx.notify(message)
         live = true
         await untilAborted(ctx.inputEnded)
       } finally {

@@ -42,7 +42,7 @@ export class Messaging {
   private readonly giveBack: GiveBack
 
   constructor (private readonly init: MessagingInit) {
-    this.inbox = new Inbox(init.store, init.log)
+    this.inbox = new Inbox(init.store, init.log, init.config.retention.inbox)
     this.outbox = new Outbox(init.config.node.name, init.store, init.log, init.metrics)
     this.delivery = new MessageDelivery({ libp2p: init.libp2p, peers: init.peers, inbox: this.inbox, outbox: this.outbox, node: init.config.node.name, clockSkewMs: init.config.trust.clockSkewMs, log: init.log })
     this.retention = new SentRetention(init.store, this.outbox, () => init.config.retention.sent, init.log)
@@ -171,6 +171,11 @@ export class Messaging {
     const limit = params.limit ?? 1000
     if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 100000) throw new UsageError('inbox: "limit" must be a whole number from 1 to 100000')
     return await this.inbox.list(since ?? undefined, limit)
+  }
+
+  /** Every message after `since`, a page at a time (for `inbox --follow`). */
+  inboxReplay (since: string | undefined): AsyncGenerator<InboxMessage[]> {
+    return this.inbox.replay(since)
   }
 
   followInbox (listener: (message: InboxMessage) => void): () => void {

@@ -31,7 +31,7 @@ export function sqliteReason (err: unknown): string {
 export class SqliteBackend implements StoreBackend {
   readonly kind = 'embedded' as const
   private readonly db: DatabaseSync
-  private readonly stmts: Record<'get' | 'scan' | 'set' | 'del' | 'sadd' | 'srem' | 'smembers' | 'rpush' | 'lrange' | 'llen' | 'zadd' | 'zrem' | 'zscore' | 'zcard' | 'expire', StatementSync>
+  private readonly stmts: Record<'get' | 'scan' | 'set' | 'del' | 'delList' | 'delSet' | 'delZset' | 'sadd' | 'srem' | 'smembers' | 'rpush' | 'lrange' | 'llen' | 'zadd' | 'zrem' | 'zscore' | 'zcard' | 'expire', StatementSync>
   /** Range queries differ by bound and direction: prepared once each, on first use. */
   private readonly zrangeStmts = new Map<string, StatementSync>()
   private expiryTimer?: NodeJS.Timeout
@@ -88,6 +88,10 @@ export class SqliteBackend implements StoreBackend {
       zscore: this.db.prepare('SELECT score FROM zsets WHERE name = ? AND member = ?'),
       zcard: this.db.prepare('SELECT COUNT(*) AS n FROM zsets WHERE name = ?'),
       del: this.db.prepare('DELETE FROM kv WHERE key = ?'),
+      // DEL in Redis removes a key whatever its type: the same names in the other tables go too.
+      delList: this.db.prepare('DELETE FROM lists WHERE name = ?'),
+      delSet: this.db.prepare('DELETE FROM sets WHERE name = ?'),
+      delZset: this.db.prepare('DELETE FROM zsets WHERE name = ?'),
       sadd: this.db.prepare('INSERT OR IGNORE INTO sets (name, member) VALUES (?, ?)'),
       srem: this.db.prepare('DELETE FROM sets WHERE name = ? AND member = ?'),
       smembers: this.db.prepare('SELECT member FROM sets WHERE name = ? ORDER BY member'),
@@ -172,7 +176,9 @@ export class SqliteBackend implements StoreBackend {
         for (const op of ops) {
           // ttlS is the AITBC coordinator's expiry of its records in Redis; the embedded store keeps them.
           if (op.op === 'set') this.stmts.set.run(this.prefix + op.key, op.value, op.expireAtMs ?? null)
-          else if (op.op === 'del') this.stmts.del.run(this.prefix + op.key)
+          else if (op.op === 'del') {
+            for (const stmt of [this.stmts.del, this.stmts.delList, this.stmts.delSet, this.stmts.delZset]) stmt.run(this.prefix + op.key)
+          }
           else if (op.op === 'sadd') this.stmts.sadd.run(this.prefix + op.set, op.member)
           else if (op.op === 'srem') this.stmts.srem.run(this.prefix + op.set, op.member)
           else if (op.op === 'zadd') this.stmts.zadd.run(this.prefix + op.set, op.member, op.score)

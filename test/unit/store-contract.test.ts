@@ -222,6 +222,15 @@ function contract (name: string, target: Target): void {
       expect((await store.zrange('idx', { limit: 1 }))[0]).toEqual({ member: 'm5', score: 0 })
     })
 
+    it('del removes a list or a sorted set as it removes a key', async () => {
+      const store = await open()
+      await store.write([{ op: 'rpush', list: 'legacy', value: 'a' }, { op: 'zadd', set: 'idx', score: 1, member: 'a' }, { op: 'set', key: 'k', value: 'v' }])
+      await store.write([{ op: 'del', key: 'legacy' }, { op: 'del', key: 'idx' }])
+      expect(await store.lrange('legacy', 0, -1)).toEqual([])
+      expect(await store.zcard('idx')).toBe(0)
+      expect(await store.get('k')).toBe('v')
+    })
+
     it('drops a key at its expiry time, and keeps one written again without it', async () => {
       const store = await open()
       const soon = Date.now() + 300
