@@ -183,7 +183,7 @@ describe('the durability of the store in force: read, reported and enforced', ()
     try {
       await waitFor('the agent and the operation records written back', async () =>
         await after.get('agent:kept') != null && await after.get(`mesh:op:${ops[0]!.id}`) != null, 15000, 100)
-      expect(await after.lrange('mesh:ops', 0, -1)).toEqual(expect.arrayContaining(ops.map(o => o.id)))
+      expect(await after.zrange('mesh:op-index', 0, -1)).toEqual(expect.arrayContaining(ops.map(o => o.id)))
     } finally {
       after.disconnect()
     }
