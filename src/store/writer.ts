@@ -1,4 +1,5 @@
 import type { Logger } from 'pino'
+import { STORE_WRITE_MAX_KEYS } from '../constants.js'
 import { errorMessage } from '../errors.js'
 import { StoreOutcomeUnknownError, StoreUnavailableError, type StoreBackend, type WriteOp } from './backend.js'
 
@@ -109,9 +110,29 @@ export class DirtyWriter {
     return this.dirty.size === 0
   }
 
+  /**
+   * Writes the keys dirty now in transactions of at most STORE_WRITE_MAX_KEYS, yielding to the
+   * event loop between them: one huge transaction (thousands of messages arriving together)
+   * would hold the loop while its commands are built. Each key's ops are computed just before
+   * its chunk is written, so a chunk always holds the latest state.
+   */
   private async writeDirty (): Promise<void> {
     const keys = [...this.dirty]
     this.dirty.clear()
+    for (let start = 0; start < keys.length; start += STORE_WRITE_MAX_KEYS) {
+      if (start > 0) await new Promise(resolve => setImmediate(resolve))
+      const chunk = keys.slice(start, start + STORE_WRITE_MAX_KEYS)
+      if (!await this.writeChunk(chunk)) {
+        // The store is away: what was not tried yet waits for the next attempt too.
+        const untried = keys.slice(start + STORE_WRITE_MAX_KEYS)
+        if (untried.length > 0) this.keep(untried, new Error(this.lastError ?? 'store unavailable'))
+        return
+      }
+    }
+  }
+
+  /** One transaction; false if the store is unavailable (the chunk is kept for a retry). */
+  private async writeChunk (keys: string[]): Promise<boolean> {
     const now = Date.now()
     const batch: Array<{ key: string, ops: WriteOp[] }> = []
     for (const key of keys) {
@@ -121,18 +142,19 @@ export class DirtyWriter {
         this.drop(key, err)
       }
     }
-    if (batch.length === 0) return
+    if (batch.length === 0) return true
     try {
       await this.store.write(batch.flatMap(b => b.ops))
       this.written(batch.map(b => b.key))
+      return true
     } catch (err) {
       if (err instanceof StoreOutcomeUnknownError) {
         this.keep(batch.map(b => b.key), err, 'unknown')
-        return
+        return false
       }
       if (this.unavailable(err)) {
         this.keep(batch.map(b => b.key), err)
-        return
+        return false
       }
       // Refused for a reason of its own: write key by key so only the culprit is dropped.
       for (let i = 0; i < batch.length; i++) {
@@ -144,15 +166,16 @@ export class DirtyWriter {
           if (err instanceof StoreOutcomeUnknownError) {
             this.keep([key], err, 'unknown')
             this.keep(batch.slice(i + 1).map(b => b.key), err)
-            return
+            return false
           }
           if (this.unavailable(err)) {
             this.keep(batch.slice(i).map(b => b.key), err)
-            return
+            return false
           }
           this.drop(key, err)
         }
       }
+      return true
     }
   }
 

@@ -11,6 +11,7 @@ import { SentRetention } from '../../src/messaging/sent-retention.js'
 import { StoreOutcomeUnknownError, StoreUnavailableError, type StoreBackend, type WriteOp } from '../../src/store/backend.js'
 import { SqliteBackend } from '../../src/store/sqlite-backend.js'
 import { DirtyWriter } from '../../src/store/writer.js'
+import { STORE_WRITE_MAX_KEYS } from '../../src/constants.js'
 import { tempDir } from '../helpers.js'
 
 const log = pino({ level: 'silent' })
@@ -128,6 +129,39 @@ describe('DirtyWriter outcomes', () => {
     expect(await writer.flush()).toBe(true)
     expect(await inner.get('a')).toBe('1')
     expect(await inner.get('b')).toBeNull()
+  })
+})
+
+describe('DirtyWriter transactions', () => {
+  it('writes many keys marked together in transactions of at most STORE_WRITE_MAX_KEYS, every caller told written', async () => {
+    const { store, inner } = faultyStore()
+    const sizes: number[] = []
+    const counted: StoreBackend = Object.assign(Object.create(store) as StoreBackend, {
+      write: async (ops: WriteOp[]) => { sizes.push(ops.length); await store.write(ops) }
+    })
+    const writer = new DirtyWriter(counted, key => [{ op: 'set', key, value: `v-${key}` }], log, 'test')
+    const keys = Array.from({ length: STORE_WRITE_MAX_KEYS * 2 + 10 }, (_, i) => `k${i}`)
+    const outcomes = await Promise.all(keys.map(async key => await writer.commit(key)))
+    expect(outcomes.every(o => o === 'written')).toBe(true)
+    expect(sizes).toEqual([STORE_WRITE_MAX_KEYS, STORE_WRITE_MAX_KEYS, 10])
+    expect(await inner.get(keys.at(-1)!)).toBe(`v-${keys.at(-1)!}`)
+  })
+
+  it('a store that goes away mid-way keeps the chunk that failed and the ones not tried, and writes them later', async () => {
+    const { store, inner, fault } = faultyStore()
+    let writes = 0
+    const failing: StoreBackend = Object.assign(Object.create(store) as StoreBackend, {
+      write: async (ops: WriteOp[]) => { if (++writes === 2) fault('refuse'); await store.write(ops) }
+    })
+    const writer = new DirtyWriter(failing, key => [{ op: 'set', key, value: 'v' }], log, 'test')
+    const keys = Array.from({ length: STORE_WRITE_MAX_KEYS * 3 }, (_, i) => `k${i}`)
+    const outcomes = await Promise.all(keys.map(async key => await writer.commit(key)))
+    expect(outcomes.slice(0, STORE_WRITE_MAX_KEYS).every(o => o === 'written')).toBe(true)
+    expect(outcomes.slice(STORE_WRITE_MAX_KEYS).every(o => o === 'pending')).toBe(true)
+    expect(writer.pending).toBe(STORE_WRITE_MAX_KEYS * 2)
+    fault(undefined)
+    expect(await writer.flush()).toBe(true)
+    expect(await inner.get(keys.at(-1)!)).toBe('v')
   })
 })
 
