@@ -16,17 +16,14 @@ export default [
       // one-line ternaries inside a multi-line expression.
       '@stylistic/object-property-newline': 'off',
       '@stylistic/multiline-ternary': 'off',
-      // Shown, not failing, until the files that still break them are next edited.
-      '@stylistic/no-multiple-empty-lines': 'warn',
-      curly: 'warn',
-      'no-throw-literal': 'warn',
-      'no-unmodified-loop-condition': 'warn',
-      'promise/param-names': 'warn'
+      // Loops here wait on a flag that another task clears across an await, which this rule
+      // cannot see (every hit was such a loop).
+      'no-unmodified-loop-condition': 'off'
     }
   },
   {
     files: ['**/*.ts'],
-    rules: { '@typescript-eslint/no-unused-vars': 'warn' }
+    rules: { '@typescript-eslint/no-unused-vars': 'error' }
   },
   {
     // The status page's script runs in the browser.

@@ -46,7 +46,7 @@ async function main (): Promise<void> {
         const batch: Array<Promise<unknown>> = []
         for (; registered < due; registered++) batch.push(loader.call('agents.heartbeat', { agent_id: `load-${registered % 100}`, load_metrics: { cpu: (registered % 10) / 10 } }).catch(() => {}))
         await Promise.all(batch)
-        await new Promise(r => setTimeout(r, 10))
+        await new Promise(resolve => setTimeout(resolve, 10))
       }
     })()
     // Watch for false offline: aitbc1 is never killed, so aitbc must never call it offline.
@@ -55,7 +55,7 @@ async function main (): Promise<void> {
     const watch = (async () => {
       while (watching) {
         if (await statusOf(genesis, 'aitbc1') === 'offline') falseOffline++
-        await new Promise(r => setTimeout(r, 50))
+        await new Promise(resolve => setTimeout(resolve, 50))
       }
     })()
 

@@ -99,7 +99,7 @@ async function main (): Promise<void> {
     for (let i = 0; i < total; i++) {
       const due = t0 + (i * 1000) / RATE
       const wait = due - performance.now()
-      if (wait > 1) await new Promise(r => setTimeout(r, wait))
+      if (wait > 1) await new Promise(resolve => setTimeout(resolve, wait))
       const sendStart = performance.now()
       pending.push(client.call<{ id: string }>('messages.send', { to: 'aitbc1', body, kind: 'bench' }).then(r => { sentAt.set(r.id, sendStart) }))
     }

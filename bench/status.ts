@@ -87,10 +87,10 @@ async function main (): Promise<void> {
       cli.push(await timeProcess(process.execPath, [CLI_ENTRY, 'status', '--target', 'all', '--json', '--socket', socket]))
     }
 
-    await new Promise(r => setTimeout(r, IDLE_MS))
+    await new Promise(resolve => setTimeout(resolve, IDLE_MS))
     const rss = [...mesh.nodes.values()].map(n => rssMiB(n.process!.pid!))
     const bare = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' })
-    await new Promise(r => setTimeout(r, 1000))
+    await new Promise(resolve => setTimeout(resolve, 1000))
     const bareRss = rssMiB(bare.pid!)
     bare.kill()
 

@@ -69,7 +69,7 @@ export async function waitFor<T> (what: string, check: () => T | undefined | fal
       lastError = err
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError != null ? ` (last error: ${(lastError as Error).message})` : ''}`)
-    await new Promise(r => setTimeout(r, intervalMs))
+    await new Promise(resolve => setTimeout(resolve, intervalMs))
   }
 }
 

@@ -183,7 +183,8 @@ export class RedisBackend implements StoreBackend {
     }
     const failed = results?.find(([err]) => err != null)
     if (results == null) throw new StoreUnavailableError('Redis transaction aborted')
-    if (failed != null) throw failed[0] as Error
+    const error = failed?.[0]
+    if (error != null) throw error instanceof Error ? error : new Error(String(error))
   }
 
   async durability (): Promise<StoreDurability> {

@@ -178,8 +178,7 @@ export class SqliteBackend implements StoreBackend {
           if (op.op === 'set') this.stmts.set.run(this.prefix + op.key, op.value, op.expireAtMs ?? null)
           else if (op.op === 'del') {
             for (const stmt of [this.stmts.del, this.stmts.delList, this.stmts.delSet, this.stmts.delZset]) stmt.run(this.prefix + op.key)
-          }
-          else if (op.op === 'sadd') this.stmts.sadd.run(this.prefix + op.set, op.member)
+          } else if (op.op === 'sadd') this.stmts.sadd.run(this.prefix + op.set, op.member)
           else if (op.op === 'srem') this.stmts.srem.run(this.prefix + op.set, op.member)
           else if (op.op === 'zadd') this.stmts.zadd.run(this.prefix + op.set, op.member, op.score)
           else if (op.op === 'zrem') this.stmts.zrem.run(this.prefix + op.set, op.member)

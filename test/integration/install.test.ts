@@ -74,11 +74,6 @@ function block (blocks: Map<string, string[]>, tag: string): string[] {
   return commands
 }
 
-/** A command without its trailing `# comment`. */
-function withoutComment (line: string): string {
-  return line.replace(/\s+#\s.*$/, '')
-}
-
 function requireTools (): void {
   const missing: string[] = []
   if (process.getuid?.() !== 0) missing.push('root (namespaces, overlay mounts, useradd)')

@@ -28,7 +28,6 @@ async function newNode (extraConfig = ''): Promise<Node> {
   return { host: host!, dir, config, socket: join(dir, 'mesh.sock') }
 }
 
-
 interface Run { code: number | null, stderr: string, log: Array<Record<string, unknown>>, elapsedMs: number }
 
 /** Runs `aitbc-mesh daemon` to its end; a hang is killed at twice the bound, and fails it. */

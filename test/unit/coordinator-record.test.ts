@@ -4,7 +4,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
-  COORDINATOR_FIELDS_13, COORDINATOR_FIELDS_15, fromPythonIsoformat, parseCoordinatorRecord, pythonIsoformat, toCoordinatorRecord, type CoordinatorRecord
+  COORDINATOR_FIELDS_13, COORDINATOR_FIELDS_15, fromPythonIsoformat, parseCoordinatorRecord, toCoordinatorRecord, type CoordinatorRecord
 } from '../../src/coordinator/record.js'
 import type { AgentRecord } from '../../src/registry/agent.js'
 import { ChangeAuthority } from '../../src/registry/authorship.js'

@@ -159,25 +159,27 @@ function contract (name: string, target: Target): void {
     })
 
     const failingOp = target.failingOp
-    if (failingOp != null) it('applies a batch whose later operation fails not at all, and stays usable', async () => {
-      const store = await open()
-      await store.write([{ op: 'set', key: 'agent:keep', value: 'kept' }, { op: 'sadd', set: 'agents:active', member: 'keep' }])
+    if (failingOp != null) {
+      it('applies a batch whose later operation fails not at all, and stays usable', async () => {
+        const store = await open()
+        await store.write([{ op: 'set', key: 'agent:keep', value: 'kept' }, { op: 'sadd', set: 'agents:active', member: 'keep' }])
 
-      await expect(store.write([
-        { op: 'set', key: 'agent:new', value: 'new' },
-        { op: 'sadd', set: 'agents:active', member: 'new' },
-        { op: 'del', key: 'agent:keep' },
-        { op: 'srem', set: 'agents:active', member: 'keep' },
-        failingOp!
-      ])).rejects.toThrow()
+        await expect(store.write([
+          { op: 'set', key: 'agent:new', value: 'new' },
+          { op: 'sadd', set: 'agents:active', member: 'new' },
+          { op: 'del', key: 'agent:keep' },
+          { op: 'srem', set: 'agents:active', member: 'keep' },
+          failingOp!
+        ])).rejects.toThrow()
 
-      expect(await store.get('agent:new')).toBeNull()
-      expect(await store.get('agent:keep')).toBe('kept')
-      expect(await store.smembers('agents:active')).toEqual(['keep'])
+        expect(await store.get('agent:new')).toBeNull()
+        expect(await store.get('agent:keep')).toBe('kept')
+        expect(await store.smembers('agents:active')).toEqual(['keep'])
 
-      await store.write([{ op: 'set', key: 'agent:after', value: 'after' }])
-      expect(await store.scan('agent:')).toEqual(new Map([['agent:after', 'after'], ['agent:keep', 'kept']]))
-    })
+        await store.write([{ op: 'set', key: 'agent:after', value: 'after' }])
+        expect(await store.scan('agent:')).toEqual(new Map([['agent:after', 'after'], ['agent:keep', 'kept']]))
+      })
+    }
 
     it('stores keys and sets under the configured prefix, and exactly as named with prefix ""', async () => {
       const mesh1 = await open('mesh1:')
