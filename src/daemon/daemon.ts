@@ -1,12 +1,11 @@
 import type { Logger } from 'pino'
-import { defaultAgentChainId, loadConfig, type MeshConfig } from '../config/config.js'
-import { HANG_UP_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS } from '../constants.js'
+import { defaultAgentChainId, type MeshConfig } from '../config/config.js'
+import { REDIS_CONNECT_TIMEOUT_MS } from '../constants.js'
 import { controlApi, type ControlMethods } from '../control/api.js'
 import { noParamsFor } from '../control/params.js'
 import { ControlServer, controlMethod } from '../control/server.js'
 import { CoordinatorExport } from '../coordinator/export.js'
 import { CoordinatorImport } from '../coordinator/import.js'
-import { ConfigError, errorMessage, UsageError, withTimeout } from '../errors.js'
 import type { HttpSource } from '../http/index.js'
 import { AllowlistGater } from '../mesh/gater.js'
 import { HeartbeatService } from '../mesh/heartbeat.js'
@@ -33,6 +32,7 @@ import { durabilityRecheckMsFromEnv, StoreDurabilityService } from '../store/dur
 import { StoreEpoch } from '../store/epoch.js'
 import { observedStore } from '../store/observed.js'
 import { Lifecycle, type Part } from './lifecycle.js'
+import { ConfigReloader, type ReloadResult } from './reload.js'
 
 interface DaemonParts {
   config: MeshConfig
@@ -53,19 +53,6 @@ interface DaemonParts {
   methods: (daemon: Daemon) => ControlMethods
 }
 
-export interface ReloadResult {
-  file: string
-  added: string[]
-  removed: string[]
-  readdressed: string[]
-  peers: number
-  /** Changed fields that take effect only when the daemon restarts. */
-  restart_needed: string[]
-}
-
-/** Config fields a reload applies; a change to any other one needs a restart. */
-const RELOADABLE_FIELDS = new Set(['file', 'peers', 'probes', 'actions', 'sync', 'logLevel'])
-
 /** One node's daemon: the mesh, its services and the control socket, started and stopped in a fixed order. */
 export class Daemon {
   readonly startedAt = Date.now()
@@ -74,12 +61,7 @@ export class Daemon {
   readonly config: MeshConfig
   readonly log: Logger
   readonly libp2p: MeshLibp2p
-  private readonly gater: AllowlistGater
-  private readonly peers: PeerTable
-  private readonly connector: PeerConnector
-  private readonly messaging: Messaging
-  private readonly runner: OperationRunner
-  private readonly probes: LocalProbes
+  private readonly reloader: ConfigReloader
   readonly epoch: StoreEpoch
   private readonly lifecycle: Lifecycle
   readonly control: ControlServer
@@ -88,12 +70,7 @@ export class Daemon {
     this.config = parts.config
     this.log = parts.log
     this.libp2p = parts.libp2p
-    this.gater = parts.gater
-    this.peers = parts.peers
-    this.connector = parts.connector
-    this.messaging = parts.messaging
-    this.runner = parts.runner
-    this.probes = parts.probes
+    this.reloader = new ConfigReloader(parts)
     this.epoch = parts.epoch
     this.control = new ControlServer(parts.config.controlSocket, parts.methods(this), parts.log)
     this.lifecycle = new Lifecycle(parts.parts(this), parts.log)
@@ -299,71 +276,9 @@ export class Daemon {
     }
   }
 
-  private reloading: Promise<unknown> = Promise.resolve()
-
-  /**
-   * Re-reads the config file and applies what can change while running: the peer allowlist
-   * (new peers are dialled, removed ones disconnected and refused from then on, no other
-   * connection is touched), probes, actions, sync settings and the log level. Fields that need a
-   * restart are reported, not applied. A config that does not validate changes nothing.
-   */
+  /** Re-reads the config file and applies what can change while running (see ConfigReloader). */
   async reload (): Promise<ReloadResult> {
-    const run = this.reloading.then(async () => await this.applyReload(), async () => await this.applyReload())
-    this.reloading = run.catch(() => {})
-    return await run
-  }
-
-  private async applyReload (): Promise<ReloadResult> {
-    let next: MeshConfig
-    try {
-      next = loadConfig(this.config.file)
-    } catch (err) {
-      this.log.error({ event: 'reload_refused', file: this.config.file, err: errorMessage(err) }, 'config reload refused; keeping the running config')
-      // A config the operator must fix is bad input, not a daemon failure.
-      if (err instanceof ConfigError) throw new UsageError(`reload refused, nothing changed: ${err.message}`)
-      throw err
-    }
-    const current = this.config as unknown as Record<string, unknown>
-    const proposed = next as unknown as Record<string, unknown>
-    const restartNeeded = Object.keys({ ...current, ...proposed })
-      .filter(key => !RELOADABLE_FIELDS.has(key) && JSON.stringify(current[key]) !== JSON.stringify(proposed[key]))
-
-    const changes = this.peers.apply(next.peers)
-    this.gater.setAllowed(next.peers.map(p => p.peerId))
-    // Each part that uses a reloadable field gets the new value through its own setter.
-    this.messaging.setPeers(next.peers)
-    this.runner.setSettings({ peers: next.peers, actions: next.actions, sync: next.sync, probes: next.probes })
-    this.probes.setProbes(next.probes)
-    if (process.env.LOG_LEVEL == null || process.env.LOG_LEVEL === '') this.log.level = next.logLevel ?? 'info'
-
-    for (const removed of changes.removed) {
-      this.connector.forget(removed.peerId)
-      const failed = this.messaging.forgetNode(removed.name)
-      try {
-        await withTimeout(`closing the connection to ${removed.name}`, async signal => { await this.libp2p.hangUp(removed.peerId, { signal }) }, HANG_UP_TIMEOUT_MS)
-      } catch (err) {
-        this.log.warn({ event: 'hang_up_failed', peer: removed.name, peerId: removed.peerId.toString(), err: errorMessage(err) }, 'could not close the connection to a removed peer')
-      }
-      this.log.info({ event: 'peer_removed', peer: removed.name, peerId: removed.peerId.toString(), failedMessages: failed }, 'peer removed from the allowlist; its connections are closed')
-    }
-    for (const added of changes.added) {
-      this.connector.add(added)
-      this.log.info({ event: 'peer_added', peer: added.name, peerId: added.peerId.toString(), addr: added.configuredAddr }, 'peer added to the allowlist; dialling it')
-    }
-    for (const moved of changes.readdressed) this.connector.redial(moved)
-
-    const result: ReloadResult = {
-      file: this.config.file,
-      added: changes.added.map(p => p.name),
-      removed: changes.removed.map(p => p.name),
-      readdressed: changes.readdressed.map(p => p.name),
-      peers: next.peers.length,
-      restart_needed: restartNeeded
-    }
-    this.log.info({ event: 'config_reloaded', ...result }, restartNeeded.length > 0
-      ? `config reloaded; these fields change only on restart: ${restartNeeded.join(', ')}`
-      : 'config reloaded')
-    return result
+    return await this.reloader.reload()
   }
 
   /** Stops every part in the reverse of the start order, each step bounded. */
