@@ -116,7 +116,10 @@ export class Daemon {
       recordFields: config.coordinator.recordFields,
       agentDefaults: { chainId: defaultAgentChainId(config), islandId: config.agents.islandId }
     })
-    const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log })
+    // Aborted first when the daemon stops, so every exchange in flight ends at once rather than
+    // in its service's turn.
+    const shutdown = new AbortController()
+    const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log, shutdown: shutdown.signal })
     const coordinatorImport = config.redisUrl != null ? new CoordinatorImport({ redisUrl: config.redisUrl, registry, recordFields: config.coordinator.recordFields, log }) : undefined
     const coordinatorExport = CoordinatorExport.fromConfig(config, registry, log)
     const probes = new LocalProbes({
@@ -143,7 +146,7 @@ export class Daemon {
     })
     // Runs operation steps on this node, for its own operator (the runner) and for peers (the protocol).
     const local = new LocalExecutor({ config, probes, log, markSynced: () => { lastSync.mark() } })
-    const protocol = new OperationProtocol({ libp2p, peers, local, log, clockSkewMs: config.trust.clockSkewMs })
+    const protocol = new OperationProtocol({ libp2p, peers, local, log, clockSkewMs: config.trust.clockSkewMs, shutdown: shutdown.signal })
     const messaging: Messaging = new Messaging({ config, libp2p, peers, store, log, metrics })
     const opLog = new OperationLog(store, log, metrics, config.retention.operations)
     const runner = new OperationRunner({ config, peers, local, protocol, log, messaging, opLog })
@@ -226,7 +229,9 @@ export class Daemon {
             start: async () => { await http.start(httpSource({ config, startedAt, peers, peerViews, probes, registry, store, durability, messaging, opLog })) },
             stop: async () => { await http.stop() }
           }]
-        : [])
+        : []),
+      // Last to start, so first to stop.
+      { name: 'exchanges in flight', stop: () => { shutdown.abort(new Error('the daemon is stopping')) } }
     ]
     const daemon = new Daemon({
       config,

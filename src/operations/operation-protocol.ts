@@ -71,6 +71,8 @@ export interface OperationProtocolInit {
   /** trust.clockSkewMs: the window for times in a peer's answers. */
   clockSkewMs?: number
   timeouts?: Partial<OperationTimeouts>
+  /** Aborted when the daemon begins to stop: exchanges in flight end then. */
+  shutdown?: AbortSignal
 }
 
 type Answer = Omit<OperationResponse, 'requestId'>
@@ -95,7 +97,9 @@ export class OperationProtocol {
 
   async start (): Promise<void> {
     if (this.started) return
-    this.stopping = new AbortController()
+    const stopping = this.stopping = new AbortController()
+    // The daemon's shutdown ends every exchange at once, before the parts stop one by one.
+    this.init.shutdown?.addEventListener('abort', () => { stopping.abort(new Error('the daemon is stopping')) }, { once: true })
     await this.init.libp2p.handle(OPERATION_PROTOCOL, this.handle, {
       maxInboundStreams: OPERATION_MAX_INBOUND_STREAMS,
       maxOutboundStreams: OPERATION_MAX_OUTBOUND_STREAMS

@@ -132,6 +132,8 @@ export interface ReplicationInit {
   node: string
   log: Logger
   limits?: Partial<ReplicationLimits>
+  /** Aborted when the daemon begins to stop: rounds in flight end then. */
+  shutdown?: AbortSignal
 }
 
 /** One anti-entropy exchange in progress: its deadline, and the step it is at so a timeout can name it. */
@@ -179,7 +181,9 @@ export class AgentReplication {
 
   async start (): Promise<void> {
     const { libp2p, registry } = this.init
-    this.stopping = new AbortController()
+    const stopping = this.stopping = new AbortController()
+    // The daemon's shutdown ends every round at once, before the parts stop one by one.
+    this.init.shutdown?.addEventListener('abort', () => { stopping.abort() }, { once: true })
     const pubsub = libp2p.services.pubsub
     pubsub.topicValidators.set(AGENTS_TOPIC, this.validate)
     pubsub.addEventListener('message', this.onMessage)

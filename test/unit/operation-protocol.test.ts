@@ -292,4 +292,28 @@ describe('operation protocol over in-memory streams', () => {
     await requester.stop()
     await expect(asked).rejects.toThrow('this daemon is stopping')
   })
+
+  it("ends the exchanges in flight when the daemon's shutdown signal aborts, before the protocol itself is stopped", async () => {
+    const net = new Network()
+    const shutdown = new AbortController()
+    const requester = new OperationProtocol({
+      libp2p: net.libp2pOf(genesisId),
+      peers: new PeerTable([{ name: 'aitbc1', role: 'follower', peerId: followerId, addr: '/ip4/127.0.0.1/tcp/1' }], 10_000),
+      local: executor(),
+      log: capture().log,
+      timeouts: FAST,
+      shutdown: shutdown.signal
+    })
+    await requester.start()
+    running.push(requester)
+    let received = false
+    net.serve(followerId, async stream => {
+      await pbStream(stream).read(OperationRequest)
+      received = true
+    })
+    const asked = requester.request(followerId, { name: 'aitbc1', role: 'follower' }, 'status', 'req-2', 10_000)
+    await until('the request to arrive', () => received)
+    shutdown.abort(new Error('the daemon is stopping'))
+    await expect(asked).rejects.toThrow('this daemon is stopping')
+  })
 })
