@@ -81,8 +81,9 @@ class InboundStream {
   private readonly onStop = (): void => { this.fail(asError(this.init.stopping.reason)) }
 
   constructor (private readonly stream: Stream, private readonly init: MessageReceiverInit) {
-    this.lp = lpStream(stream, { maxDataLength: DELIVERY_STREAM_MAX_MESSAGE_BYTES })
+    // Counting first: data that came before the handler is dispatched to every listener added now.
     stream.addEventListener('message', this.countBytes)
+    this.lp = lpStream(stream, { maxDataLength: DELIVERY_STREAM_MAX_MESSAGE_BYTES })
     if (init.stopping.aborted) this.onStop()
     else init.stopping.addEventListener('abort', this.onStop, { once: true })
   }
