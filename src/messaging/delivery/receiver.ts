@@ -94,6 +94,8 @@ class InboundStream {
       if (this.failure != null) throw this.failure
       const envelope = await this.read()
       if (envelope == null) break
+      // A store that failed meanwhile has reset the stream: nothing more is taken from it.
+      if (this.failure != null) throw this.failure
       this.take(envelope, senderName, peerId)
     }
     await Promise.all([...this.pendingStores])
