@@ -211,11 +211,12 @@ class InboundStream {
     const { writeMs } = this.init.limits
     this.writing = this.writing.then(async () => {
       if (this.failure != null) return
-      const signal = AbortSignal.any([AbortSignal.timeout(writeMs), this.init.stopping])
+      // Stopping resets the stream, which fails a write under way: only the timeout rides on the write.
+      const signal = AbortSignal.timeout(writeMs)
       try {
         await this.lp.writeV(ready.map(r => Receipt.encode(r)), { signal })
       } catch (err) {
-        if (signal.aborted && !this.init.stopping.aborted) throw new StreamRefusedError('receipts not read', `receipts not taken within ${writeMs} ms`)
+        if (signal.aborted) throw new StreamRefusedError('receipts not read', `receipts not taken within ${writeMs} ms`)
         throw new DeliveryStreamError('write', `receipts not written: ${errorMessage(err)}`)
       }
       this.unanswered -= ready.length

@@ -161,7 +161,8 @@ export class TargetSession {
 
   private async write (envelopes: ProtobufMessageStream<Envelope>, batch: OutgoingMessage[]): Promise<void> {
     const { writeMs } = this.init.limits
-    const signal = AbortSignal.any([AbortSignal.timeout(writeMs), this.stopping.signal])
+    // stop() resets the stream, which fails a write under way: only the timeout rides on the write.
+    const signal = AbortSignal.timeout(writeMs)
     try {
       await envelopes.writeV(batch.map(envelopeOf), { signal })
     } catch (err) {
