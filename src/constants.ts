@@ -424,10 +424,30 @@ export const RECEIPT_MAX_REASON_CHARS = 512
  * at about 3.6k/s here). The receiver reads no further ahead of its receipts than this.
  */
 export const DELIVERY_WINDOW = 4096
+/** A failed stream is opened again after a backoff: this, doubling while the failures go on, up to the maximum. */
 export const DELIVERY_RETRY_INITIAL_MS = 200
 export const DELIVERY_RETRY_MAX_MS = 5000
+/** A target that is not connected is looked at again this often (its connect event wakes the sender sooner). */
+export const DELIVERY_DISCONNECTED_POLL_MS = 1000
+/**
+ * Each step of delivery has its own bound, so a stalled peer is named for the step it stalled.
+ * Opening the stream (a connection dial is bounded by DIAL_TIMEOUT_MS within it).
+ */
+export const DELIVERY_DIAL_TIMEOUT_MS = 10_000
+/** One write of envelopes or receipts (at most a window of frames): a peer that has not taken it in this time is not reading. */
+export const DELIVERY_WRITE_TIMEOUT_MS = 10_000
 /** No receipt for the oldest envelope in flight for this long: the stream is reset and resent. */
-export const DELIVERY_RECEIPT_TIMEOUT_MS = 10000
+export const DELIVERY_RECEIPT_TIMEOUT_MS = 10_000
+/**
+ * A receiver that has answered every envelope waits this long for the next one or the close: a
+ * sender closes as soon as nothing is in flight, so a longer silence (a half frame) is a stall.
+ */
+export const DELIVERY_IDLE_TIMEOUT_MS = 10_000
+/** Closing a stream waits for the remote's half of the close at most this long, then resets it. */
+export const DELIVERY_CLOSE_TIMEOUT_MS = 5000
+/** Delivery streams one node serves and opens at once: one per sender and target, with room for a reconnect's overlap. */
+export const DELIVERY_MAX_INBOUND_STREAMS = 16
+export const DELIVERY_MAX_OUTBOUND_STREAMS = 16
 export const DELIVERY_STREAM_MAX_MESSAGE_BYTES = MESSAGE_MAX_BODY_BYTES + 4096
 export const MESSAGE_EXPIRY_SWEEP_MS = 200
 /** Finished outgoing messages kept in memory for `message ID` (older ones are read from the store). */

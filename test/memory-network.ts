@@ -1,11 +1,11 @@
-import { TopicValidatorResult, type Message, type TopicValidatorFn } from '@libp2p/gossipsub'
+import { TopicValidatorResult, type Message, type SubscriptionChangeData, type TopicValidatorFn } from '@libp2p/gossipsub'
 import { TypedEventEmitter, type MultiaddrConnection, type PeerId, type Stream } from '@libp2p/interface'
 import { mockMuxer, multiaddrConnectionPair } from '@libp2p/utils'
 
 /**
  * An in-memory stand-in for the slice of libp2p a protocol service uses: protocol handlers,
- * dials that hand the other end of a stream pair to the remote's handler, connect events, and
- * a gossip that runs the receiver's topic validator before its message listeners.
+ * dials that hand the other end of a stream pair to the remote's handler, connect events, the
+ * peers linked, and a gossip that runs the receiver's topic validator before its message listeners.
  */
 
 type Handler = (stream: Stream, connection: { remotePeer: PeerId }) => void | Promise<void>
@@ -19,9 +19,11 @@ export interface Dial {
   inbound: Stream
   outboundConnection: MultiaddrConnection
   inboundConnection: MultiaddrConnection
+  /** When the stream opened (performance.now()). */
+  openedAt: number
 }
 
-export class MemoryGossip extends TypedEventEmitter<{ message: CustomEvent<Message> }> {
+export class MemoryGossip extends TypedEventEmitter<{ message: CustomEvent<Message>, 'subscription-change': CustomEvent<SubscriptionChangeData> }> {
   readonly topicValidators = new Map<string, TopicValidatorFn>()
   readonly topics = new Set<string>()
   private sequence = 0n
@@ -98,6 +100,11 @@ export class MemoryNode extends TypedEventEmitter<{ 'peer:connect': CustomEvent<
   linked (): MemoryNode[] {
     return this.network.linkedTo(this)
   }
+
+  /** The peers this node has a link to (libp2p's open connections). */
+  getPeers (): PeerId[] {
+    return this.linked().map(node => node.peerId)
+  }
 }
 
 export class MemoryNetwork {
@@ -147,7 +154,7 @@ export class MemoryNetwork {
     const arrived = new Promise<Stream>(resolve => { inboundMuxer.addEventListener('stream', evt => { resolve(evt.detail) }, { once: true }) })
     const outbound = await outboundMuxer.createStream()
     const inbound = await arrived
-    this.dials.push({ from: from.peerId, to, protocol, outbound, inbound, outboundConnection, inboundConnection })
+    this.dials.push({ from: from.peerId, to, protocol, outbound, inbound, outboundConnection, inboundConnection, openedAt: performance.now() })
     void Promise.resolve(handler(inbound, { remotePeer: from.peerId })).catch(err => { inbound.abort(err instanceof Error ? err : new Error(String(err))) })
     return outbound
   }

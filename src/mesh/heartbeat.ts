@@ -1,12 +1,11 @@
 import type { Logger } from 'pino'
-import type { Message, SubscriptionChangeData } from '@libp2p/gossipsub'
+import type { Message, SubscriptionChangeData, TopicValidatorFn } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { Heartbeat, NodeRole } from '../../protocols/heartbeat.js'
 import { nodeName, type Role } from '../config/schema.js'
 import { HEARTBEAT_MAX_BYTES, HEARTBEAT_MAX_CONNECTED, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
 import { errorMessage } from '../errors.js'
-import type { MeshLibp2p } from './libp2p.js'
 import type { PeerTable } from './peer-table.js'
 import { RejectionLog } from './rejection-log.js'
 import { aheadOfClock, behindClock, clipText, MAX_WIRE_INTEGER, storeEpochOutOfRange, wireTime } from './wire-bounds.js'
@@ -18,9 +17,32 @@ export interface LocalHealth {
   blockHeight?: number
 }
 
+/** The gossipsub slice heartbeats use: the topic, its validator, its messages, and who subscribes. */
+export interface HeartbeatGossip {
+  readonly topicValidators: Map<string, TopicValidatorFn>
+  subscribe: (topic: string) => void
+  unsubscribe: (topic: string) => void
+  publish: (topic: string, data: Uint8Array) => Promise<unknown>
+  addEventListener: {
+    (type: 'message', listener: (evt: CustomEvent<Message>) => void): void
+    (type: 'subscription-change', listener: (evt: CustomEvent<SubscriptionChangeData>) => void): void
+  }
+  removeEventListener: {
+    (type: 'message', listener: (evt: CustomEvent<Message>) => void): void
+    (type: 'subscription-change', listener: (evt: CustomEvent<SubscriptionChangeData>) => void): void
+  }
+}
+
+/** The slice of libp2p heartbeats use (MeshLibp2p has it): the gossip, and the count of connected peers. */
+export interface HeartbeatNetwork {
+  readonly services: { readonly pubsub: HeartbeatGossip }
+  getPeers: () => PeerId[]
+}
+
 export interface HeartbeatServiceInit {
-  libp2p: MeshLibp2p
-  peers: PeerTable
+  libp2p: HeartbeatNetwork
+  /** Who signs for which node, and where heartbeats (accepted or refused) are recorded. */
+  peers: Pick<PeerTable, 'getByPeerId' | 'all' | 'recordHeartbeat' | 'noteRefusedHeartbeat'>
   node: { name: string, role: Role }
   intervalMs: number
   /** trust.clockSkewMs: the window for the heartbeat's times. */

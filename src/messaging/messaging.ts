@@ -6,7 +6,7 @@ import type { PeerTable } from '../mesh/peer-table.js'
 import { resolveTargets } from '../operations/targets.js'
 import type { StoreBackend } from '../store/backend.js'
 import type { MeshMetrics } from '../metrics.js'
-import { MessageDelivery } from './delivery.js'
+import { MessageDelivery } from './delivery/index.js'
 import { GiveBack } from './give-back.js'
 import { Inbox } from './inbox.js'
 import { deliveryCounts, parseSend, type InboxMessage, type OutgoingMessage } from './message.js'
@@ -44,7 +44,7 @@ export class Messaging {
   constructor (private readonly init: MessagingInit) {
     this.inbox = new Inbox(init.store, init.log, init.config.retention.inbox)
     this.outbox = new Outbox(init.config.node.name, init.store, init.log, init.metrics)
-    this.delivery = new MessageDelivery({ libp2p: init.libp2p, peers: init.peers, inbox: this.inbox, outbox: this.outbox, node: init.config.node.name, clockSkewMs: init.config.trust.clockSkewMs, log: init.log })
+    this.delivery = new MessageDelivery({ network: init.libp2p, peers: init.peers, inbox: this.inbox, outbox: this.outbox, node: init.config.node.name, clockSkewMs: init.config.trust.clockSkewMs, log: init.log })
     this.retention = new SentRetention(init.store, this.outbox, () => init.config.retention.sent, init.log)
     this.giveBack = new GiveBack(init.store, this.outbox, init.log, init.config.trust.clockSkewMs)
   }

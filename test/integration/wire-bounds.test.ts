@@ -6,7 +6,7 @@ import { OperationRequest, OperationResponse } from '../../protocols/operation.j
 import type { LocalMesh } from '../../src/devmesh/local-mesh.js'
 import { DELIVERY_STREAM_MAX_MESSAGE_BYTES, HEARTBEAT_MAX_CONNECTED } from '../../src/constants.js'
 import { HEARTBEAT_TOPIC } from '../../src/mesh/heartbeat.js'
-import { MESSAGES_PROTOCOL } from '../../src/messaging/delivery.js'
+import { MESSAGES_PROTOCOL } from '../../src/messaging/delivery/index.js'
 import { OPERATION_PROTOCOL } from '../../src/operations/operation-protocol.js'
 import { peersOf, startTestMesh, statusOfPeer, waitFor } from '../helpers.js'
 import { startHostilePeer, type HostilePeer } from '../hostile-peer.js'
