@@ -424,6 +424,12 @@ export const RECEIPT_MAX_REASON_CHARS = 512
  * at about 3.6k/s here). The receiver reads no further ahead of its receipts than this.
  */
 export const DELIVERY_WINDOW = 4096
+/**
+ * A sender encodes at most this many envelopes per write and a receiver takes at most this many
+ * before it yields to the event loop: a whole window at once (4 MiB of 1 KiB messages) held the
+ * loop for hundreds of milliseconds, delaying heartbeats and control calls.
+ */
+export const DELIVERY_EVENT_LOOP_SLICE = 256
 /** A failed stream is opened again after a backoff: this, doubling while the failures go on, up to the maximum. */
 export const DELIVERY_RETRY_INITIAL_MS = 200
 export const DELIVERY_RETRY_MAX_MS = 5000

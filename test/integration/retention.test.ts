@@ -8,7 +8,7 @@ import type { LocalMesh } from '../../src/devmesh/local-mesh.js'
 import { AllowlistGater } from '../../src/mesh/gater.js'
 import { loadIdentity } from '../../src/mesh/identity.js'
 import { createMeshLibp2p } from '../../src/mesh/libp2p.js'
-import { MESSAGES_PROTOCOL } from '../../src/messaging/delivery.js'
+import { MESSAGES_PROTOCOL } from '../../src/messaging/delivery/index.js'
 import { onCleanup, startTestMesh, waitAllOnline, waitFor, type TestMesh } from '../helpers.js'
 import { TestRedis } from '../redis.js'
 

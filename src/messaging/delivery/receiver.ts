@@ -1,7 +1,7 @@
 import type { Stream, StreamMessageEvent } from '@libp2p/interface'
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import { Envelope, Receipt, ReceiptStatus } from '../../../protocols/messages.js'
-import { DELIVERY_STREAM_MAX_MESSAGE_BYTES } from '../../constants.js'
+import { DELIVERY_EVENT_LOOP_SLICE, DELIVERY_STREAM_MAX_MESSAGE_BYTES } from '../../constants.js'
 import { errorMessage } from '../../errors.js'
 import type { PeerTable } from '../../mesh/peer-table.js'
 import type { RejectionLog } from '../../mesh/rejection-log.js'
@@ -89,7 +89,9 @@ class InboundStream {
   }
 
   async serve (senderName: string, peerId: string): Promise<void> {
-    for (;;) {
+    for (let taken = 0; ; taken++) {
+      // Buffered frames are read without leaving the microtask queue: yield now and then.
+      if (taken > 0 && taken % DELIVERY_EVENT_LOOP_SLICE === 0) await new Promise(resolve => setImmediate(resolve))
       await this.roomInWindow()
       if (this.failure != null) throw this.failure
       const envelope = await this.read()

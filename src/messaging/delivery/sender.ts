@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { Stream } from '@libp2p/interface'
 import { pbStream, type ProtobufMessageStream } from '@libp2p/utils'
 import { Envelope, Receipt, ReceiptStatus } from '../../../protocols/messages.js'
-import { DELIVERY_STREAM_MAX_MESSAGE_BYTES } from '../../constants.js'
+import { DELIVERY_EVENT_LOOP_SLICE, DELIVERY_STREAM_MAX_MESSAGE_BYTES } from '../../constants.js'
 import { errorMessage } from '../../errors.js'
 import type { PeerState } from '../../mesh/peer-table.js'
 import type { RejectionLog } from '../../mesh/rejection-log.js'
@@ -121,7 +121,7 @@ export class TargetSession {
         await new Promise(resolve => setImmediate(resolve))
         this.throwIfStopped()
         if (receipts.failure != null) throw receipts.failure
-        const room = this.init.limits.window - this.inFlight.size
+        const room = Math.min(this.init.limits.window - this.inFlight.size, DELIVERY_EVENT_LOOP_SLICE)
         const batch = room > 0 ? this.init.outbox.nextPending(this.name, room, id => this.inFlight.has(id)) : []
         if (batch.length === 0 && this.inFlight.size === 0) break
         if (batch.length === 0) {
