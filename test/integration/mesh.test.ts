@@ -113,7 +113,8 @@ describe('a three-node mesh of real daemons on 127.x.y.1-3, port 7070', () => {
   it('shows every configured node in `peers` with connection, latency and last heartbeat', async () => {
     const res = await t.mesh.cli('aitbc', ['peers', '--json'])
     expect(res.code).toBe(0)
-    const peers = JSON.parse(res.stdout) as Array<Record<string, unknown>>
+    const { mesh_view: view, nodes: peers } = JSON.parse(res.stdout) as { mesh_view: Record<string, unknown>, nodes: Array<Record<string, unknown>> }
+    expect(view).toMatchObject({ reachable: ['aitbc', 'aitbc1', 'aitbc2'], unreachable: [], configured: 3, quorum: true })
     expect(peers.map(p => p.name)).toEqual(['aitbc', 'aitbc1', 'aitbc2'])
     for (const peer of peers.filter(p => p.self !== true)) {
       expect(peer).toMatchObject({ connected: true, status: 'online' })
