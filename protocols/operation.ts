@@ -10,6 +10,7 @@ export interface OperationRequest {
   force: boolean
   syncStep: string
   payloadJson: string
+  overrideQuorum: boolean
 }
 
 export namespace OperationRequest {
@@ -57,6 +58,11 @@ export namespace OperationRequest {
           w.string(obj.payloadJson)
         }
 
+        if ((obj.overrideQuorum != null && obj.overrideQuorum !== false)) {
+          w.uint32(64)
+          w.bool(obj.overrideQuorum)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -68,7 +74,8 @@ export namespace OperationRequest {
           action: '',
           force: false,
           syncStep: '',
-          payloadJson: ''
+          payloadJson: '',
+          overrideQuorum: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -103,6 +110,10 @@ export namespace OperationRequest {
             }
             case 7: {
               obj.payloadJson = reader.string()
+              break
+            }
+            case 8: {
+              obj.overrideQuorum = reader.bool()
               break
             }
             default: {
@@ -169,6 +180,13 @@ export namespace OperationRequest {
               }
               break
             }
+            case 8: {
+              yield {
+                field: `${prefix}.overrideQuorum`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -216,6 +234,11 @@ export namespace OperationRequest {
     value: string
   }
 
+  export interface OperationRequestOverrideQuorumFieldEvent {
+    field: '$.overrideQuorum'
+    value: boolean
+  }
+
   export function encode (obj: Partial<OperationRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, OperationRequest.codec())
   }
@@ -224,7 +247,7 @@ export namespace OperationRequest {
     return decodeMessage(buf, OperationRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationRequest>): Generator<OperationRequestRequestIdFieldEvent | OperationRequestKindFieldEvent | OperationRequestTimeoutMsFieldEvent | OperationRequestActionFieldEvent | OperationRequestForceFieldEvent | OperationRequestSyncStepFieldEvent | OperationRequestPayloadJsonFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<OperationRequest>): Generator<OperationRequestRequestIdFieldEvent | OperationRequestKindFieldEvent | OperationRequestTimeoutMsFieldEvent | OperationRequestActionFieldEvent | OperationRequestForceFieldEvent | OperationRequestSyncStepFieldEvent | OperationRequestPayloadJsonFieldEvent | OperationRequestOverrideQuorumFieldEvent> {
     return streamMessage(buf, OperationRequest.codec(), opts)
   }
 }

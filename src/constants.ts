@@ -20,6 +20,16 @@ export const OFFLINE_AFTER_INTERVALS = 3
  * the node alive if it arrives this long after the close (earlier ones may have been in flight).
  */
 export const RELAYED_HEARTBEAT_GRACE_MS = 250
+/**
+ * How often the membership view re-reads liveness to notice a quorum change without a reader:
+ * a fraction of the offline window, so `quorum_changed` is logged close to when it happened.
+ */
+export const MEMBERSHIP_CHECK_INTERVAL_MS = 250
+/**
+ * Agent changes already logged as superseded (`agent_change_superseded`), remembered so that
+ * anti-entropy re-sending the same losing change does not log it again; oldest forgotten first.
+ */
+export const SUPERSEDED_LOG_MEMORY = 1024
 /** Largest heartbeat sent or accepted: a heartbeat is a few numbers and a list of names. */
 export const HEARTBEAT_MAX_BYTES = 512
 /**

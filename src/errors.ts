@@ -46,6 +46,17 @@ export class SendOutcomeUnknownError extends Error {
   }
 }
 
+/**
+ * Destructive work refused because this node does not see a majority of the configured nodes;
+ * `unreachable` names the nodes it cannot reach. CLI exit code 5.
+ */
+export class NoQuorumError extends Error {
+  override name = 'NoQuorumError'
+  constructor (message: string, readonly unreachable: string[]) {
+    super(message)
+  }
+}
+
 export class TimeoutError extends Error {
   override name = 'TimeoutError'
 }

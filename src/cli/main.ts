@@ -9,7 +9,7 @@ import { EXIT_LISTEN_ADDRESS_IN_USE } from '../constants.js'
 import { ControlCallError, ControlClient, DaemonUnreachableError } from '../control/client.js'
 import { resolveSocketPath } from './socket-path.js'
 import { packageVersion } from './version.js'
-import { printReload, printOpList, printOpRecord, printProgress, printAgentTable, printInboxHeader, printInboxLine, printMessage, printOperation, printPeers, printId } from './output.js'
+import { printReload, printOpList, printOpRecord, printProgress, printAgentTable, printInboxHeader, printInboxLine, printMessage, printOperation, printPeers, printMeshView, printId } from './output.js'
 
 // Cache compiled code on disk (NODE_COMPILE_CACHE or the temp dir): the daemon loads the whole
 // libp2p stack, and reusing the compiled code cuts its start time. Failure to cache is harmless.
@@ -21,6 +21,8 @@ const EXIT_USAGE = 2
 const EXIT_UNREACHABLE = 3
 /** `send`: the store did not answer the write, so whether the message was sent is not known yet. */
 const EXIT_OUTCOME_UNKNOWN = 4
+/** Destructive work refused: this node does not see a majority of the configured nodes (quorum). */
+const EXIT_NO_QUORUM = 5
 
 class CliUsageError extends Error {}
 
@@ -65,6 +67,13 @@ async function runOperation (cmd: Command, request: Record<string, unknown>, for
   if (opts.json === true || forceJson) process.stdout.write(JSON.stringify(result, null, 2) + '\n')
   else process.stdout.write(printOperation(result) + '\n')
   return exitCodeOf(result)
+}
+
+const OVERRIDE_QUORUM_HELP = 'run destructive work even though this node (or a target) does not see a majority of the configured nodes: a deliberate decision, logged on every node it runs on'
+
+/** Sent only when given, so a daemon without the field still takes the request. */
+function overrideQuorum (o: { overrideQuorum?: boolean }): { override_quorum?: true } {
+  return o.overrideQuorum === true ? { override_quorum: true } : {}
 }
 
 function readStdin (): string {
@@ -196,8 +205,11 @@ export function buildProgram (): Command {
   program.command('peers')
     .description('mesh status: every configured node, connected or not')
     .action(async (_opts, cmd: Command) => {
-      const peers = await withClient(cmd, async client => await client.call<Array<Record<string, unknown>>>('peers'))
-      process.stdout.write((globals(cmd).json === true ? JSON.stringify(peers, null, 2) : printPeers(peers)) + '\n')
+      const [peers, view] = await withClient(cmd, async client => await Promise.all([
+        client.call<Array<Record<string, unknown>>>('peers'),
+        client.call<Record<string, unknown>>('mesh')
+      ]))
+      process.stdout.write((globals(cmd).json === true ? JSON.stringify({ mesh_view: view, nodes: peers }, null, 2) : printPeers(peers) + '\n' + printMeshView(view)) + '\n')
       process.exitCode = peers.every(p => p.status !== 'offline') ? EXIT_OK : EXIT_FAILED
     })
 
@@ -389,9 +401,10 @@ export function buildProgram (): Command {
     .option('--target <target>', 'all, genesis, follower, a node name, or a comma-separated list', 'all')
     .option('--force', 'reset diverged or dirty checkouts, overwrite drifted config files (with a backup)')
     .option('--no-verify', 'do not check the result against the genesis node / the highest block')
+    .option('--override-quorum', OVERRIDE_QUORUM_HELP)
     .option('--timeout <seconds>', 'how long the sync may take (at most 120)', '60')
-    .action(async (o: { type: string, target: string, force?: boolean, verify: boolean, timeout: string }, cmd: Command) => {
-      process.exitCode = await runOperation(cmd, { operation: 'sync', sync_type: o.type, target_node: o.target, force: o.force === true, verify: o.verify, timeout: parseTimeout(o.timeout) })
+    .action(async (o: { type: string, target: string, force?: boolean, verify: boolean, overrideQuorum?: boolean, timeout: string }, cmd: Command) => {
+      process.exitCode = await runOperation(cmd, { operation: 'sync', sync_type: o.type, target_node: o.target, force: o.force === true, verify: o.verify, ...overrideQuorum(o), timeout: parseTimeout(o.timeout) })
     })
 
   program.command('coordinate')
@@ -400,9 +413,10 @@ export function buildProgram (): Command {
     .option('--target <target>', 'all, genesis, follower, a node name, or a comma-separated list', 'all')
     .option('--force', 'allow destructive actions')
     .option('--sequential', 'one node after the other, stopping at the first failure')
+    .option('--override-quorum', OVERRIDE_QUORUM_HELP)
     .option('--timeout <seconds>', 'how long each node may take (at most 120)', '60')
-    .action(async (action: string, o: { target: string, force?: boolean, sequential?: boolean, timeout: string }, cmd: Command) => {
-      process.exitCode = await runOperation(cmd, { operation: 'coordinate', target_node: o.target, action, force: o.force === true, sequential: o.sequential === true, timeout: parseTimeout(o.timeout) })
+    .action(async (action: string, o: { target: string, force?: boolean, sequential?: boolean, overrideQuorum?: boolean, timeout: string }, cmd: Command) => {
+      process.exitCode = await runOperation(cmd, { operation: 'coordinate', target_node: o.target, action, force: o.force === true, sequential: o.sequential === true, ...overrideQuorum(o), timeout: parseTimeout(o.timeout) })
     })
 
   program.command('ops')
@@ -459,7 +473,7 @@ export async function main (argv: string[]): Promise<number> {
     }
     if (err instanceof ControlCallError) {
       process.stderr.write(`aitbc-mesh: ${message}\n`)
-      return err.isUsageError ? EXIT_USAGE : err.isOutcomeUnknown ? EXIT_OUTCOME_UNKNOWN : EXIT_FAILED
+      return err.isUsageError ? EXIT_USAGE : err.isOutcomeUnknown ? EXIT_OUTCOME_UNKNOWN : err.isNoQuorum ? EXIT_NO_QUORUM : EXIT_FAILED
     }
     const name = err instanceof Error ? err.name : ''
     // Another process holds the daemon's listen address: that can clear, so systemd retries.

@@ -11,6 +11,17 @@ export function printId (id: Json): string {
   ].join('\n')
 }
 
+/** One line for the membership view: which side of a partition this node is on. */
+export function printMeshView (view: Json | undefined): string {
+  if (view == null) return ''
+  const reachable = (view.reachable ?? []) as string[]
+  const unreachable = (view.unreachable ?? []) as string[]
+  const count = `${reachable.length} of ${String(view.configured ?? reachable.length + unreachable.length)} configured nodes reachable`
+  return view.quorum === true
+    ? `mesh view: quorum, ${count} (since ${String(view.since)})`
+    : `mesh view: NO QUORUM, ${count}; unreachable: ${unreachable.join(', ')} (since ${String(view.since)}); destructive work is refused here without --override-quorum`
+}
+
 export function printPeers (peers: Json[]): string {
   return table(
     ['NODE', 'ROLE', 'STATUS', 'CONNECTED', 'ADDR', 'LATENCY', 'SINCE', 'LAST HEARTBEAT', 'PEER ID'],
@@ -53,6 +64,7 @@ export function printOperation (result: Json): string {
     ...(reports ? [ago(n.probe_age_ms as number | null)] : [])
   ])
   const parts = [table(['NODE', 'ROLE', 'STATUS', 'HEIGHT', 'MEMPOOL', 'P2P', 'SERVICE UPTIME', 'LAST SYNC', ...(reports ? ['PROBED'] : [])], rows)]
+  if (result.mesh_view != null) parts.push('\n' + printMeshView(result.mesh_view as Json))
   // Per chain when a node probes more than one (the table above shows each node's first).
   if (Object.values(nodes).some(n => Object.keys((n.chains ?? {}) as Json).length > 1)) {
     const chainRows = Object.entries(nodes).flatMap(([name, n]) => Object.entries((n.chains ?? {}) as Record<string, Json>).map(([chain, c]) => [

@@ -23,6 +23,11 @@ export class ControlCallError extends Error {
     return this.code === ErrorCodes.OutcomeUnknown
   }
 
+  /** Destructive work refused for want of quorum: CLI exit code 5. */
+  get isNoQuorum (): boolean {
+    return this.code === ErrorCodes.NoQuorum
+  }
+
   /** The daemon refused the input (bad params, unknown method): CLI exit code 2. */
   get isUsageError (): boolean {
     return this.code === ErrorCodes.InvalidParams || this.code === ErrorCodes.MethodNotFound ||

@@ -17,7 +17,9 @@ export const ErrorCodes = {
   /** The daemon closes the connection: idle, an incomplete line, or a client too far behind reading. */
   ConnectionClosed: -32003,
   /** The request's outcome is not known yet (a send whose store write went unanswered); `data.id` names it. */
-  OutcomeUnknown: -32004
+  OutcomeUnknown: -32004,
+  /** Destructive work refused: this node does not see a majority of the configured nodes; `data.unreachable` names the others. */
+  NoQuorum: -32005
 } as const
 
 /** A request without an `id` is a notification: it runs, and nothing is sent back for it. */

@@ -6,7 +6,7 @@ import {
   CONTROL_CLOSE_LINGER_MS, CONTROL_IDLE_TIMEOUT_MS, CONTROL_MAX_CONNECTIONS, CONTROL_MAX_REQUEST_BYTES, CONTROL_MAX_REQUESTS_IN_FLIGHT,
   CONTROL_MAX_UNREAD_BYTES, CONTROL_MAX_UNSENT_BYTES, CONTROL_PARTIAL_LINE_TIMEOUT_MS, CONTROL_SOCKET_MODE, CONTROL_UNKNOWN_ANSWER_BYTES
 } from '../constants.js'
-import { errorMessage, SendOutcomeUnknownError, UsageError } from '../errors.js'
+import { errorMessage, NoQuorumError, SendOutcomeUnknownError, UsageError } from '../errors.js'
 import { RejectionLog } from '../mesh/rejection-log.js'
 import { ErrorCodes, JSONRPC_VERSION, type ControlError, type ControlResponse } from './protocol.js'
 
@@ -404,6 +404,7 @@ export class ControlServer {
       err => {
         if (err instanceof UsageError) fail({ code: ErrorCodes.InvalidParams, message: err.message })
         else if (err instanceof SendOutcomeUnknownError) fail({ code: ErrorCodes.OutcomeUnknown, message: err.message, data: { id: err.messageId } })
+        else if (err instanceof NoQuorumError) fail({ code: ErrorCodes.NoQuorum, message: err.message, data: { unreachable: err.unreachable } })
         else this.failInternal(name, err, fail)
       }
     ).finally(() => {

@@ -10,6 +10,7 @@ import type { HttpSource } from '../http/index.js'
 import { AllowlistGater } from '../mesh/gater.js'
 import { HeartbeatService } from '../mesh/heartbeat.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
+import { Membership } from '../mesh/membership.js'
 import { createMeshLibp2p, type MeshLibp2p } from '../mesh/libp2p.js'
 import { PeerConnector } from '../mesh/peer-connector.js'
 import { PeerTable } from '../mesh/peer-table.js'
@@ -144,12 +145,14 @@ export class Daemon {
       // Messaging is created below; heartbeats are heard only once everything has started.
       onPeerStoreEpoch: (name, peerEpoch, lostFromMs) => { messaging.peerStoreEpoch(name, peerEpoch, lostFromMs) }
     })
+    // Which configured nodes this node reaches: destructive work needs a majority (quorum).
+    const membership = new Membership({ node: config.node.name, peers, log, startedAt })
     // Runs operation steps on this node, for its own operator (the runner) and for peers (the protocol).
-    const local = new LocalExecutor({ config, probes, log, markSynced: () => { lastSync.mark() } })
+    const local = new LocalExecutor({ config, probes, log, markSynced: () => { lastSync.mark() }, meshView: () => membership.view() })
     const protocol = new OperationProtocol({ libp2p, peers, local, log, clockSkewMs: config.trust.clockSkewMs, shutdown: shutdown.signal })
     const messaging: Messaging = new Messaging({ config, libp2p, peers, store, log, metrics })
     const opLog = new OperationLog(store, log, metrics, config.retention.operations)
-    const runner = new OperationRunner({ config, peers, local, protocol, log, messaging, opLog })
+    const runner = new OperationRunner({ config, peers, local, protocol, log, messaging, opLog, membership })
 
     libp2p.addEventListener('peer:connect', evt => {
       const peerId = evt.detail
@@ -221,12 +224,13 @@ export class Daemon {
       // The first heartbeat carries a verdict; then every probes.intervalMs, and status answers from the last.
       { name: 'probes', start: async () => { await probes.probeNow(); probes.start() }, stop: () => { probes.stop() } },
       { name: 'heartbeat', start: () => { heartbeat.start() }, stop: () => { heartbeat.stop() } },
+      { name: 'membership', start: () => { membership.start() }, stop: () => { membership.stop() } },
       { name: 'peer connector', start: () => { connector.start() }, stop: () => { connector.stop() } },
       { name: 'control socket', start: async () => { await daemon.control.start() }, stop: async () => { await daemon.control.stop() } },
       ...(http != null
         ? [{
             name: 'http',
-            start: async () => { await http.start(httpSource({ config, startedAt, peers, peerViews, probes, registry, store, durability, messaging, opLog })) },
+            start: async () => { await http.start(httpSource({ config, startedAt, peers, peerViews, membership, probes, registry, store, durability, messaging, opLog })) },
             stop: async () => { await http.stop() }
           }]
         : []),
@@ -249,7 +253,8 @@ export class Daemon {
         {
           id: controlMethod(noParamsFor('id'), async () => daemon.identity()),
           reload: controlMethod(noParamsFor('reload'), async () => await daemon.reload()),
-          peers: controlMethod(noParamsFor('peers'), async () => await peerViews.all())
+          peers: controlMethod(noParamsFor('peers'), async () => await peerViews.all()),
+          mesh: controlMethod(noParamsFor('mesh'), async () => membership.view())
         },
         operationsControl(runner, opLog),
         registryControl(registry),
@@ -298,6 +303,7 @@ interface HttpSourceParts {
   startedAt: number
   peers: PeerTable
   peerViews: PeerViews
+  membership: Membership
   probes: LocalProbes
   registry: AgentRegistry
   store: StoreBackend
@@ -307,13 +313,14 @@ interface HttpSourceParts {
 }
 
 /** What the status page, /health and /metrics read: the same functions the control methods use. */
-function httpSource ({ config, startedAt, peers, peerViews, probes, registry, store, durability, messaging, opLog }: HttpSourceParts): HttpSource {
+function httpSource ({ config, startedAt, peers, peerViews, membership, probes, registry, store, durability, messaging, opLog }: HttpSourceParts): HttpSource {
   return {
     node: config.node,
     heartbeatIntervalMs: config.heartbeat.intervalMs,
     startedAt,
     peerViews: async () => await peerViews.all(),
     peers: () => peers.all(),
+    meshView: () => membership.view(),
     liveness: (state, now) => peers.liveness(state, now).liveness,
     localHealth: () => probes.latest(),
     storeHealth: () => registry.health(),

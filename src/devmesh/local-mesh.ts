@@ -96,11 +96,14 @@ export async function freeLoopbackBlock (count: number, port = 7070): Promise<st
 
 export class LocalMesh {
   readonly nodes = new Map<string, LocalNode>()
-  private constructor (readonly baseDir: string, readonly env: NodeJS.ProcessEnv) {}
+  private constructor (readonly baseDir: string, readonly env: NodeJS.ProcessEnv, private readonly launchPrefix?: (name: string) => string[]) {}
 
-  /** Creates identities and configs; every node allowlists all the others. */
-  static async create (baseDir: string, specs: LocalNodeSpec[], opts: { swarmKey?: boolean, heartbeatMs?: number, env?: NodeJS.ProcessEnv } = {}): Promise<LocalMesh> {
-    const mesh = new LocalMesh(baseDir, opts.env ?? {})
+  /**
+   * Creates identities and configs; every node allowlists all the others. `launchPrefix`: a
+   * command each daemon is started under (e.g. `ip netns exec NS`, to run it in a network namespace).
+   */
+  static async create (baseDir: string, specs: LocalNodeSpec[], opts: { swarmKey?: boolean, heartbeatMs?: number, env?: NodeJS.ProcessEnv, launchPrefix?: (name: string) => string[] } = {}): Promise<LocalMesh> {
+    const mesh = new LocalMesh(baseDir, opts.env ?? {}, opts.launchPrefix)
     mkdirSync(baseDir, { recursive: true })
     const swarmKeyFile = join(baseDir, SWARM_KEY_FILE_NAME)
     if (opts.swarmKey === true) ensureSwarmKey(swarmKeyFile)
@@ -157,7 +160,8 @@ export class LocalMesh {
     const node = this.node(name)
     if (node.process != null && node.process.exitCode == null && node.process.signalCode == null) throw new Error(`${name} is already running`)
     const logFile = createWriteStream(join(node.dir, 'daemon.log'), { flags: 'a' })
-    const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI_ENTRY, 'daemon', '--config', node.configFile], {
+    const [command, ...args] = [...this.launchPrefix?.(name) ?? [], process.execPath, ...DAEMON_NODE_FLAGS, CLI_ENTRY, 'daemon', '--config', node.configFile]
+    const child = spawn(command!, args, {
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe']
     })

@@ -3,6 +3,7 @@ import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import type { Libp2pOptions } from 'libp2p'
 import { RECEIPT_LATENCY_BUCKETS_S } from '../constants.js'
 import type { MeshMetrics } from '../metrics.js'
+import type { MeshView } from '../mesh/membership.js'
 import type { Liveness, PeerState } from '../mesh/peer-table.js'
 import type { DurabilityView } from '../store/durability.js'
 
@@ -13,6 +14,7 @@ export interface MetricsSource {
   liveness: (state: PeerState, now: number) => Liveness
   storeHealthy: () => boolean
   storeDurability: () => DurabilityView
+  meshView: () => MeshView
 }
 
 const LIVENESS: Liveness[] = ['online', 'degraded', 'offline']
@@ -87,6 +89,33 @@ export class PrometheusMeshMetrics implements MeshMetrics {
           const current = source!.liveness(peer, now)
           for (const status of LIVENESS) this.labels(peer.name, status).set(status === current ? 1 : 0)
         }
+      }
+    }))
+    this.registry.registerMetric(new Gauge({
+      name: 'aitbc_mesh_quorum',
+      help: 'Whether this node reaches a majority of the configured nodes, itself included (1) or not (0); without it destructive work is refused here',
+      registers: [],
+      collect () {
+        const view = metrics().source?.meshView()
+        if (view != null) this.set(view.quorum ? 1 : 0)
+      }
+    }))
+    this.registry.registerMetric(new Gauge({
+      name: 'aitbc_mesh_reachable_nodes',
+      help: 'Configured nodes this node reaches now (itself included; peers whose heartbeats arrive, directly or relayed)',
+      registers: [],
+      collect () {
+        const view = metrics().source?.meshView()
+        if (view != null) this.set(view.reachable.length)
+      }
+    }))
+    this.registry.registerMetric(new Gauge({
+      name: 'aitbc_mesh_configured_nodes',
+      help: 'Configured nodes, this one included: quorum is more than half of them',
+      registers: [],
+      collect () {
+        const view = metrics().source?.meshView()
+        if (view != null) this.set(view.configured)
       }
     }))
     this.registry.registerMetric(new Gauge({

@@ -82,7 +82,7 @@ export class HttpService {
 
   async start (source: HttpSource): Promise<void> {
     this.source = source
-    this.metrics.attach({ peers: source.peers, liveness: source.liveness, storeHealthy: () => source.storeHealth().ok, storeDurability: () => source.storeDurability().view })
+    this.metrics.attach({ peers: source.peers, liveness: source.liveness, storeHealthy: () => source.storeHealth().ok, storeDurability: () => source.storeDurability().view, meshView: source.meshView })
     this.assets = loadPage()
     const server = createServer({
       maxHeaderSize: HTTP_MAX_HEADER_BYTES,

@@ -1,4 +1,5 @@
 import { STATUS_BODY_PREVIEW_CHARS, STATUS_MAX_AGENTS, STATUS_RECENT_MESSAGES, STATUS_RECENT_OPERATIONS } from '../constants.js'
+import type { MeshView } from '../mesh/membership.js'
 import type { PeerView } from '../mesh/peer-views.js'
 import type { OutgoingMessage } from '../messaging/message.js'
 import type { PeerState } from '../mesh/peer-table.js'
@@ -15,6 +16,8 @@ export interface StatusSource {
   peerViews: () => Promise<PeerView[]>
   /** The peer table's entries (their last heartbeats carry the nodes each one is connected to). */
   peers: () => PeerState[]
+  /** Which configured nodes this node reaches and whether they are a majority. */
+  meshView: () => MeshView
   /** This node's own probe verdict. */
   localHealth: () => { healthy: boolean, blockHeight?: number }
   storeHealth: () => { ok: boolean, reason?: string }
@@ -46,6 +49,8 @@ export interface StatusSnapshot {
   generated_at: string
   heartbeat_interval_ms: number
   store: { kind: string, ok: boolean, reason: string | null, durability: DurabilityView }
+  /** Which side of a partition this node is on: reachable nodes, quorum and since when. */
+  mesh_view: MeshView
   nodes: StatusNode[]
   /** Connections between nodes, each pair once (names sorted). */
   edges: Array<[string, string]>
@@ -123,6 +128,7 @@ export async function buildSnapshot (source: StatusSource): Promise<StatusSnapsh
     generated_at: new Date(now).toISOString(),
     heartbeat_interval_ms: source.heartbeatIntervalMs,
     store: { kind: source.storeKind, ok: store.ok, reason: store.reason ?? null, durability: durability.view },
+    mesh_view: source.meshView(),
     nodes,
     edges: connectionEdges(source.node.name, source.peers(), p => liveNames.has(p.name)),
     agents: agents.slice(0, STATUS_MAX_AGENTS).map(a => ({

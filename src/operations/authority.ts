@@ -13,16 +13,27 @@ export interface Requester {
   self: boolean
   /** The requester's operation id, for the log. */
   operationId?: string
+  /**
+   * The requesting operator chose to run destructive work without quorum (override_quorum). Not
+   * who asks but what they decided; it lifts only the quorum rule, never the authority checks.
+   */
+  overrideQuorum?: boolean
 }
 
 /** Why a request is refused: a stable category for the rejection log, and the text the requester sees. */
 export interface Refusal {
-  category: 'action_not_allowed' | 'force_not_allowed' | 'config_contents_genesis_only'
+  category: 'action_not_allowed' | 'force_not_allowed' | 'config_contents_genesis_only' | 'no_quorum'
   reason: string
 }
 
-export function selfRequester (config: MeshConfig, operationId?: string): Requester {
-  return { node: config.node.name, role: config.node.role, self: true, ...(operationId != null ? { operationId } : {}) }
+/**
+ * Who asked, for requests from this node's control socket: the socket (0660) does not tell which
+ * unix user is on the other end, only that it is the daemon's user or in its group.
+ */
+export const LOCAL_OPERATOR = 'local operator'
+
+export function selfRequester (config: MeshConfig, operationId?: string, overrideQuorum = false): Requester {
+  return { node: config.node.name, role: config.node.role, self: true, ...(operationId != null ? { operationId } : {}), ...(overrideQuorum ? { overrideQuorum } : {}) }
 }
 
 /**

@@ -1,9 +1,10 @@
 import type { Logger } from 'pino'
 import type { MeshConfig } from '../config/config.js'
 import { withTimeout } from '../errors.js'
+import { noQuorumReason, type MeshView } from '../mesh/membership.js'
 import { RejectionLog } from '../mesh/rejection-log.js'
 import { runAction, type ActionResult } from './actions.js'
-import { authorizeAction, authorizeSyncStep, type Refusal, type Requester } from './authority.js'
+import { authorizeAction, authorizeSyncStep, LOCAL_OPERATOR, type Refusal, type Requester } from './authority.js'
 import type { LocalProbes } from './local-probes.js'
 import type { NodeReport } from './report.js'
 import { fitText } from './sync/answers.js'
@@ -30,6 +31,8 @@ export interface LocalExecutorInit {
   log: Logger
   /** Records the time of this node's last successful sync (reported as last_sync). */
   markSynced?: () => void
+  /** This node's membership view: destructive work needs quorum here too. Absent: not checked. */
+  meshView?: () => MeshView
 }
 
 export class LocalExecutor implements OperationExecutor {
@@ -51,6 +54,12 @@ export class LocalExecutor implements OperationExecutor {
       this.logRefusal(requester, refusal, { action, force })
       return { action, state: 'refused', exit_code: null, duration_ms: 0, output_tail: '', reason: refusal.reason, destructive: config.actions[action]?.destructive ?? false, health_before: '', health_after: '' }
     }
+    const destructive = Object.hasOwn(config.actions, action) && config.actions[action]!.destructive
+    const noQuorum = destructive && force ? this.quorumRefusal(requester, { action, force }) : null
+    if (noQuorum != null) {
+      this.logRefusal(requester, noQuorum, { action, force })
+      return { action, state: 'refused', exit_code: null, duration_ms: 0, output_tail: '', reason: noQuorum.reason, destructive, health_before: '', health_after: '' }
+    }
     const result = await runAction(config.actions, action, {
       force,
       timeoutMs,
@@ -61,7 +70,7 @@ export class LocalExecutor implements OperationExecutor {
   }
 
   async sync (step: string, payload: unknown, force: boolean, timeoutMs: number, requester: Requester): Promise<unknown> {
-    const refusal = authorizeSyncStep(this.init.config, requester, step, force)
+    const refusal = authorizeSyncStep(this.init.config, requester, step, force) ?? (force ? this.quorumRefusal(requester, { step, force }) : null)
     if (refusal != null) {
       this.logRefusal(requester, refusal, { step, force })
       return { state: 'refused', reason: fitText(refusal.reason) }
@@ -75,6 +84,24 @@ export class LocalExecutor implements OperationExecutor {
     })
     this.init.log.info({ event: 'sync_step', step, force, state: (result as { state?: string })?.state }, 'sync step finished')
     return result
+  }
+
+  /**
+   * Destructive work (a destructive action, a forced sync step) runs only while this node sees a
+   * majority, whoever asks; the requester's override_quorum lifts that, logged with who asked.
+   * Refusals are logged by the caller; null: it may run.
+   */
+  private quorumRefusal (requester: Requester, fields: Record<string, unknown>): Refusal | null {
+    const view = this.init.meshView?.()
+    if (view == null || view.quorum) return null
+    const { log, config } = this.init
+    const logged = { ...fields, ...(requester.operationId != null ? { operationId: requester.operationId } : {}), reachable: view.reachable, unreachable: view.unreachable }
+    if (requester.overrideQuorum === true) {
+      // The requesting node logged its operator's decision too; here it is named by the node.
+      log.warn({ event: 'quorum_overridden', requestedBy: requester.self ? LOCAL_OPERATOR : `the operator of ${requester.node}`, from: requester.node, node: config.node.name, ...logged }, 'destructive work run here without quorum: overridden by the requester')
+      return null
+    }
+    return { category: 'no_quorum', reason: noQuorumReason(view, config.node.name) }
   }
 
   private logRefusal (requester: Requester, refusal: Refusal, fields: Record<string, unknown>): void {

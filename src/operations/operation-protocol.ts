@@ -132,7 +132,7 @@ export class OperationProtocol {
       stage = 'invalid payload'
       // Who asks is the allowlisted node of the authenticated connection, with the role this
       // node's config gives it; nothing in the request can claim another.
-      const from: Requester = { node: requester.name, role: requester.role, self: false, operationId: requestId }
+      const from: Requester = { node: requester.name, role: requester.role, self: false, operationId: requestId, ...(request.overrideQuorum ? { overrideQuorum: true } : {}) }
       const answer = await this.answer(request, from, log)
       stage = 'answer not taken'
       await pb.write({ requestId, ...answer }, OperationResponse, { signal: this.signal(this.timeouts.writeMs) })
@@ -155,7 +155,7 @@ export class OperationProtocol {
     const { local } = this.init
     let run: () => Promise<Answer>
     if (request.kind === OperationKind.COORDINATE) {
-      log.info({ event: 'action_requested', operationId: from.operationId, action: request.action, force: request.force }, 'running an action for a peer')
+      log.info({ event: 'action_requested', operationId: from.operationId, action: request.action, force: request.force, ...(request.overrideQuorum ? { overrideQuorum: true } : {}) }, 'running an action for a peer')
       run = async () => ({ error: '', actionResult: actionToWire(await local.action(request.action, request.force, timeoutMs, from)), payloadJson: '' })
     } else if (request.kind === OperationKind.SYNC) {
       const payload = parsePayload(request.payloadJson)
@@ -177,7 +177,7 @@ export class OperationProtocol {
 
   /** Asks `peerId` for its report. Throws TimeoutError, UnreachableError or ProtocolError. */
   async request (peerId: PeerId, expected: { name: string, role: Role }, kind: ReportKind, requestId: string, timeoutMs: number): Promise<NodeReport> {
-    const response = await this.exchange(peerId, expected.name, { requestId, kind: KIND_TO_WIRE[kind], timeoutMs, action: '', force: false, syncStep: '', payloadJson: '' }, timeoutMs)
+    const response = await this.exchange(peerId, expected.name, { requestId, kind: KIND_TO_WIRE[kind], timeoutMs, action: '', force: false, syncStep: '', payloadJson: '', overrideQuorum: false }, timeoutMs)
     if (response.report == null) throw new ProtocolError(`${expected.name} sent no report`)
     try {
       return fromWire(response.report, expected, Date.now(), this.init.clockSkewMs)
@@ -187,10 +187,10 @@ export class OperationProtocol {
   }
 
   /** Asks `peerId` to run one of its configured actions; the answer comes when it has finished. */
-  async requestAction (peerId: PeerId, expected: string, action: string, force: boolean, requestId: string, timeoutMs: number): Promise<ActionResult> {
+  async requestAction (peerId: PeerId, expected: string, action: string, force: boolean, requestId: string, timeoutMs: number, overrideQuorum = false): Promise<ActionResult> {
     const started = performance.now()
     // The target stops the action at timeoutMs; leave room for its answer to travel back.
-    const response = await this.exchange(peerId, expected, { requestId, kind: OperationKind.COORDINATE, timeoutMs, action, force, syncStep: '', payloadJson: '' }, timeoutMs + this.timeouts.answerGraceMs)
+    const response = await this.exchange(peerId, expected, { requestId, kind: OperationKind.COORDINATE, timeoutMs, action, force, syncStep: '', payloadJson: '', overrideQuorum }, timeoutMs + this.timeouts.answerGraceMs)
     if (response.actionResult == null) throw new ProtocolError(`${expected} sent no action result`)
     try {
       return actionFromWire(response.actionResult, action, performance.now() - started)
@@ -200,8 +200,8 @@ export class OperationProtocol {
   }
 
   /** Asks `peerId` to run one sync step on itself; returns the step's JSON result. */
-  async requestSync (peerId: PeerId, expected: string, step: string, payload: unknown, force: boolean, requestId: string, timeoutMs: number): Promise<unknown> {
-    const request = { requestId, kind: OperationKind.SYNC, timeoutMs, action: '', force, syncStep: step, payloadJson: payload == null ? '' : JSON.stringify(payload) }
+  async requestSync (peerId: PeerId, expected: string, step: string, payload: unknown, force: boolean, requestId: string, timeoutMs: number, overrideQuorum = false): Promise<unknown> {
+    const request = { requestId, kind: OperationKind.SYNC, timeoutMs, action: '', force, syncStep: step, payloadJson: payload == null ? '' : JSON.stringify(payload), overrideQuorum }
     const response = await this.exchange(peerId, expected, request, timeoutMs + this.timeouts.answerGraceMs, step)
     try {
       return JSON.parse(response.payloadJson)

@@ -20,7 +20,9 @@ export const operationRequestSchema = z.object({
   /** coordinate: the action to run, by name, from each target's own config. */
   action: z.string().min(1).max(64).regex(/^[\w.-]+$/, 'expected an action name of letters, digits, ".", "_" or "-"').optional(),
   /** coordinate: one node after the other, stopping at the first failure. */
-  sequential: z.boolean({ message: 'expected true or false' }).default(false)
+  sequential: z.boolean({ message: 'expected true or false' }).default(false),
+  /** Destructive work without a majority in view: run it anyway, as the operator's deliberate decision (logged). */
+  override_quorum: z.boolean({ message: 'expected true or false' }).default(false)
 }).strict()
 
 export type OperationRequest = z.infer<typeof operationRequestSchema>
@@ -28,6 +30,16 @@ export type OperationRequest = z.infer<typeof operationRequestSchema>
 export function parseOperationRequest (input: unknown): OperationRequest {
   return parseInput(operationRequestSchema, input, 'operation', {
     notObject: 'operation must be a JSON object such as {"operation":"status","target_node":"all"}',
-    knownFields: 'operation, target_node, message, sync_type, timeout, force, verify, action, sequential'
+    knownFields: 'operation, target_node, message, sync_type, timeout, force, verify, action, sequential, override_quorum'
   })
+}
+
+/**
+ * Whether the request is destructive work, which needs quorum: anything with force (a forced
+ * sync, a forced coordinate) and a coordinate of an action this node's config marks destructive.
+ */
+export function isDestructive (request: OperationRequest, actions: Record<string, { destructive: boolean }>): boolean {
+  if (request.operation !== 'coordinate' && request.operation !== 'sync') return false
+  if (request.force) return true
+  return request.operation === 'coordinate' && request.action != null && Object.hasOwn(actions, request.action) && actions[request.action]!.destructive
 }

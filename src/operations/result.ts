@@ -1,6 +1,7 @@
 import type { ActionResult } from './actions.js'
 import type { HealthCheck, NodeReport, StoreReport } from './report.js'
 import type { OperationRequest } from './request.js'
+import type { MeshView } from '../mesh/membership.js'
 
 export type TargetOutcome = 'ok' | 'failed' | 'timed_out' | 'unreachable'
 export type Verdict = 'success' | 'partial' | 'failed'
@@ -35,6 +36,8 @@ export interface OperationResult {
   confidence: number
   execution_time: number
   validation_status: Verdict
+  /** The requesting node's membership view when the operation finished. */
+  mesh_view?: MeshView
 }
 
 /** What one operation kind found; operationResult() turns it into the operation JSON. */
@@ -59,7 +62,7 @@ export function verdict (succeeded: number, asked: number): Verdict {
 }
 
 /** The operation JSON for `request`, from what its kind found; `startedMs` is performance.now() at its start. */
-export function operationResult (request: OperationRequest, outcome: KindOutcome, startedMs: number): OperationResult {
+export function operationResult (request: OperationRequest, outcome: KindOutcome, startedMs: number, meshView?: MeshView): OperationResult {
   const validation = verdict(outcome.succeeded, outcome.asked)
   return {
     summary: outcome.summary,
@@ -73,7 +76,8 @@ export function operationResult (request: OperationRequest, outcome: KindOutcome
     recommendations: outcome.recommendations,
     confidence: Math.round((outcome.answered / Math.max(1, outcome.targets)) * 100) / 100,
     execution_time: Math.round(performance.now() - startedMs) / 1000,
-    validation_status: validation
+    validation_status: validation,
+    ...(meshView != null ? { mesh_view: meshView } : {})
   }
 }
 

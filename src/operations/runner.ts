@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import { allNodes, type MeshConfig } from '../config/config.js'
 import { MAX_CONCURRENT_OPERATIONS } from '../constants.js'
-import { errorMessage } from '../errors.js'
+import { errorMessage, NoQuorumError } from '../errors.js'
+import { noQuorumReason, type Membership } from '../mesh/membership.js'
 import type { PeerTable } from '../mesh/peer-table.js'
 import { RejectionLog } from '../mesh/rejection-log.js'
 import type { Messaging } from '../messaging/messaging.js'
@@ -14,9 +15,10 @@ import { syncKind } from './kinds/sync.js'
 import type { OperationExecutor } from './local-executor.js'
 import type { OperationLog } from './op-log.js'
 import type { OperationProtocol } from './operation-protocol.js'
-import { parseOperationRequest, type OperationRequest } from './request.js'
+import { isDestructive, parseOperationRequest, type OperationRequest } from './request.js'
 import { operationResult, type OperationResult } from './result.js'
 import { resolveTargets } from './targets.js'
+import { LOCAL_OPERATOR } from './authority.js'
 
 export type { ProgressEvent } from './kinds/context.js'
 export type { NodeStatusEntry, OperationResult, TargetOutcome } from './result.js'
@@ -30,6 +32,8 @@ export interface OperationRunnerInit {
   log: Logger
   messaging?: Messaging
   opLog?: OperationLog
+  /** Quorum for destructive work; without it (unit tests) every node counts as reachable. */
+  membership?: Pick<Membership, 'view'>
 }
 
 /** At most `limit` operations at once; the rest wait in line, first come first served. */
@@ -91,6 +95,7 @@ export class OperationRunner {
     const kind = this.kinds[request.operation]
     kind.check(request, this.deps)
     const targets = resolveTargets(request.target_node, allNodes(this.init.config))
+    this.checkQuorum(request)
     const release = await this.slots.acquire((running, ahead) => { progress({ type: 'queued', running, ahead }) })
     const record = this.init.opLog?.begin(request)
     // The same id names the operation in `ops`, in this log and in the targets' logs.
@@ -101,7 +106,7 @@ export class OperationRunner {
     try {
       progress({ type: 'started', operation: request.operation, targets: targets.map(t => t.name) })
       const outcome = await kind.run(this.deps, { request, targets, operationId, timeoutMs: Math.round(request.timeout * 1000), progress })
-      const result = operationResult(request, outcome, started)
+      const result = operationResult(request, outcome, started, this.init.membership?.view())
       if (record != null) this.init.opLog!.finish(record, { result: result as unknown as Record<string, unknown> })
       this.init.log.info({ event: 'operation_finished', ...logged, validation: result.validation_status, issues: result.issues.length, ms: Math.round(performance.now() - started) }, 'operation finished')
       return result
@@ -112,5 +117,26 @@ export class OperationRunner {
     } finally {
       release()
     }
+  }
+
+  /**
+   * Destructive work runs only while this node sees a majority of the configured nodes (the
+   * targets check again for themselves). Refused with the unreachable nodes named, or, with
+   * override_quorum, run and logged as the operator's decision.
+   */
+  private checkQuorum (request: OperationRequest): void {
+    if (this.init.membership == null || !isDestructive(request, this.init.config.actions)) return
+    const view = this.init.membership.view()
+    if (view.quorum) return
+    const node = this.init.config.node.name
+    const logged = { operation: request.operation, target: request.target_node, ...(request.action != null ? { action: request.action } : {}), force: request.force, reachable: view.reachable, unreachable: view.unreachable }
+    if (request.override_quorum) {
+      // The control socket does not tell which unix user is on the other end; the CLI is run by
+      // someone with access to it (the daemon's user or group).
+      this.init.log.warn({ event: 'quorum_overridden', requestedBy: LOCAL_OPERATOR, node, ...logged }, `destructive ${request.operation} run without quorum: overridden by the local operator`)
+      return
+    }
+    this.init.log.warn({ event: 'operation_refused_no_quorum', requestedBy: LOCAL_OPERATOR, node, ...logged }, 'destructive operation refused: no quorum')
+    throw new NoQuorumError(`${request.operation} refused: ${noQuorumReason(view, node)}`, view.unreachable)
   }
 }

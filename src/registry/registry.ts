@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { AGENT_INACTIVE_AFTER_S, AGENT_REMOVE_AFTER_INACTIVE_S, AGENT_SWEEP_INTERVAL_MS, AGENT_TOMBSTONE_RETENTION_MS, COORDINATOR_RECORD_TTL_S } from '../constants.js'
+import { AGENT_INACTIVE_AFTER_S, AGENT_REMOVE_AFTER_INACTIVE_S, AGENT_SWEEP_INTERVAL_MS, AGENT_TOMBSTONE_RETENTION_MS, COORDINATOR_RECORD_TTL_S, SUPERSEDED_LOG_MEMORY } from '../constants.js'
 import { toCoordinatorRecord, type CoordinatorRecord, type RecordFields } from '../coordinator/record.js'
 import { errorMessage, UsageError } from '../errors.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
@@ -64,6 +64,8 @@ interface LegacyTombstone { agent_id: string, removed_at: string, mesh_clock: Cl
  */
 export class AgentRegistry {
   private readonly entries = new Map<string, AgentEntry>()
+  /** Losing changes already logged (agent_change_superseded), oldest first, at most SUPERSEDED_LOG_MEMORY. */
+  private readonly superseded = new Set<string>()
   /** Ids whose `agents:active` membership is currently written as active. */
   private readonly activeWritten = new Set<string>()
   /**
@@ -296,6 +298,8 @@ export class AgentRegistry {
    */
   async applyRemote (entry: AgentEntry, opts: { vetted?: boolean, now?: number } = {}): Promise<ApplyResult> {
     if (this.vet(entry, opts) === 'stale') return 'stale'
+    const current = this.entries.get(entry.agentId)
+    if (current != null) this.noteSuperseded(entry, current)
     await this.commit(entry, false)
     return 'applied'
   }
@@ -309,7 +313,14 @@ export class AgentRegistry {
     const now = opts.now ?? Date.now()
     checkBounds(entry, now, this.init.clockSkewMs)
     const current = this.entries.get(entry.agentId)
-    if (current != null && compareClocks(entry.clock, current.clock) <= 0) return 'stale'
+    if (current != null && compareClocks(entry.clock, current.clock) <= 0) {
+      // Another node's older change arriving (after a partition heals): it loses; say so, once
+      // it is known to be that node's own signed change.
+      if (current.clock.node !== entry.clock.node && compareClocks(entry.clock, current.clock) < 0 && !this.superseded.has(supersededKey(entry))) {
+        if (this.verifies(entry)) this.noteSuperseded(current, entry)
+      }
+      return 'stale'
+    }
     if (entry.record != null && isExpired(entry.record, now)) return 'stale'
     if (opts.vetted !== true) this.authority.verify(entry)
     this.authority.authorise(entry, current?.record != null && !isExpired(current.record, now) ? current : undefined)
@@ -318,6 +329,32 @@ export class AgentRegistry {
   }
 
   // ---- internals ----
+
+  /**
+   * The registry's conflict rule is "the later change wins" (hybrid clock stamps: ms, counter,
+   * then node name). When the two sides of a partition changed the same agent, the earlier
+   * change is dropped when they meet again; it is logged here (once per change) with both
+   * stamps and authors, so an operator can see which one lost. Changes by the same node replace
+   * each other in order and are not logged.
+   */
+  private verifies (entry: AgentEntry): boolean {
+    try {
+      this.authority.verify(entry)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  private noteSuperseded (won: AgentEntry, lost: AgentEntry): void {
+    if (won.clock.node === lost.clock.node || compareClocks(won.clock, lost.clock) <= 0) return
+    const key = supersededKey(lost)
+    if (this.superseded.has(key)) return
+    this.superseded.add(key)
+    if (this.superseded.size > SUPERSEDED_LOG_MEMORY) this.superseded.delete(this.superseded.values().next().value!)
+    this.log.info({ event: 'agent_change_superseded', agentId: won.agentId, won: describeChange(won), lost: describeChange(lost) },
+      `agent ${won.agentId}: the ${lost.record == null ? 'removal' : 'change'} by ${lost.clock.node} lost to a later ${won.record == null ? 'removal' : 'change'} by ${won.clock.node} (the later change wins)`)
+  }
 
   private live (agentId: string, now: number): AgentEntry & { record: AgentRecord } {
     const entry = this.entries.get(agentId)
@@ -551,4 +588,18 @@ function opsForEntry (agentId: string, entry: AgentEntry | undefined, now: numbe
 function sameAgent (a: AgentRecord, b: AgentRecord): boolean {
   const strip = (r: AgentRecord): string => JSON.stringify({ ...r, last_heartbeat: '', health_score: 0 })
   return strip(a) === strip(b) && Math.abs(Date.parse(a.last_heartbeat) - Date.parse(b.last_heartbeat)) < 1000
+}
+
+function supersededKey (entry: AgentEntry): string {
+  return `${entry.agentId}|${entry.clock.ms}.${entry.clock.counter}.${entry.clock.node}`
+}
+
+/** A change as the log shows it: who made it, its stamp, and what it did. */
+function describeChange (entry: AgentEntry): { author: string, stamp: string, at: string, change: string } {
+  return {
+    author: entry.clock.node,
+    stamp: `${entry.clock.ms}.${entry.clock.counter}.${entry.clock.node}`,
+    at: new Date(entry.clock.ms).toISOString(),
+    change: entry.record == null ? 'removed' : `record (status ${entry.record.status}, last_heartbeat ${entry.record.last_heartbeat})`
+  }
 }

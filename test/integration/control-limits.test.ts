@@ -164,6 +164,7 @@ describe('control socket under abuse (default limits)', () => {
       ['id', { verbose: true }, /^id: unknown field\(s\) verbose; expected no params$/],
       ['reload', 'now', /^reload: params must be a JSON object$/],
       ['peers', [1, 2], /^peers: params must be a JSON object$/],
+      ['mesh', { node: 'aitbc1' }, /^mesh: unknown field\(s\) node; expected no params$/],
       ['op', { operation: 'status', force: 'yes' }, /^operation: "force": expected true or false$/],
       ['ops.list', { limit: '10' }, /^ops\.list: "limit": expected a whole number from 1 to 1000$/],
       ['ops.list', { limit: 2.5 }, /^ops\.list: "limit": expected a whole number from 1 to 1000$/],

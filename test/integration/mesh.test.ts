@@ -3,7 +3,9 @@ import { describe, expect, it, beforeAll } from 'vitest'
 import { startTestMesh, waitAllOnline, waitFor, statusOfPeer, type TestMesh } from '../helpers.js'
 
 const TOP_LEVEL_FIELDS = ['summary', 'operation', 'target_node', 'nodes_status', 'sync_result', 'sync_details',
-  'message_delivery', 'issues', 'recommendations', 'confidence', 'execution_time', 'validation_status']
+  'message_delivery', 'issues', 'recommendations', 'confidence', 'execution_time', 'validation_status',
+  // Beyond the node-coordinator contract: the requesting node's membership view (quorum).
+  'mesh_view']
 
 describe('a three-node mesh of real daemons on 127.x.y.1-3, port 7070', () => {
   let t: TestMesh
@@ -18,6 +20,7 @@ describe('a three-node mesh of real daemons on 127.x.y.1-3, port 7070', () => {
     expect(res.code, res.stderr).toBe(0)
     const out = JSON.parse(res.stdout)
     expect(Object.keys(out).sort()).toEqual([...TOP_LEVEL_FIELDS].sort())
+    expect(out.mesh_view).toMatchObject({ reachable: ['aitbc', 'aitbc1', 'aitbc2'], unreachable: [], configured: 3, quorum: true })
     expect(out.operation).toBe('status')
     expect(out.target_node).toBe('all')
     expect(out.validation_status).toBe('success')
@@ -113,7 +116,8 @@ describe('a three-node mesh of real daemons on 127.x.y.1-3, port 7070', () => {
   it('shows every configured node in `peers` with connection, latency and last heartbeat', async () => {
     const res = await t.mesh.cli('aitbc', ['peers', '--json'])
     expect(res.code).toBe(0)
-    const peers = JSON.parse(res.stdout) as Array<Record<string, unknown>>
+    const { mesh_view: view, nodes: peers } = JSON.parse(res.stdout) as { mesh_view: Record<string, unknown>, nodes: Array<Record<string, unknown>> }
+    expect(view).toMatchObject({ reachable: ['aitbc', 'aitbc1', 'aitbc2'], unreachable: [], configured: 3, quorum: true })
     expect(peers.map(p => p.name)).toEqual(['aitbc', 'aitbc1', 'aitbc2'])
     for (const peer of peers.filter(p => p.self !== true)) {
       expect(peer).toMatchObject({ connected: true, status: 'online' })

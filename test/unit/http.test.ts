@@ -7,6 +7,7 @@ import { parseConfig } from '../../src/config/config.js'
 import { ConfigError } from '../../src/errors.js'
 import { HttpService, type HttpSource } from '../../src/http/index.js'
 import { connectionEdges } from '../../src/http/status.js'
+import { Membership } from '../../src/mesh/membership.js'
 import { PeerTable, type PeerState } from '../../src/mesh/peer-table.js'
 import type { StoreBackend } from '../../src/store/backend.js'
 import { durabilityView, type DurabilityView } from '../../src/store/durability.js'
@@ -89,12 +90,14 @@ function fakeSource (): Fake {
   const table = new PeerTable([{ name: 'aitbc1', role: 'follower', peerId: ids[1]!, addr: `/ip4/127.0.0.2/tcp/7070/p2p/${ids[1]!.toString()}` }], 3000)
   const store: { ok: boolean, reason?: string } = { ok: true }
   const durability: { view: DurabilityView, issue?: string } = { view: durabilityView({ level: 'always', detail: 'SQLite: WAL, synchronous=FULL' }) }
+  const membership = new Membership({ node: 'aitbc', peers: table, log: pino({ level: 'silent' }), startedAt: Date.now() })
   const source: HttpSource = {
     node: { name: 'aitbc', role: 'genesis' },
     heartbeatIntervalMs: 200,
     startedAt: Date.now(),
     peerViews: async () => [],
     peers: () => table.all(),
+    meshView: () => membership.view(),
     liveness: (state, now) => table.liveness(state, now).liveness,
     localHealth: () => ({ healthy: true, blockHeight: 5 }),
     storeHealth: () => store,
@@ -161,8 +164,15 @@ describe('HttpService', () => {
   it('heartbeat ages are collected at scrape time, so peers added later (a reload) show up', async () => {
     const fake = fakeSource()
     const http = await started(fake)
-    fake.table.recordHeartbeat(ids[1]!, heartbeat([])!, Date.now() - 1500)
+    // aitbc alone, aitbc1 never heard: 1 of 2 is no majority.
     let text = await (await fetch(`${http.url}/metrics`)).text()
+    expect(text).toMatch(/^aitbc_mesh_quorum 0$/m)
+    expect(text).toMatch(/^aitbc_mesh_reachable_nodes 1$/m)
+    expect(text).toMatch(/^aitbc_mesh_configured_nodes 2$/m)
+    fake.table.recordHeartbeat(ids[1]!, heartbeat([])!, Date.now() - 1500)
+    text = await (await fetch(`${http.url}/metrics`)).text()
+    expect(text).toMatch(/^aitbc_mesh_quorum 1$/m)
+    expect(text).toMatch(/^aitbc_mesh_reachable_nodes 2$/m)
     expect(text).toMatch(/^aitbc_mesh_heartbeat_age_seconds\{node="aitbc1"\} 1\.\d+$/m)
     expect(text).toMatch(/^aitbc_mesh_peers_configured 1$/m)
     fake.table.apply([
@@ -176,6 +186,8 @@ describe('HttpService', () => {
     expect(text).toMatch(/^aitbc_mesh_peers_configured 2$/m)
     expect(text).toMatch(/^aitbc_mesh_peers_connected 1$/m)
     expect(text).toMatch(/^aitbc_mesh_peer_status\{node="aitbc2",status="online"\} 1$/m)
+    expect(text).toMatch(/^aitbc_mesh_reachable_nodes 3$/m)
+    expect(text).toMatch(/^aitbc_mesh_configured_nodes 3$/m)
   })
 
   it('each daemon has its own registry: counters do not leak between instances', async () => {

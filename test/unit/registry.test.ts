@@ -77,9 +77,9 @@ describe('AgentRegistry over an embedded SQLite store', () => {
   let store: SqliteBackend
   let registry: AgentRegistry
 
-  async function openRegistry (node = NODE, backend?: SqliteBackend): Promise<void> {
+  async function openRegistry (node = NODE, backend?: SqliteBackend, logger = log): Promise<void> {
     store = backend ?? new SqliteBackend(file, '')
-    registry = new AgentRegistry({ node, store, log, authority: authorityOf(node), clockSkewMs: SKEW_MS, recordFields: 15, agentDefaults: DEFAULTS })
+    registry = new AgentRegistry({ node, store, log: logger, authority: authorityOf(node), clockSkewMs: SKEW_MS, recordFields: 15, agentDefaults: DEFAULTS })
     await registry.start()
   }
 
@@ -428,6 +428,41 @@ describe('AgentRegistry over an embedded SQLite store', () => {
       await registry.applyRemote(signed('aitbc1', { agentId: 'r4', clock: c1, record: record('r4') }))
       expect(await registry.remove({ agent_id: 'r4' })).toEqual({ agent_id: 'r4', removed: true })
       expect(registry.entry('r4')).toMatchObject({ owner: 'aitbc1', clock: { node: 'aitbc' } })
+    })
+
+    it('two sides changed the same agent: the later change wins and the losing one is logged once, with both stamps and authors', async () => {
+      const lines: Array<Record<string, unknown>> = []
+      await registry.stop()
+      await store.close()
+      file = join(tempDir('aitbc-mesh-registry-'), 'store.db')
+      await openRegistry('aitbc2', undefined, pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } }))
+      const t0 = Date.now() - 10_000
+      await registry.applyRemote(signed('aitbc1', { agentId: 'c1', clock: { ms: t0, counter: 0, node: 'aitbc1' }, record: record('c1', {}, t0) }))
+      // During a partition the genesis side removed c1 and the owner's side heartbeated it later.
+      const removed = removal('aitbc', 'c1', { ms: t0 + 1000, counter: 0, node: 'aitbc' }, 'aitbc1')
+      const heartbeat = signed('aitbc1', { agentId: 'c1', clock: { ms: t0 + 2000, counter: 0, node: 'aitbc1' }, record: record('c1', {}, t0 + 2000) })
+      expect(await registry.applyRemote(removed)).toBe('applied')
+      expect(await registry.applyRemote(heartbeat)).toBe('applied')
+      expect(registry.get('c1')).toMatchObject({ agent_id: 'c1', last_heartbeat: new Date(t0 + 2000).toISOString() })
+      // The removal arriving again (anti-entropy from the other side) loses and is not logged twice.
+      expect(await registry.applyRemote(removed)).toBe('stale')
+      // Two lines: the removal replaced aitbc1's record, then aitbc1's heartbeat replaced the removal.
+      const superseded = lines.filter(l => l.event === 'agent_change_superseded')
+      expect(superseded).toHaveLength(2)
+      expect(superseded[1]).toMatchObject({
+        agentId: 'c1',
+        won: { author: 'aitbc1', stamp: `${t0 + 2000}.0.aitbc1` },
+        lost: { author: 'aitbc', stamp: `${t0 + 1000}.0.aitbc`, change: 'removed' }
+      })
+      // A node that had the later heartbeat first logs the removal as the loser when it arrives.
+      lines.length = 0
+      await registry.applyRemote(signed('aitbc1', { agentId: 'c2', clock: { ms: t0 + 2000, counter: 0, node: 'aitbc1' }, record: record('c2', {}, t0 + 2000) }))
+      expect(await registry.applyRemote(removal('aitbc', 'c2', { ms: t0 + 1000, counter: 0, node: 'aitbc' }, 'aitbc1'))).toBe('stale')
+      expect(lines.filter(l => l.event === 'agent_change_superseded')).toMatchObject([{ agentId: 'c2', won: { author: 'aitbc1' }, lost: { author: 'aitbc', change: 'removed' } }])
+      // The owner's own successive heartbeats are not conflicts.
+      lines.length = 0
+      await registry.applyRemote(signed('aitbc1', { agentId: 'c2', clock: { ms: t0 + 3000, counter: 0, node: 'aitbc1' }, record: record('c2', {}, t0 + 3000) }))
+      expect(lines.filter(l => l.event === 'agent_change_superseded')).toEqual([])
     })
 
     it('does not take a record whose last heartbeat is over 120 s + 1 h old', async () => {

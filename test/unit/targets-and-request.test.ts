@@ -105,17 +105,18 @@ describe('parseOperationRequest', () => {
     expect(() => parseOperationRequest({})).toThrow('operation: "operation" is required')
   })
 
-  it('fills defaults: target_node all, timeout 60, force false, verify true, sequential false', () => {
+  it('fills defaults: target_node all, timeout 60, force false, verify true, sequential false, override_quorum false', () => {
     expect(parseOperationRequest({ operation: 'status' })).toEqual({
-      operation: 'status', target_node: 'all', timeout: 60, force: false, verify: true, sequential: false
+      operation: 'status', target_node: 'all', timeout: 60, force: false, verify: true, sequential: false, override_quorum: false
     })
   })
 
   it('keeps given values', () => {
     expect(parseOperationRequest({
       operation: 'sync', target_node: 'aitbc1,aitbc2', sync_type: 'mempool', timeout: 120, force: true, verify: false, message: 'hi'
-    })).toEqual({ operation: 'sync', target_node: 'aitbc1,aitbc2', sync_type: 'mempool', timeout: 120, force: true, verify: false, message: 'hi', sequential: false })
+    })).toEqual({ operation: 'sync', target_node: 'aitbc1,aitbc2', sync_type: 'mempool', timeout: 120, force: true, verify: false, message: 'hi', sequential: false, override_quorum: false })
     expect(parseOperationRequest({ operation: 'coordinate', action: 'restart-blockchain', sequential: true })).toMatchObject({ action: 'restart-blockchain', sequential: true })
+    expect(parseOperationRequest({ operation: 'coordinate', action: 'restart-blockchain', force: true, override_quorum: true })).toMatchObject({ force: true, override_quorum: true })
     expect(parseOperationRequest({ operation: 'health', timeout: 0.5 }).timeout).toBe(0.5)
   })
 
@@ -155,7 +156,7 @@ describe('parseOperationRequest', () => {
 
   it('refuses an unknown field, listing the known ones', () => {
     const err = usageError(() => parseOperationRequest({ operation: 'status', targetNode: 'aitbc1' }))
-    expect(err.message).toBe('operation: unknown field(s) targetNode; expected operation, target_node, message, sync_type, timeout, force, verify, action, sequential')
+    expect(err.message).toBe('operation: unknown field(s) targetNode; expected operation, target_node, message, sync_type, timeout, force, verify, action, sequential, override_quorum')
   })
 
   it.each([null, undefined, 'status', 42, true, [], [{ operation: 'status' }]])('refuses non-object input %j', input => {

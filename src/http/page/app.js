@@ -162,6 +162,17 @@ function renderOperations (state) {
   fillTable('operations', rows, 6, 'no operations yet')
 }
 
+function renderQuorum (view) {
+  const node = $('quorum')
+  if (view == null) { node.textContent = ''; return }
+  node.setAttribute('data-quorum', String(view.quorum))
+  node.className = view.quorum ? 'quorum on' : 'quorum off'
+  const since = new Date(Date.parse(view.since)).toLocaleTimeString()
+  node.textContent = view.quorum
+    ? `quorum: ${view.reachable.length} of ${view.configured} reachable (since ${since})`
+    : `NO QUORUM: ${view.reachable.length} of ${view.configured} reachable, unreachable ${view.unreachable.join(', ')} (since ${since}); destructive work is refused here`
+}
+
 function render (state) {
   const now = Date.parse(state.generated_at) || Date.now()
   document.title = `aitbc-mesh: ${state.node}`
@@ -171,6 +182,7 @@ function render (state) {
   const kept = durability == null ? '' : `, ${durability.durable ? 'durable' : 'NOT durable'} (${durability.level})`
   $('store').textContent = state.store.ok ? `store: ${state.store.kind}, ok${kept}` : `store: ${state.store.kind}, ${state.store.reason ?? 'unavailable'}${kept}`
   $('store').title = durability == null ? '' : `${durability.guarantee}\n${durability.detail}`
+  renderQuorum(state.mesh_view)
   renderNodes(state)
   renderGraph(state)
   renderAgents(state, now)

@@ -16,11 +16,11 @@ function outcomeOf (result: ActionResult): ActionOutcome {
 /** Runs the action on one target: this node itself, or a peer over the mesh. Never throws. */
 async function actionOn (deps: OperationDeps, { request, operationId, timeoutMs }: OperationRun, node: NodeEntry): Promise<ActionOutcome> {
   const action = request.action!
-  if (isSelf(deps, node)) return outcomeOf(await deps.local.action(action, request.force, timeoutMs, selfRequester(deps.config, operationId)))
+  if (isSelf(deps, node)) return outcomeOf(await deps.local.action(action, request.force, timeoutMs, selfRequester(deps.config, operationId, request.override_quorum)))
   const reachable = reachablePeer(deps.peers, node.name)
   if (!reachable.reachable) return { outcome: 'unreachable', result: null, reason: `offline: ${reachable.reason}` }
   try {
-    return outcomeOf(await deps.protocol.requestAction(reachable.peer.peerId, node.name, action, request.force, operationId, timeoutMs))
+    return outcomeOf(await deps.protocol.requestAction(reachable.peer.peerId, node.name, action, request.force, operationId, timeoutMs, request.override_quorum))
   } catch (err) {
     return { outcome: err instanceof TimeoutError ? 'timed_out' : err instanceof UnreachableError ? 'unreachable' : 'failed', result: null, reason: errorMessage(err) }
   }
@@ -75,6 +75,7 @@ export const coordinateKind: OperationKindHandler = {
       issues,
       recommendations: [
         ...refused(/is destructive; run it with --force/) ? [`${action} is destructive on some targets; run it again with --force once you accept that.`] : [],
+        ...refused(/^no quorum/) ? ['Some targets do not see a majority of the mesh; heal the partition (see `aitbc-mesh peers` there), or repeat with --override-quorum as a deliberate decision.'] : [],
         ...refused(/is not run here for/) ? [`Some targets do not run ${action} for ${self}; run it from a node they allow, or add ${self} to actions.${action}.allowFrom in their config.`] : []
       ],
       succeeded: ok,

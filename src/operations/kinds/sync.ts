@@ -25,12 +25,12 @@ async function stepOn<S extends SyncStep> (deps: OperationDeps, rejections: Reje
   const self = isSelf(deps, node)
   let answer: unknown
   if (self) {
-    answer = await deps.local.sync(step, payload, force, timeoutMs, selfRequester(deps.config, operationId))
+    answer = await deps.local.sync(step, payload, force, timeoutMs, selfRequester(deps.config, operationId, run.request.override_quorum))
   } else {
     const reachable = reachablePeer(deps.peers, node.name)
     if (!reachable.reachable) throw new UnreachableError(`${node.name} is offline: ${reachable.reason}`)
     try {
-      answer = await deps.protocol.requestSync(reachable.peer.peerId, node.name, step, payload, force, operationId, timeoutMs)
+      answer = await deps.protocol.requestSync(reachable.peer.peerId, node.name, step, payload, force, operationId, timeoutMs, run.request.override_quorum)
     } catch (err) {
       if (err instanceof AnswerUnreadableError) reject(`${step} (answer): unreadable`, errorMessage(err))
       throw err
