@@ -149,19 +149,26 @@ export class HandlerService {
       this.busySenders.add(next.from)
       this.running++
       const run = next
-      const work = this.run(run).finally(() => {
+      let released = false
+      // The sender's next run may start once this handler has exited; its outcome is stored meanwhile.
+      const release = (): void => {
+        if (released) return
+        released = true
         this.running--
         this.busySenders.delete(run.from)
+        this.pump()
+      }
+      const work = this.run(run, release).finally(() => {
+        release()
         this.queued.delete(run.id)
         this.inFlight.delete(work)
         if (this.overflow && this.queued.size < HANDLER_QUEUE_MEMORY / 2) void this.loadPending()
-        this.pump()
       })
       this.inFlight.add(work)
     }
   }
 
-  private async run (queued: QueuedRun): Promise<void> {
+  private async run (queued: QueuedRun, release: () => void): Promise<void> {
     const { log } = this.init
     const message = queued.message ?? await this.read(queued.id)
     if (message == null) {
@@ -181,6 +188,7 @@ export class HandlerService {
       // Stopped by the daemon's own stop: it runs again at the next start.
       if (this.abort.signal.aborted) return
     }
+    release()
     const fields = { event: 'handler_run', messageId: message.id, from: message.from, kind: message.kind, state: result.state, exitCode: result.exit_code, durationMs: result.duration_ms }
     if (result.state === 'processed') log.debug(fields, 'handler processed a message')
     else log.warn({ ...fields, output: result.output_tail.slice(-512) }, 'handler failed')
