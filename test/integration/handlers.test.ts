@@ -29,19 +29,19 @@ describe('message handlers with processed receipts', () => {
 
   beforeAll(async () => {
     // Each run appends "<node> <start|end> <ms> <message json>" so tests can see order and overlap.
-    const append = script('append', 'input=$(cat); echo "$AITBC_MESH_NODE_TAG start $(date +%s%3N) $input" >> "$1"; sleep "${2:-0}"; echo "$AITBC_MESH_NODE_TAG end $(date +%s%3N) $input" >> "$1"')
+    const append = script('append', 'input=$(cat); echo "$AITBC_MESH_NODE_TAG start $(date +%s%3N) $input" >> "$1"; sleep "$2"; echo "$AITBC_MESH_NODE_TAG end $(date +%s%3N) $input" >> "$1"')
     const fail = script('fail', 'cat > /dev/null; echo "deploy failed: disk full" >&2; exit 3')
     const slow = script('slow', 'echo started >&2; sleep 30')
     const env = script('env', 'env > "$1"')
     const flaky = script('flaky', 'cat > /dev/null; if [ "$1" = aitbc1 ]; then echo "model not loaded" >&2; exit 7; fi')
     const handlersOf = (node: string): Array<Record<string, unknown>> => [
-      { kind: 'job.ok', run: [append, logOf('jobs')] },
+      { kind: 'job.ok', run: [append, logOf('jobs'), '0'] },
       { kind: 'job.fail', run: [fail] },
       { kind: 'job.slow', run: [slow], timeout: 1 },
       { kind: 'job.env', run: [env, logOf(`env-${node}`)] },
       { kind: 'job.crash', run: [append, logOf('crash'), '3'] },
       { kind: 'seq.*', run: [append, logOf('seq'), '0.3'] },
-      { kind: 'inference.run', run: [append, logOf('inference')] },
+      { kind: 'inference.run', run: [append, logOf('inference'), '0'] },
       { kind: 'inference.flaky', run: [flaky, node] }
     ]
     t = await startTestMesh(3, {
@@ -197,7 +197,7 @@ describe('message handlers with processed receipts', () => {
     expect(res.out.targets.aitbc2).toMatchObject({ state: 'processed', agent_id: 'inf-b' })
     const path = await t.mesh.cli('aitbc', ['message', res.out.id])
     expect(path.code).toBe(0)
-    expect(path.stdout).toMatch(/route:.*inf-a@aitbc1 -> inf-b@aitbc2  \[done\]/)
+    expect(path.stdout).toMatch(/route:.*inf-a@aitbc1 -> inf-b@aitbc2 {2}\[done\]/)
 
     // The best one's node is killed: skipped once seen offline, or failed over from if not yet; inf-b gets it.
     await t.mesh.stop('aitbc1', 'SIGKILL')

@@ -40,13 +40,13 @@ describe('handlers: config', () => {
 
   it.each([
     [`handlers:\n  - { kind: deploy, run: [${program}], timeout: 500 }\n`, 'handlers[0].timeout', /from 1 to 120/],
-    [`handlers:\n  - { kind: deploy, run: [] }\n`, 'handlers[0].run', /program and its arguments/],
+    ['handlers:\n  - { kind: deploy, run: [] }\n', 'handlers[0].run', /program and its arguments/],
     [`handlers:\n  - { kind: "bad kind!", run: [${program}] }\n`, 'handlers[0].kind', /prefix ending in "\*"/],
     [`handlers:\n  - { kind: aitbc-mesh.outcome, run: [${program}] }\n`, 'handlers[0].kind', /daemon's own/],
     [`handlers:\n  - { kind: deploy, run: [${program}], shell: true }\n`, 'handlers[0]', /unknown field\(s\) shell/],
     [`handlers:\n  - { kind: deploy, run: [${notExecutable}] }\n`, 'handlers[0].run[0]', /not an executable file/],
-    [`handlers:\n  - { kind: deploy, run: [/no/such/handler] }\n`, 'handlers[0].run[0]', /not an executable file/],
-    [`handlers:\n  - { kind: deploy, run: [handler.sh] }\n`, 'handlers[0].run[0]', /not a path/],
+    ['handlers:\n  - { kind: deploy, run: [/no/such/handler] }\n', 'handlers[0].run[0]', /not an executable file/],
+    ['handlers:\n  - { kind: deploy, run: [handler.sh] }\n', 'handlers[0].run[0]', /not a path/],
     [`handlers:\n  - { kind: deploy, run: [${program}] }\n  - { kind: deploy, run: [${program}] }\n`, 'handlers[1].kind', /has a handler already/],
     ['handlerConcurrency: 0\n', 'handlerConcurrency', /from 1 to 64/]
   ])('refuses %s with file and field', (text, field, expected) => {
