@@ -575,3 +575,42 @@ export const EXIT_LISTEN_ADDRESS_IN_USE = 75
  * long, it exits anyway so systemd sees the failure rather than a hang.
  */
 export const START_FAILED_EXIT_MS = 3000
+
+// Message handlers (issue 15): programs named in a node's own config, run for each stored message of a kind.
+/** A handler's timeout when its config gives none; the longest it may ask for is OPERATION_MAX_TIMEOUT_S. */
+export const HANDLER_DEFAULT_TIMEOUT_S = 60
+export const HANDLER_MAX_TIMEOUT_S = 120
+/** Handlers running at once when `handlerConcurrency` is unset: a 2-core node stays responsive. */
+export const HANDLER_DEFAULT_CONCURRENCY = 4
+/** The most `handlerConcurrency` may ask for: each run is a process. */
+export const HANDLER_MAX_CONCURRENCY = 64
+/** Handlers configured on one node at most (a table, matched per message). */
+export const HANDLER_MAX_ENTRIES = 64
+/** Bytes of a handler's stderr carried back in its outcome (the receipt stays small). */
+export const HANDLER_OUTPUT_TAIL_BYTES = 2048
+/** A timed-out handler's process group gets SIGTERM, then SIGKILL this much later. */
+export const HANDLER_KILL_GRACE_MS = 2000
+/** Handler runs waiting in memory; more stay in the store's pending index and are read as room frees up. */
+export const HANDLER_QUEUE_MEMORY = 10_000
+/**
+ * Environment variables a handler never sees (names matched case-insensitively, `*` any text):
+ * credentials the daemon holds are not the handler's to use.
+ */
+export const HANDLER_ENV_DENY = ['REDIS_URL', 'AITBC_MESH_REDIS*', '*SECRET*', '*TOKEN*', '*KEY*', '*PASSWORD*', '*PASSWD*', '*CREDENTIAL*'] as const
+/**
+ * Reserved message kinds (the daemon's own, refused from `send`). An outcome carries a target's
+ * handler result back to the sender; a routed message carries the chosen agent_id.
+ */
+export const RESERVED_KIND_PREFIX = 'aitbc-mesh.'
+export const OUTCOME_KIND = 'aitbc-mesh.outcome'
+export const ROUTED_KIND = 'aitbc-mesh.routed'
+/** An outcome outlives the message it reports on by at most this (the sender may be away meanwhile). */
+export const OUTCOME_TTL_S = 24 * 3600
+/** Room a routed message's wire body takes over its text: agent id (128) and kind (64), each with a newline. */
+export const ROUTED_OVERHEAD_BYTES = 256
+
+// Capability routing.
+/** Nodes a routed message is tried on at most (the best candidate, then the next ones). */
+export const ROUTE_MAX_ATTEMPTS = 3
+/** How often routed messages waiting on a node are checked for that node going offline. */
+export const ROUTE_CHECK_INTERVAL_MS = 250

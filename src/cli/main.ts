@@ -26,6 +26,15 @@ const EXIT_NO_QUORUM = 5
 
 class CliUsageError extends Error {}
 
+interface SendOptions { to?: string, toCapability?: string, agentType?: string, minHealth?: string, ttl: string, kind: string, wait?: boolean, processed?: boolean, timeout: string }
+
+/** For a routed send: which agent, on which node. */
+function routedTo (sent: Record<string, unknown>): string {
+  const targets = sent.targets as Record<string, { agent_id?: string }>
+  const [node, target] = Object.entries(targets)[0] ?? []
+  return target?.agent_id != null ? ` (agent ${target.agent_id} on ${String(node)})` : ''
+}
+
 interface GlobalOptions {
   config?: string
   socket?: string
@@ -328,34 +337,52 @@ export function buildProgram (): Command {
 
   program.command('send')
     .description('send a coordination message; each target stores it once and returns a receipt')
-    .requiredOption('--to <target>', 'all, genesis, follower, a node name, or a comma-separated list')
+    .option('--to <target>', 'all, genesis, follower, a node name, or a comma-separated list')
+    .option('--to-capability <capability>', 'to the best active agent with this capability (health, then least load), on its node')
+    .option('--agent-type <type>', 'with --to-capability: only agents of this type')
+    .option('--min-health <score>', 'with --to-capability: only agents with at least this health score (0 to 1)')
     .option('--ttl <seconds>', 'give up on a target after this long (1 s to 7 days)', '3600')
     .option('--kind <kind>', 'message kind', 'text')
     .option('--wait', 'wait until every target has receipted or failed')
+    .option('--processed', 'with --wait: wait until every target\'s handler processed it, or one failed')
     .option('--timeout <seconds>', 'with --wait: how long to wait (at most 120)', '60')
     .argument('<message>', 'the message text (at most 64 KiB)')
-    .action(async (text: string, o: { to: string, ttl: string, kind: string, wait?: boolean, timeout: string }, cmd: Command) => {
+    .action(async (text: string, o: SendOptions, cmd: Command) => {
       const ttl = Number(o.ttl)
       if (!Number.isInteger(ttl)) throw new CliUsageError(`--ttl "${o.ttl}": expected whole seconds, from 1 to 604800`)
+      if ((o.to == null) === (o.toCapability == null)) throw new CliUsageError('send: give either --to <target> or --to-capability <capability>')
+      if (o.toCapability == null && (o.agentType != null || o.minHealth != null)) throw new CliUsageError('send: --agent-type and --min-health go with --to-capability')
+      if (o.processed === true && o.wait !== true) throw new CliUsageError('send: --processed goes with --wait')
+      const minHealth = o.minHealth != null ? Number(o.minHealth) : undefined
+      if (minHealth != null && !(minHealth >= 0 && minHealth <= 1)) throw new CliUsageError(`--min-health "${String(o.minHealth)}": expected a health score from 0 to 1`)
       const timeout = parseTimeout(o.timeout)
       const json = globals(cmd).json === true
+      const processed = o.processed === true
       await withClient(cmd, async client => {
-        const sent = await client.call<Record<string, unknown>>('messages.send', { to: o.to, body: text, kind: o.kind, ttl })
-        if (o.wait !== true) {
-          process.stdout.write(json ? JSON.stringify(sent, null, 2) + '\n' : `${String(sent.id)}\n`)
+        const sent = o.toCapability != null
+          ? await client.call<Record<string, unknown>>('messages.route', { to_capability: o.toCapability, ...(o.agentType != null ? { agent_type: o.agentType } : {}), ...(minHealth != null ? { min_health: minHealth } : {}), body: text, kind: o.kind, ttl })
+          : await client.call<Record<string, unknown>>('messages.send', { to: o.to, body: text, kind: o.kind, ttl })
+        if (sent.outcome === 'no_candidate') {
+          process.stdout.write(json ? JSON.stringify(sent, null, 2) + '\n' : `no candidate: ${String(sent.reason)}\n`)
+          process.exitCode = EXIT_FAILED
           return
         }
-        if (!json) process.stdout.write(`message ${String(sent.id)} to ${Object.keys(sent.targets as object).join(', ')}\n`)
-        const done = await client.call<Record<string, unknown>>('messages.wait', { id: sent.id, timeout }, {
+        if (o.wait !== true) {
+          process.stdout.write(json ? JSON.stringify(sent, null, 2) + '\n' : `${String(sent.id)}${routedTo(sent)}\n`)
+          return
+        }
+        if (!json) process.stdout.write(`message ${String(sent.id)} to ${Object.keys(sent.targets as object).join(', ')}${routedTo(sent)}\n`)
+        const done = await client.call<Record<string, unknown>>('messages.wait', { id: sent.id, timeout, processed }, {
           onEvent: event => {
             if (json) return
-            const e = event as { node: string, state: string, reason?: string }
-            process.stdout.write(`  ${e.node}: ${e.state}${e.reason != null ? ` (${e.reason})` : ''}\n`)
+            const e = event as { node: string, state: string, reason?: string, exit_code?: number | null }
+            const detail = e.reason ?? (e.exit_code !== undefined ? `exit ${e.exit_code === null ? 'by signal' : String(e.exit_code)}` : undefined)
+            process.stdout.write(`  ${e.node}: ${e.state}${detail != null ? ` (${detail})` : ''}\n`)
           }
         })
         process.stdout.write(json ? JSON.stringify(done, null, 2) + '\n' : printMessage(done) + '\n')
-        const counts = done.message_delivery as { sent: number, delivered: number }
-        process.exitCode = counts.delivered === counts.sent ? EXIT_OK : EXIT_FAILED
+        const success = done.success as { delivered: boolean, processed: boolean }
+        process.exitCode = (processed ? success.processed : success.delivered) ? EXIT_OK : EXIT_FAILED
       })
     })
 
@@ -367,10 +394,7 @@ export function buildProgram (): Command {
       process.stdout.write(globals(cmd).json === true ? JSON.stringify(message, null, 2) + '\n' : printMessage(message) + '\n')
       if (message.outcome === 'unknown') process.exitCode = EXIT_OUTCOME_UNKNOWN
       else if (message.outcome === 'not_sent') process.exitCode = EXIT_FAILED
-      else {
-        const counts = message.message_delivery as { sent: number, delivered: number }
-        process.exitCode = counts.delivered === counts.sent ? EXIT_OK : EXIT_FAILED
-      }
+      else process.exitCode = (message.success as { delivered: boolean }).delivered ? EXIT_OK : EXIT_FAILED
     })
 
   program.command('inbox')

@@ -133,21 +133,34 @@ export function printAgentTable (records: Json[]): string {
 export function printMessage (message: Json): string {
   if (message.outcome === 'not_sent') return `message ${String(message.id)}: not sent: ${String(message.reason)}`
   const targets = message.targets as Record<string, Json>
-  const counts = message.message_delivery as { sent: number, delivered: number, failed: number }
+  const counts = message.message_delivery as { sent: number, delivered: number, processed?: number, failed: number }
+  const route = message.route as Json | undefined
+  const tails = Object.entries(targets).filter(([, t]) => typeof t.output_tail === 'string' && t.output_tail !== '')
   return [
     `id:      ${String(message.id)}`,
     `from:    ${String(message.from)} to ${String(message.to)}  kind: ${String(message.kind)}`,
     `sent:    ${new Date(message.sent_at as number).toISOString()}  expires: ${new Date(message.expires_at as number).toISOString()}`,
+    ...(route != null ? [routeLine(route)] : []),
     '',
-    table(['NODE', 'STATE', 'RECEIPT', 'ATTEMPTS', 'REASON'], Object.entries(targets).map(([node, t]) => [
-      node, t.state as string, t.receipt_at != null ? new Date(t.receipt_at as number).toISOString() : null, t.attempts as number,
+    table(['NODE', 'AGENT', 'STATE', 'RECEIPT', 'ATTEMPTS', 'EXIT', 'REASON'], Object.entries(targets).map(([node, t]) => [
+      node, (t.agent_id as string | undefined) ?? null, t.state as string, t.receipt_at != null ? new Date(t.receipt_at as number).toISOString() : null, t.attempts as number,
+      t.exit_code === undefined ? null : t.exit_code === null ? 'signal' : String(t.exit_code as number),
       (t.reason as string | undefined) ?? (t.redelivered_at != null ? `delivered again ${new Date(t.redelivered_at as number).toISOString()}` : undefined)
     ])),
+    ...tails.map(([node, t]) => `\n${node} stderr (tail):\n` + (t.output_tail as string).trimEnd().split('\n').map(l => `  ${l}`).join('\n')),
     '',
     message.outcome === 'unknown'
       ? 'outcome unknown (resolving): the store has not answered the write yet'
-      : `delivered ${counts.delivered} of ${counts.sent}${counts.failed > 0 ? `, ${counts.failed} failed` : ''}`
+      : `delivered ${counts.delivered} of ${counts.sent}${counts.processed != null && counts.processed > 0 ? `, processed ${counts.processed}` : ''}${counts.failed > 0 ? `, ${counts.failed} failed` : ''}`
   ].join('\n')
+}
+
+/** A routed message: what was asked, and the path taken so far. */
+function routeLine (route: Json): string {
+  const candidates = route.candidates as Array<{ agent_id: string, node: string }>
+  const tried = (route.tried as string[]).map(node => `${candidates.find(c => c.node === node)?.agent_id ?? '?'}@${node}`)
+  const skipped = (route.skipped as Array<{ agent_id: string, node: string, reason: string }>).map(s => `${s.agent_id}@${s.node} skipped (${s.reason})`)
+  return `route:   capability ${String(route.capability)}: ${[...skipped, ...tried].join(' -> ')}  [${String(route.state)}]`
 }
 
 export function printInboxHeader (): string {

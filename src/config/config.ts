@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs'
+import { accessSync, constants, readFileSync, statSync } from 'node:fs'
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path'
 import { parseDocument } from 'yaml'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import { ConfigError } from '../errors.js'
 import { AITBC_RPC_RATE_LIMIT_PER_MINUTE, CONFIG_SYNC_MAX_KEEP_LOCAL, CONTROL_SOCKET_FILE_NAME, DEFAULT_AGENT_CHAIN_ID, DEFAULT_CONFIG_PATH, DEFAULT_KEEP_LOCAL_KEYS, IDENTITY_FILE_NAME, OFFLINE_AFTER_INTERVALS, PROBE_RPC_BUDGET_PER_MINUTE } from '../constants.js'
-import { configSchema, parseHttpAddress, redisUrlProblem, type ActionConfig, type RawConfig, type Role, type SshConfig } from './schema.js'
+import { configSchema, parseHttpAddress, redisUrlProblem, type ActionConfig, type HandlerConfig, type RawConfig, type Role, type SshConfig } from './schema.js'
 
 export interface NodeEntry {
   name: string
@@ -51,6 +51,9 @@ export interface MeshConfig {
     configFiles: ConfigFileSpec[]
   }
   actions: Record<string, ActionConfig>
+  /** Message handlers, programs resolved against the config's folder. */
+  handlers: HandlerConfig[]
+  handlerConcurrency: number
   sync: RawConfig['sync']
   heartbeat: { intervalMs: number, offlineAfterMs: number }
   trust: { clockSkewMs: number, removalsFrom: string[] }
@@ -199,6 +202,8 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
       configFiles
     },
     actions: raw.actions,
+    handlers: handlersFrom(raw.handlers, file, abs),
+    handlerConcurrency: raw.handlerConcurrency,
     sync: raw.sync,
     heartbeat: { intervalMs, offlineAfterMs: raw.heartbeat.offlineAfterMs ?? intervalMs * OFFLINE_AFTER_INTERVALS },
     trust: raw.trust,
@@ -213,6 +218,29 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     retention: raw.retention,
     ...(raw.logLevel != null ? { logLevel: raw.logLevel } : {})
   }
+}
+
+/**
+ * Handlers with their program checked: a path (relative ones against the config's folder) to an
+ * executable file, so a typo is refused at start rather than failing every message later. A kind
+ * named twice is refused too (which one would run?).
+ */
+function handlersFrom (handlers: HandlerConfig[], file: string, abs: (p: string) => string): HandlerConfig[] {
+  const kinds = new Set<string>()
+  return handlers.map((handler, i) => {
+    if (kinds.has(handler.kind)) throw new ConfigError(file, `handlers[${i}].kind`, `"${handler.kind}" has a handler already; each kind has one`)
+    kinds.add(handler.kind)
+    const [program, ...args] = handler.run as [string, ...string[]]
+    if (!program.includes('/')) throw new ConfigError(file, `handlers[${i}].run[0]`, `"${program}" is not a path; name the program by its path, such as /usr/local/bin/${program}`)
+    const path = abs(program)
+    try {
+      accessSync(path, constants.X_OK)
+      if (!statSync(path).isFile()) throw new Error('not a file')
+    } catch {
+      throw new ConfigError(file, `handlers[${i}].run[0]`, `${path} is not an executable file`)
+    }
+    return { ...handler, run: [path, ...args] }
+  })
 }
 
 /**

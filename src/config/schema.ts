@@ -3,6 +3,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
 import { CONFIG_SYNC_MAX_KEY_CHARS, DEFAULT_AGENT_ISLAND_ID, DEFAULT_COORDINATOR_INACTIVE_AFTER_S, DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, REDIS_MAX_DB_INDEX, RESERVED_TARGET_NAMES, SYNC_MAX_CONFIG_FILES } from '../constants.js'
 import { DEFAULT_INBOX_RETENTION_COUNT, DEFAULT_INBOX_RETENTION_S, DEFAULT_OPERATION_RETENTION_COUNT, DEFAULT_OPERATION_RETENTION_S, DEFAULT_SENT_RETENTION_COUNT, DEFAULT_SENT_RETENTION_S, DEFAULT_STORE_DURABILITY, MIN_RETENTION_S, STORE_DURABILITY_MODES } from '../constants.js'
+import { HANDLER_DEFAULT_CONCURRENCY, HANDLER_DEFAULT_TIMEOUT_S, HANDLER_MAX_CONCURRENCY, HANDLER_MAX_ENTRIES, HANDLER_MAX_TIMEOUT_S, RESERVED_KIND_PREFIX } from '../constants.js'
 import { CHAIN_ID_PATTERN, DEFAULT_AITBC_RPC_URL, DEFAULT_PROBE_INTERVAL_MS, MAX_PROBE_CHAINS, MAX_PROBE_INTERVAL_MS, MAX_PROBE_SERVICES, MIN_PROBE_INTERVAL_MS } from '../constants.js'
 
 export const ROLES = ['genesis', 'follower'] as const
@@ -162,6 +163,18 @@ export const actionSchema = z.object({
   allowFrom: z.array(z.string().min(1)).optional()
 }).strict()
 
+/**
+ * A message handler: a program from this node's config run for each stored message whose kind
+ * is `kind` (exact), or starts with the text before a final `*`.
+ */
+export const handlerSchema = z.object({
+  kind: z.string().regex(/^[\w.:-]{1,64}\*?$|^\*$/, 'expected a message kind (letters, digits, ".", ":", "_" or "-"), or a prefix ending in "*"')
+    .refine(kind => !kind.startsWith(RESERVED_KIND_PREFIX), { message: `kinds starting with "${RESERVED_KIND_PREFIX}" are the daemon's own` }),
+  run: z.array(z.string().min(1, 'expected a non-empty argument')).min(1, 'expected the program and its arguments as a list: [program, arg, ...]'),
+  timeout: z.number({ message: `expected seconds, from 1 to ${HANDLER_MAX_TIMEOUT_S}` }).int('expected whole seconds')
+    .min(1, `expected seconds, from 1 to ${HANDLER_MAX_TIMEOUT_S}`).max(HANDLER_MAX_TIMEOUT_S, `expected seconds, from 1 to ${HANDLER_MAX_TIMEOUT_S}`).default(HANDLER_DEFAULT_TIMEOUT_S)
+}).strict()
+
 /** A key name in a KEY=VALUE file (what systemd's EnvironmentFile and AITBC's settings read). */
 export const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/
 
@@ -216,6 +229,11 @@ export const configSchema = z.object({
     configFiles: z.array(configFileEntry).max(SYNC_MAX_CONFIG_FILES, `expected at most ${SYNC_MAX_CONFIG_FILES} files`).default([])
   }).strict().default({ configFiles: [], intervalMs: DEFAULT_PROBE_INTERVAL_MS }),
   actions: z.record(z.string().regex(/^[\w.-]+$/, 'expected an action name of letters, digits, ".", "_" or "-"'), actionSchema).default({}),
+  /** Programs run for received messages of a kind (see handlerSchema). */
+  handlers: z.array(handlerSchema).max(HANDLER_MAX_ENTRIES, `expected at most ${HANDLER_MAX_ENTRIES} handlers`).default([]),
+  /** Handler runs at once on this node; more wait in line (in arrival order per sender). */
+  handlerConcurrency: z.number({ message: `expected a whole number from 1 to ${HANDLER_MAX_CONCURRENCY}` }).int(`expected a whole number from 1 to ${HANDLER_MAX_CONCURRENCY}`)
+    .min(1, `expected a whole number from 1 to ${HANDLER_MAX_CONCURRENCY}`).max(HANDLER_MAX_CONCURRENCY, `expected a whole number from 1 to ${HANDLER_MAX_CONCURRENCY}`).default(HANDLER_DEFAULT_CONCURRENCY),
   sync: z.object({
     /** A node more than this many blocks behind the highest one runs its catch-up. */
     lagThreshold: z.number().int().min(0).default(DEFAULT_SYNC_LAG_THRESHOLD),
@@ -287,3 +305,4 @@ export const configSchema = z.object({
 export type RawConfig = z.infer<typeof configSchema>
 export type PeerConfig = z.infer<typeof peerSchema>
 export type ActionConfig = z.infer<typeof actionSchema>
+export type HandlerConfig = z.infer<typeof handlerSchema>

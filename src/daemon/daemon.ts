@@ -150,7 +150,7 @@ export class Daemon {
     // Runs operation steps on this node, for its own operator (the runner) and for peers (the protocol).
     const local = new LocalExecutor({ config, probes, log, markSynced: () => { lastSync.mark() }, meshView: () => membership.view() })
     const protocol = new OperationProtocol({ libp2p, peers, local, log, clockSkewMs: config.trust.clockSkewMs, shutdown: shutdown.signal })
-    const messaging: Messaging = new Messaging({ config, libp2p, peers, store, log, metrics })
+    const messaging: Messaging = new Messaging({ config, libp2p, peers, store, log, metrics, agents: registry })
     const opLog = new OperationLog(store, log, metrics, config.retention.operations)
     const runner = new OperationRunner({ config, peers, local, protocol, log, messaging, opLog, membership })
 

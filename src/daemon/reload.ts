@@ -21,7 +21,7 @@ export interface ReloadResult {
 }
 
 /** Config fields a reload applies; a change to any other one needs a restart. */
-const RELOADABLE_FIELDS = new Set(['file', 'peers', 'probes', 'actions', 'sync', 'logLevel'])
+const RELOADABLE_FIELDS = new Set(['file', 'peers', 'probes', 'actions', 'handlers', 'handlerConcurrency', 'sync', 'logLevel'])
 
 /** What a reload touches: the allowlist and the parts that take reloadable settings through setters. */
 export interface ReloadTargets {
@@ -74,6 +74,7 @@ export class ConfigReloader {
     this.parts.gater.setAllowed(next.peers.map(p => p.peerId))
     // Each part that uses a reloadable field gets the new value through its own setter.
     this.parts.messaging.setPeers(next.peers)
+    this.parts.messaging.setHandlers(next.handlers, next.handlerConcurrency)
     this.parts.runner.setSettings({ peers: next.peers, actions: next.actions, sync: next.sync, probes: next.probes })
     this.parts.probes.setProbes(next.probes)
     if (process.env.LOG_LEVEL == null || process.env.LOG_LEVEL === '') this.parts.log.level = next.logLevel ?? 'info'

@@ -1,5 +1,5 @@
 import type { Envelope } from '../../protocols/messages.js'
-import { MESSAGE_ID_PATTERN, MESSAGE_KIND_PATTERN, MESSAGE_MAX_BODY_BYTES, MESSAGE_MAX_TTL_S } from '../constants.js'
+import { MESSAGE_ID_PATTERN, MESSAGE_KIND_PATTERN, MESSAGE_MAX_BODY_BYTES, MESSAGE_MAX_TTL_S, ROUTED_KIND, ROUTED_OVERHEAD_BYTES } from '../constants.js'
 import { aheadOfClock, clipText, MAX_WIRE_INTEGER, wireTime } from '../mesh/wire-bounds.js'
 import type { IncomingEnvelope } from './inbox.js'
 
@@ -33,7 +33,9 @@ export function checkEnvelope (envelope: Envelope, senderName: string, now: numb
   if (!MESSAGE_ID_PATTERN.test(envelope.id)) return refuse('invalid message id', `message id "${clipText(envelope.id, 64)}" is not 1 to 64 letters, digits, "_" or "-"`, 'reset')
   if (envelope.from !== senderName) return refuse('origin mismatch', `origin "${clipText(envelope.from, 64)}" is not the sending node ${senderName}`)
   if (!MESSAGE_KIND_PATTERN.test(envelope.kind)) return refuse('invalid kind', `kind "${clipText(envelope.kind, 64)}" is not 1 to 64 letters, digits, ".", ":", "_" or "-"`)
-  if (envelope.body.byteLength > MESSAGE_MAX_BODY_BYTES) return refuse('body too large', `body of ${envelope.body.byteLength} bytes is over the ${MESSAGE_MAX_BODY_BYTES} byte limit`)
+  // A routed message carries its agent id and kind before the text.
+  const maxBody = MESSAGE_MAX_BODY_BYTES + (envelope.kind === ROUTED_KIND ? ROUTED_OVERHEAD_BYTES : 0)
+  if (envelope.body.byteLength > maxBody) return refuse('body too large', `body of ${envelope.body.byteLength} bytes is over the ${maxBody} byte limit`)
   let body: string
   try {
     body = textDecoder.decode(envelope.body)

@@ -1,11 +1,12 @@
 import type { Logger } from 'pino'
-import { INBOX_REPLAY_PAGE, STORE_RETRY_MS } from '../constants.js'
+import { INBOX_REPLAY_PAGE, ROUTED_KIND, STORE_RETRY_MS } from '../constants.js'
 import { errorMessage, UsageError } from '../errors.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
 import { LegacyListMigration, type MigrationCursor } from '../store/legacy-list.js'
 import { IndexedRecords, type RetentionLimits } from '../store/retention.js'
 import { DirtyWriter } from '../store/writer.js'
 import type { InboxMessage } from './message.js'
+import { unwrapRouted } from './routing/routed-wire.js'
 import { SEEN_KEY_PREFIX, SeenIds } from './seen-ids.js'
 
 export const INBOX_KEY_PREFIX = 'mesh:in:'
@@ -13,6 +14,20 @@ export const INBOX_INDEX = 'mesh:inbox-index'
 /** The inbox before the index: a list of ids in arrival order, moved into the index at start. */
 export const INBOX_LIST = 'mesh:inbox'
 export const INBOX_MIGRATION_KEY = 'mesh:inbox-migration'
+/** Stored messages whose handler has not finished: score their position, member their id. */
+export const HANDLER_PENDING_INDEX = 'mesh:handler-pending'
+
+/**
+ * What the handler service tells the inbox. `needsHandler` is asked once per new message; a yes is
+ * recorded in HANDLER_PENDING_INDEX in the same write as the message (so a crash cannot lose the
+ * run), and `onStored` hears it once stored. `intercept` takes the daemon's own reserved kinds
+ * (outcomes): they are applied, deduplicated like messages, and never stored in the inbox.
+ */
+export interface InboxHooks {
+  needsHandler: (message: InboxMessage) => boolean
+  onStored: (message: InboxMessage) => void
+  intercept: (envelope: IncomingEnvelope) => Promise<{ ok: true } | { ok: false, reason: string }> | undefined
+}
 
 export type ReceiveResult =
   | { status: 'stored', storedAt: number }
@@ -59,12 +74,18 @@ export class Inbox {
   private readonly migration: LegacyListMigration<MigrationState>
   /** Set while the legacy list is being moved: reads go through the list for the older part. */
   private migrating?: MigrationState
+  /** Unwritten messages whose handler must run (their write adds them to HANDLER_PENDING_INDEX). */
+  private readonly handlerPending = new Set<string>()
+  hooks?: InboxHooks
 
   constructor (private readonly store: StoreBackend, private readonly log: Logger, limits: RetentionLimits) {
     this.records = new IndexedRecords({ store, index: INBOX_INDEX, keyPrefix: INBOX_KEY_PREFIX, scoresPerMs: 1000, limits, log, label: 'inbox' })
     this.seen = new SeenIds(store, id => INBOX_KEY_PREFIX + id)
     this.writer = new DirtyWriter(store, key => this.opsFor(key), log, 'inbox', keys => {
-      for (const key of keys) this.unwritten.delete(key)
+      for (const key of keys) {
+        this.unwritten.delete(key)
+        this.handlerPending.delete(key)
+      }
     })
     this.migration = new LegacyListMigration<MigrationState>({
       store,
@@ -178,7 +199,8 @@ export class Inbox {
     if (message == null) return []
     return [
       ...this.records.addOps(id, message.position, JSON.stringify(message)),
-      { op: 'set', key: SEEN_KEY_PREFIX + id, value: String(message.received_at), expireAtMs: message.expires_at }
+      { op: 'set', key: SEEN_KEY_PREFIX + id, value: String(message.received_at), expireAtMs: message.expires_at },
+      ...(this.handlerPending.has(id) ? [{ op: 'zadd', set: HANDLER_PENDING_INDEX, score: message.position, member: id } satisfies WriteOp] : [])
     ]
   }
 
@@ -209,25 +231,44 @@ export class Inbox {
     const storedAt = await this.seen.storedAt(envelope.id)
     if (storedAt != null) return { status: 'duplicate', storedAt }
     if (now > envelope.expiresAt) return { status: 'rejected', reason: `expired at ${new Date(envelope.expiresAt).toISOString()}` }
+    const intercepted = this.hooks?.intercept(envelope)
+    if (intercepted != null) {
+      const applied = await intercepted
+      if (!applied.ok) return { status: 'rejected', reason: applied.reason }
+      // Only the seen mark: a retry is a duplicate, and nothing appears in the inbox.
+      await this.store.write([{ op: 'set', key: SEEN_KEY_PREFIX + envelope.id, value: String(now), expireAtMs: envelope.expiresAt }])
+      return { status: 'stored', storedAt: now }
+    }
+    let routed: { agent: string, kind: string, body: string } | undefined
+    if (envelope.kind === ROUTED_KIND) {
+      const unwrapped = unwrapRouted(envelope.body)
+      if (!unwrapped.ok) return { status: 'rejected', reason: unwrapped.reason }
+      routed = unwrapped
+    }
     // Sequences are given in call order (the lookups of one turn resolve in order), so messages
     // from one sender keep its send order.
     const message: InboxMessage = {
       id: envelope.id,
       from: envelope.from,
-      kind: envelope.kind,
-      body: envelope.body,
+      kind: routed?.kind ?? envelope.kind,
+      body: routed?.body ?? envelope.body,
       sent_at: envelope.sentAt,
       expires_at: envelope.expiresAt,
       received_at: now,
-      position: this.nextSequence(now)
+      position: this.nextSequence(now),
+      ...(routed != null ? { agent: routed.agent } : {})
     }
+    const needsHandler = this.hooks?.needsHandler(message) === true
+    if (needsHandler) this.handlerPending.add(message.id)
     this.unwritten.set(message.id, message)
     const stored = await this.writer.commit(message.id) === 'written'
     if (!stored && this.unwritten.has(message.id)) {
       // Not kept for a later write: the sender retries, and that retry stores it afresh.
       this.unwritten.delete(message.id)
+      this.handlerPending.delete(message.id)
       throw new Error(`store unavailable: ${this.writer.error ?? 'write failed'}`)
     }
+    if (needsHandler) this.hooks?.onStored(message)
     for (const follower of this.followers) follower(message)
     return { status: 'stored', storedAt: now }
   }

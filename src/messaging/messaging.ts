@@ -9,7 +9,9 @@ import type { MeshMetrics } from '../metrics.js'
 import { MessageDelivery } from './delivery/index.js'
 import { GiveBack } from './give-back.js'
 import { Inbox } from './inbox.js'
-import { deliveryCounts, parseSend, type InboxMessage, type OutgoingMessage } from './message.js'
+import { HandlerService } from './handlers/service.js'
+import { deliveryCounts, isReceipted, parseRouteSend, parseSend, type InboxMessage, type OutgoingMessage } from './message.js'
+import { CapabilityRouter, type AgentDirectory, type NoCandidate } from './routing/router.js'
 import { Outbox, type DeliveryEvent, type SentLookup } from './outbox.js'
 import { SentRetention } from './sent-retention.js'
 
@@ -20,17 +22,47 @@ export interface MessagingInit {
   store: StoreBackend
   log: Logger
   metrics?: MeshMetrics
+  /** Agent discovery, for sends routed by capability. */
+  agents?: AgentDirectory
 }
 
 /** The view of a sent message that callers get: per-target states and the delivery counts. */
 export function messageView (message: OutgoingMessage, outcome: 'sent' | 'unknown' = 'sent'): Record<string, unknown> {
-  return { ...message, outcome, message_delivery: deliveryCounts([message]) }
+  return { ...message, outcome, message_delivery: deliveryCounts([message]), success: { delivered: waitSucceeded(message, false), processed: waitSucceeded(message, true) } }
 }
 
 /** What `message ID` shows: the message, or that its send is being settled, or that it was not sent. */
 export function lookupView (found: SentLookup): Record<string, unknown> {
   if (found.outcome === 'not_sent') return { id: found.id, outcome: 'not_sent', reason: 'the store write did not complete', expires_at: found.expires_at }
   return messageView(found.message, found.outcome)
+}
+
+/**
+ * Whether a wait is over. Plain: every target receipted or failed. With `processed`: every target
+ * processed, or one failed (delivery or handler). A routed message: its current target receipted
+ * (processed), or no candidate is left.
+ */
+export function waitDone (message: OutgoingMessage, processed: boolean): boolean {
+  const route = message.route
+  if (route != null) {
+    if (route.state !== 'routing') return true
+    const current = message.targets[route.tried[route.tried.length - 1]!]
+    return current != null && (processed ? current.state === 'processed' : isReceipted(current.state))
+  }
+  const states = Object.values(message.targets).map(t => t.state)
+  if (!processed) return states.every(s => s !== 'pending')
+  return states.every(s => s === 'processed') || states.some(s => s === 'failed' || s === 'handler_failed')
+}
+
+/** Whether a finished wait (or `message ID`) counts as a success: what the CLI's exit code says. */
+export function waitSucceeded (message: OutgoingMessage, processed: boolean): boolean {
+  const ok = (state: string): boolean => processed ? state === 'processed' : isReceipted(state as OutgoingMessage['targets'][string]['state'])
+  const route = message.route
+  if (route != null) {
+    const current = message.targets[route.tried[route.tried.length - 1]!]
+    return current != null && ok(current.state)
+  }
+  return Object.values(message.targets).every(t => ok(t.state))
 }
 
 /** Coordination messages: send with durable receipts, inspect, wait, and the inbox. */
@@ -40,6 +72,8 @@ export class Messaging {
   private readonly delivery: MessageDelivery
   private readonly retention: SentRetention
   private readonly giveBack: GiveBack
+  private readonly handlers: HandlerService
+  private readonly router?: CapabilityRouter
 
   constructor (private readonly init: MessagingInit) {
     this.inbox = new Inbox(init.store, init.log, init.config.retention.inbox)
@@ -47,6 +81,13 @@ export class Messaging {
     this.delivery = new MessageDelivery({ network: init.libp2p, peers: init.peers, inbox: this.inbox, outbox: this.outbox, node: init.config.node.name, clockSkewMs: init.config.trust.clockSkewMs, log: init.log })
     this.retention = new SentRetention(init.store, this.outbox, () => init.config.retention.sent, init.log)
     this.giveBack = new GiveBack(init.store, this.outbox, init.log, init.config.trust.clockSkewMs)
+    this.handlers = new HandlerService({ node: init.config.node.name, inbox: this.inbox, outbox: this.outbox, store: init.store, log: init.log, handlers: init.config.handlers, concurrency: init.config.handlerConcurrency })
+    if (init.agents != null) this.router = new CapabilityRouter({ node: init.config.node.name, agents: init.agents, peers: init.peers, outbox: this.outbox, log: init.log })
+  }
+
+  /** A reload's handlers and their concurrency limit: used for messages stored from now on. */
+  setHandlers (handlers: MeshConfig['handlers'], concurrency: number): void {
+    this.handlers.setHandlers(handlers, concurrency)
   }
 
   /** A reload's new allowlist: sends resolve their targets against it from now on. */
@@ -61,18 +102,24 @@ export class Messaging {
     this.unwatchOutcomes = this.outbox.watch(event => {
       const peerId = this.init.peers.get(event.node)?.peerId.toString()
       if (event.state === 'failed') this.init.log.warn({ event: 'message_failed', messageId: event.id, peer: event.node, peerId, reason: event.reason }, 'message not delivered')
+      else if (event.state === 'handler_failed') this.init.log.warn({ event: 'message_handler_failed', messageId: event.id, peer: event.node, peerId, exitCode: event.exit_code }, 'a target\'s handler failed')
       else this.init.log.debug({ event: 'message_delivered', messageId: event.id, peer: event.node, peerId }, 'message receipted')
     })
+    // Handlers hook into the inbox before anything can arrive.
+    this.handlers.start()
     await this.inbox.start()
     await this.delivery.start()
     await this.outbox.start()
+    this.router?.start()
     this.retention.start()
   }
 
   async stop (): Promise<void> {
     this.unwatchOutcomes?.()
     await this.retention.stop()
+    this.router?.stop()
     await this.delivery.stop()
+    await this.handlers.stop()
     await this.outbox.stop()
     await this.inbox.stop()
   }
@@ -112,6 +159,13 @@ export class Messaging {
     return message
   }
 
+  /** A send to the best agent with a capability, or what was searched when none can take it. */
+  async sendToCapability (input: unknown): Promise<OutgoingMessage | NoCandidate> {
+    const data = parseRouteSend(input)
+    if (this.router == null) throw new UsageError('send --to-capability: this daemon has no agent registry')
+    return await this.router.send({ capability: data.to_capability, ...(data.agent_type != null ? { agent_type: data.agent_type } : {}), ...(data.min_health != null ? { min_health: data.min_health } : {}), kind: data.kind, body: data.body, ttl: data.ttl })
+  }
+
   async get (id: unknown): Promise<OutgoingMessage> {
     const found = await this.lookup(id)
     if (found.outcome === 'unknown') throw new UsageError(`message ${found.message.id}: outcome not known yet (the store has not answered); try again`)
@@ -131,12 +185,12 @@ export class Messaging {
    * Resolves when every target of `id` has receipted or failed, or when `timeoutMs` passes;
    * `onEvent` hears each target as it finishes.
    */
-  async wait (id: string, timeoutMs: number, onEvent?: (event: DeliveryEvent) => void, signal?: AbortSignal): Promise<OutgoingMessage> {
+  async wait (id: string, timeoutMs: number, onEvent?: (event: DeliveryEvent) => void, signal?: AbortSignal, processed = false): Promise<OutgoingMessage> {
     const message = await this.get(id)
-    const done = (): boolean => Object.values(message.targets).every(t => t.state !== 'pending')
+    const done = (): boolean => waitDone(this.outbox.get(id) ?? message, processed)
     // Targets that finished before the caller started waiting are reported first.
     for (const [node, t] of Object.entries(message.targets)) {
-      if (t.state !== 'pending') onEvent?.({ id, node, state: t.state, ...(t.reason != null ? { reason: t.reason } : {}), ...(t.receipt_at != null ? { receipt_at: t.receipt_at } : {}) })
+      if (t.state !== 'pending') onEvent?.({ id, node, state: t.state, ...(t.reason != null ? { reason: t.reason } : {}), ...(t.receipt_at != null ? { receipt_at: t.receipt_at } : {}), ...(t.exit_code !== undefined ? { exit_code: t.exit_code } : {}) })
     }
     if (done()) return message
     await new Promise<void>(resolve => {

@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import {
   MESSAGE_EXPIRY_SWEEP_MS, MESSAGE_RECENT_CACHE, OUTBOX_ABANDON_RECHECK_MS, OUTBOX_ABANDONED_MEMORY, OUTBOX_RESOLVE_INTERVAL_MS,
-  RECENT_SENT_MESSAGES, RETENTION_PRUNE_BATCH
+  RECENT_SENT_MESSAGES, RETENTION_PRUNE_BATCH, ROUTED_KIND
 } from '../constants.js'
 import { errorMessage, SendOutcomeUnknownError } from '../errors.js'
 import { NO_METRICS, type MeshMetrics } from '../metrics.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
 import { DirtyWriter } from '../store/writer.js'
-import type { OutgoingMessage, SendInput, TargetDelivery } from './message.js'
+import { isReceipted, type MessageRoute, type OutgoingMessage, type SendInput, type TargetDelivery } from './message.js'
 import { RedeliveryQueue } from './redelivery-queue.js'
 
 export const OUTBOX_KEY_PREFIX = 'mesh:out:'
@@ -26,6 +26,16 @@ export interface DeliveryEvent {
   state: TargetDelivery['state']
   reason?: string
   receipt_at?: number
+  exit_code?: number | null
+  output_tail?: string
+}
+
+/** A target's handler result, as its outcome message reported it. */
+export interface HandlerOutcome {
+  state: 'processed' | 'handler_failed'
+  exit_code: number | null
+  output_tail: string
+  processed_at: number
 }
 
 /** What this node knows of a message id it handed out. */
@@ -46,9 +56,18 @@ export function indexOps (message: OutgoingMessage): WriteOp[] {
   const ops: WriteOp[] = [{ op: 'zadd', set: OUTBOX_INDEX, score: message.seq, member: message.id }]
   for (const [node, target] of Object.entries(message.targets)) {
     const receiptAt = target.redelivered_at ?? target.receipt_at
-    if (target.state === 'delivered' && receiptAt != null) ops.push({ op: 'zadd', set: OUTBOX_RECEIPTED_PREFIX + node, score: receiptAt, member: message.id })
+    if (isReceipted(target.state) && receiptAt != null) ops.push({ op: 'zadd', set: OUTBOX_RECEIPTED_PREFIX + node, score: receiptAt, member: message.id })
   }
   return ops
+}
+
+/**
+ * The message as it goes on the wire to `node`: a routed one is wrapped in the reserved kind
+ * ROUTED_KIND with its agent id and kind before the text (the envelope has no field for them).
+ */
+function wireForm (message: OutgoingMessage, node: string): OutgoingMessage {
+  const agent = message.targets[node]?.agent_id
+  return agent == null ? message : { ...message, kind: ROUTED_KIND, body: `${agent}\n${message.kind}\n${message.body}` }
 }
 
 function hasPendingTarget (message: OutgoingMessage): boolean {
@@ -162,6 +181,7 @@ export class Outbox {
 
   private track (message: OutgoingMessage): void {
     this.messages.set(message.id, message)
+    if (message.route?.state === 'routing') this.routingIds.add(message.id)
     this.recentSent.push(message.id)
     if (this.recentSent.length > RECENT_SENT_MESSAGES) this.recentSent.shift()
     for (const [node, delivery] of Object.entries(message.targets)) {
@@ -178,7 +198,7 @@ export class Outbox {
    * to delivery. A refused write leaves nothing of it anywhere; an unanswered one throws a
    * SendOutcomeUnknownError naming the id, and is settled once the store answers.
    */
-  async create (input: SendInput, targets: string[]): Promise<OutgoingMessage> {
+  async create (input: SendInput, targets: string[], options: { route?: MessageRoute, agentIds?: Record<string, string> } = {}): Promise<OutgoingMessage> {
     const now = Date.now()
     const message: OutgoingMessage = {
       id: randomUUID(),
@@ -189,7 +209,11 @@ export class Outbox {
       sent_at: now,
       expires_at: now + input.ttl * 1000,
       seq: this.seq++,
-      targets: Object.fromEntries(targets.map(t => [t, { state: 'pending', attempts: 0 } satisfies TargetDelivery]))
+      targets: Object.fromEntries(targets.map(t => {
+        const agentId = options.agentIds?.[t]
+        return [t, { state: 'pending', attempts: 0, ...(agentId != null ? { agent_id: agentId } : {}) } satisfies TargetDelivery]
+      })),
+      ...(options.route != null ? { route: options.route } : {})
     }
     this.creating.set(message.id, message)
     const outcome = await this.writer.commit(message.id)
@@ -357,7 +381,7 @@ export class Outbox {
     const out: OutgoingMessage[] = []
     for (const m of this.redeliveries.queued(node)) {
       if (out.length >= limit) return out
-      if (!skip(m.id)) out.push(m)
+      if (!skip(m.id)) out.push(wireForm(m, node))
     }
     const ids = this.pendingByNode.get(node)
     if (ids == null) return out
@@ -365,7 +389,7 @@ export class Outbox {
       if (out.length >= limit) break
       if (skip(id)) continue
       const m = this.messages.get(id)
-      if (m != null) out.push(m)
+      if (m != null) out.push(wireForm(m, node))
     }
     return out
   }
@@ -448,7 +472,7 @@ export class Outbox {
         const stored = values[j]
         if (stored == null) return
         const message = this.messages.get(id) ?? JSON.parse(stored) as OutgoingMessage
-        if (message.targets[node]?.state === 'delivered' && message.expires_at > now) found.push(message)
+        if (isReceipted(message.targets[node]?.state ?? 'pending') && message.expires_at > now) found.push(message)
       })
     }
     if (found.length === 0) return 0
@@ -478,6 +502,70 @@ export class Outbox {
     return ids.size
   }
 
+  /**
+   * Applies a target's handler outcome: once (a repeat, from a handler run again, is ignored),
+   * and only for a target of the message. A target still pending evidently holds the message, so
+   * it is settled delivered first. Returns why it was not applied, or undefined.
+   */
+  async applyOutcome (id: string, node: string, outcome: HandlerOutcome): Promise<string | undefined> {
+    let message = this.messages.get(id) ?? this.awaitingWrite.get(id) ?? this.redeliveries.find(id)
+    if (message == null) {
+      const record = await this.store.get(OUTBOX_KEY_PREFIX + id)
+      if (record == null) return `no message ${id} was sent from here (or retention removed it)`
+      message = this.messages.get(id) ?? this.awaitingWrite.get(id) ?? JSON.parse(record) as OutgoingMessage
+      if (!this.messages.has(id)) this.awaitingWrite.set(id, message)
+    }
+    const target = message.targets[node]
+    if (target == null) return `${node} is not a target of message ${id}`
+    if (target.state === 'processed' || target.state === 'handler_failed') return undefined
+    if (target.state === 'pending') this.settle(id, node, 'delivered', { receiptAt: outcome.processed_at })
+    delete target.reason
+    target.state = outcome.state
+    target.exit_code = outcome.exit_code
+    target.output_tail = outcome.output_tail
+    target.processed_at = outcome.processed_at
+    target.receipt_at ??= outcome.processed_at
+    const event: DeliveryEvent = { id, node, state: outcome.state, exit_code: outcome.exit_code, output_tail: outcome.output_tail }
+    for (const listener of this.listeners) listener(event)
+    // Stored before the outcome is receipted (a write that fails now is retried by the writer).
+    await this.writer.commit(id)
+    return undefined
+  }
+
+  /**
+   * Gives a routed message to a further target (the next candidate after the last one failed);
+   * the message must be held here (routed messages being routed are).
+   */
+  addTarget (id: string, node: string, agentId: string): boolean {
+    const message = this.messages.get(id)
+    if (message == null || message.targets[node] != null) return false
+    message.targets[node] = { state: 'pending', attempts: 0, agent_id: agentId }
+    let set = this.pendingByNode.get(node)
+    if (set == null) this.pendingByNode.set(node, set = new Set())
+    set.add(id)
+    void this.writer.commit(id)
+    this.onPending?.(node)
+    return true
+  }
+
+  /** Writes a routed message's new route state (the target list is already in its record). */
+  routeChanged (id: string): void {
+    if (this.messages.has(id)) void this.writer.commit(id)
+  }
+
+  /** Messages held here whose route may still fail over. */
+  routing (): OutgoingMessage[] {
+    const out: OutgoingMessage[] = []
+    for (const id of this.routingIds) {
+      const message = this.messages.get(id)
+      if (message?.route?.state === 'routing') out.push(message)
+      else this.routingIds.delete(id)
+    }
+    return out
+  }
+
+  private readonly routingIds = new Set<string>()
+
   /** Listens to every target reaching a final state. */
   watch (listener: (event: DeliveryEvent) => void): () => void {
     this.listeners.add(listener)
@@ -494,7 +582,8 @@ export class Outbox {
 
   private forget (id: string): void {
     const message = this.messages.get(id)
-    if (message == null) return
+    // A routed message given to a further target is live again; it is retired once more when that one settles.
+    if (message == null || hasPendingTarget(message)) return
     for (const node of Object.keys(message.targets)) this.pendingByNode.get(node)?.delete(id)
     this.messages.delete(id)
   }

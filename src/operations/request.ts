@@ -10,6 +10,10 @@ export const operationRequestSchema = z.object({
   operation: z.enum(OPERATIONS, { message: `expected one of ${OPERATIONS.join(', ')}` }),
   target_node: z.string({ message: 'expected a string: all, genesis, follower, a node name or a comma-separated list' }).default('all'),
   message: z.string().optional(),
+  /** message: to the best active agent with this capability (instead of target_node), on its node. */
+  target_capability: z.string().min(1).max(128).optional(),
+  /** message: its kind (what a target's handler is chosen by). */
+  kind: z.string().min(1).max(64).regex(/^[\w.:-]+$/, 'expected letters, digits, ".", ":", "_" or "-" (at most 64)').optional(),
   sync_type: z.enum(SYNC_TYPES, { message: `expected one of ${SYNC_TYPES.join(', ')}` }).optional(),
   timeout: z.number({ message: 'expected a number of seconds' })
     .positive('expected a number of seconds greater than 0')
@@ -30,7 +34,7 @@ export type OperationRequest = z.infer<typeof operationRequestSchema>
 export function parseOperationRequest (input: unknown): OperationRequest {
   return parseInput(operationRequestSchema, input, 'operation', {
     notObject: 'operation must be a JSON object such as {"operation":"status","target_node":"all"}',
-    knownFields: 'operation, target_node, message, sync_type, timeout, force, verify, action, sequential, override_quorum'
+    knownFields: 'operation, target_node, target_capability, message, kind, sync_type, timeout, force, verify, action, sequential, override_quorum'
   })
 }
 

@@ -30,7 +30,7 @@ export interface OperationResult {
   nodes_status: Record<string, NodeStatusEntry>
   sync_result: Verdict | null
   sync_details: Record<string, boolean> | null
-  message_delivery: { sent: number, delivered: number, failed: number }
+  message_delivery: { sent: number, delivered: number, processed: number, failed: number }
   issues: string[]
   recommendations: string[]
   confidence: number
@@ -71,7 +71,7 @@ export function operationResult (request: OperationRequest, outcome: KindOutcome
     nodes_status: outcome.nodes_status,
     sync_result: outcome.syncDetails != null ? validation : null,
     sync_details: (outcome.syncDetails ?? null) as Record<string, boolean> | null,
-    message_delivery: outcome.messageDelivery ?? { sent: 0, delivered: 0, failed: 0 },
+    message_delivery: outcome.messageDelivery ?? { sent: 0, delivered: 0, processed: 0, failed: 0 },
     issues: outcome.issues,
     recommendations: outcome.recommendations,
     confidence: Math.round((outcome.answered / Math.max(1, outcome.targets)) * 100) / 100,

@@ -123,7 +123,16 @@ export function viewOf (record: AgentRecord, now: number): AgentRecord {
 
 export type ListQuery = z.output<typeof listInput>
 
-/** Discovery as the AITBC coordinator does it: exact type/status, all capabilities/services/tags, min score, best first. */
+/** The mean of an agent's load metrics (0 without any). */
+export function averageLoad (record: Pick<AgentRecord, 'load_metrics'>): number {
+  const loads = Object.values(record.load_metrics)
+  return loads.length === 0 ? 0 : loads.reduce((a, b) => a + b, 0) / loads.length
+}
+
+/**
+ * Discovery as the AITBC coordinator does it: exact type/status, all capabilities/services/tags,
+ * min score, best first; equal health scores go to the least loaded (its task routing's tie-break).
+ */
 export function discover (records: AgentRecord[], query: ListQuery, now: number): AgentRecord[] {
   const views = records.map(r => viewOf(r, now)).filter(r =>
     (query.agent_type == null || r.agent_type === query.agent_type) &&
@@ -132,6 +141,6 @@ export function discover (records: AgentRecord[], query: ListQuery, now: number)
     query.services.every(s => r.services.includes(s)) &&
     query.tags.every(t => r.tags.includes(t)) &&
     (query.min_health_score == null || r.health_score >= query.min_health_score))
-  views.sort((a, b) => b.health_score - a.health_score || a.agent_id.localeCompare(b.agent_id))
+  views.sort((a, b) => b.health_score - a.health_score || averageLoad(a) - averageLoad(b) || a.agent_id.localeCompare(b.agent_id))
   return query.limit != null ? views.slice(0, query.limit) : views
 }

@@ -26,7 +26,7 @@ describe('a three-node mesh of real daemons on 127.x.y.1-3, port 7070', () => {
     expect(out.validation_status).toBe('success')
     expect(out.sync_result).toBeNull()
     expect(out.sync_details).toBeNull()
-    expect(out.message_delivery).toEqual({ sent: 0, delivered: 0, failed: 0 })
+    expect(out.message_delivery).toEqual({ sent: 0, delivered: 0, processed: 0, failed: 0 })
     expect(Object.keys(out.nodes_status).sort()).toEqual(['aitbc', 'aitbc1', 'aitbc2'])
     // Each height comes from that node's own RPC stand-in, which only that node probes.
     expect(out.nodes_status.aitbc).toMatchObject({ role: 'genesis', status: 'online', block_height: 15234, mempool_size: 10, p2p_connections: 2 })

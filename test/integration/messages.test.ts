@@ -12,7 +12,7 @@ import { onCleanup, startTestMesh, statusOfPeer, waitAllOnline, waitFor, type Te
 import { TestRedis } from '../redis.js'
 
 interface InboxMessage { id: string, from: string, body: string, kind: string }
-interface MessageView { id: string, targets: Record<string, { state: string, reason?: string }>, message_delivery: { sent: number, delivered: number, failed: number } }
+interface MessageView { id: string, targets: Record<string, { state: string, reason?: string }>, message_delivery: { sent: number, delivered: number, processed: number, failed: number } }
 
 async function inbox (mesh: LocalMesh, node: string): Promise<InboxMessage[]> {
   const res = await mesh.cli(node, ['inbox', '--json'])
@@ -61,7 +61,7 @@ describe('coordination messages with durable receipts, Redis on every node', () 
     expect(res.code, res.stderr).toBe(0)
     expect(Date.now() - started).toBeLessThan(10_000) // far from the 60 s timeout
     const out = JSON.parse(res.stdout) as MessageView
-    expect(out.message_delivery).toEqual({ sent: 3, delivered: 3, failed: 0 })
+    expect(out.message_delivery).toEqual({ sent: 3, delivered: 3, processed: 0, failed: 0 })
     expect(Object.values(out.targets).map(x => x.state)).toEqual(['delivered', 'delivered', 'delivered'])
     for (const node of ['aitbc', 'aitbc1', 'aitbc2']) {
       const got = (await inbox(t.mesh, node)).filter(m => m.id === out.id)
@@ -105,7 +105,7 @@ describe('coordination messages with durable receipts, Redis on every node', () 
     await waitFor('expired', async () => (await message(t.mesh, 'aitbc', sent.id)).targets.aitbc2!.state === 'failed', 10000, 100)
     const view = await message(t.mesh, 'aitbc', sent.id)
     expect(view.targets.aitbc2).toMatchObject({ state: 'failed', reason: 'expired' })
-    expect(view.message_delivery).toEqual({ sent: 1, delivered: 0, failed: 1 })
+    expect(view.message_delivery).toEqual({ sent: 1, delivered: 0, processed: 0, failed: 1 })
     expect((await t.mesh.cli('aitbc', ['message', sent.id])).code).toBe(1)
     await t.mesh.start('aitbc2')
     // A later message does get through, so the session has run since the restart.
@@ -236,7 +236,7 @@ describe('coordination messages with durable receipts, Redis on every node', () 
     expect(res.code, res.stderr).toBe(0)
     const out = JSON.parse(res.stdout)
     expect(out.operation).toBe('message')
-    expect(out.message_delivery).toEqual({ sent: 2, delivered: 2, failed: 0 })
+    expect(out.message_delivery).toEqual({ sent: 2, delivered: 2, processed: 0, failed: 0 })
     expect(Object.keys(out.nodes_status).sort()).toEqual(['aitbc1', 'aitbc2'])
     expect(out.nodes_status.aitbc1.delivery.state).toBe('delivered')
     expect(out.validation_status).toBe('success')
