@@ -96,7 +96,7 @@ async function main (): Promise<void> {
       `retention: inbox and sent maxCount ${RETAIN}, maxAgeS 86400; pruning every ${RETENTION_PRUNE_INTERVAL_MS / 1000} s in batches of ${RETENTION_PRUNE_BATCH}; dedupe ids until each message expires (TTL ${TTL_S} s)`,
       'loop max: worst event-loop delay of sender/receiver over the stretch; bench: this process\'s own (it mostly waits), the machine\'s scheduling noise',
       '',
-      `${'sent'.padStart(9)} ${'msg/s'.padStart(7)} ${'sender RSS'.padStart(11)} ${'recv RSS'.padStart(10)} ${'sender Redis'.padStart(13)} ${'keys'.padStart(8)} ${'recv Redis'.padStart(11)} ${'keys'.padStart(8)} ${'loop max s/r'.padStart(14)} ${'bench'.padStart(8)}`
+      `${'sent'.padStart(9)} ${'msg/s'.padStart(7)} ${'sender RSS'.padStart(11)} ${'recv RSS'.padStart(10)} ${'sender Redis'.padStart(13)} ${'keys'.padStart(8)} ${'recv Redis'.padStart(11)} ${'keys'.padStart(8)} ${'loop max s/r'.padStart(14)} ${'bench'.padStart(8)} ${'kept sent/inbox'.padStart(15)}`
     ].join('\n') + '\n')
 
     // The benchmark's own loop delay: what scheduling on this machine costs a process that mostly waits.
@@ -119,8 +119,9 @@ async function main (): Promise<void> {
       stretchBase = target
       const [r0, r1] = [await redisFigures(redisClients[0]!), await redisFigures(redisClients[1]!)]
       const loop = [await worstLoopDelayMs(http[0]!), await worstLoopDelayMs(http[1]!)]
+      const kept = `${await redisClients[0]!.zcard('mesh:out-index')}/${await redisClients[1]!.zcard('mesh:inbox-index')}`
       process.stdout.write(`${String(sent).padStart(9)} ${String(Math.round(rate)).padStart(7)} ${MB(rssOf(mesh.node('aitbc').process?.pid)).padStart(11)} ${MB(rssOf(mesh.node('aitbc1').process?.pid)).padStart(10)} ` +
-        `${MB(r0.used).padStart(13)} ${String(r0.keys).padStart(8)} ${MB(r1.used).padStart(11)} ${String(r1.keys).padStart(8)} ${`${loop[0]!.toFixed(0)}/${loop[1]!.toFixed(0)} ms`.padStart(14)} ${`${(benchLoop.max / 1e6).toFixed(0)} ms`.padStart(8)}\n`)
+        `${MB(r0.used).padStart(13)} ${String(r0.keys).padStart(8)} ${MB(r1.used).padStart(11)} ${String(r1.keys).padStart(8)} ${`${loop[0]!.toFixed(0)}/${loop[1]!.toFixed(0)} ms`.padStart(14)} ${`${(benchLoop.max / 1e6).toFixed(0)} ms`.padStart(8)} ${kept.padStart(15)}\n`)
       benchLoop.reset()
       stretchStart = performance.now()
     }

@@ -175,6 +175,7 @@ describe('control socket under abuse (default limits)', () => {
       ['agents.list', { limit: 'all' }, /^agents list: "limit": .*expected number/],
       ['agents.watch', { since: 1 }, /^agents\.watch: unknown field\(s\) since; expected no params$/],
       ['messages.send', { to: ['aitbc'], body: 'x' }, /^send: "to": expected a target/],
+      ['messages.route', { to_capability: 5, body: 'x' }, /^send: "to_capability": expected a capability name$/],
       ['messages.get', { id: 42 }, /^messages\.get: "id": expected a message id \(a string\)$/],
       ['messages.wait', { id: { nested: true } }, /^messages\.wait: "id": expected a message id \(a string\)$/],
       ['messages.wait', { id: 'x', timeout: '5' }, /^messages\.wait: "timeout": expected seconds, more than 0 and at most 120$/],

@@ -156,7 +156,7 @@ describe('parseOperationRequest', () => {
 
   it('refuses an unknown field, listing the known ones', () => {
     const err = usageError(() => parseOperationRequest({ operation: 'status', targetNode: 'aitbc1' }))
-    expect(err.message).toBe('operation: unknown field(s) targetNode; expected operation, target_node, message, sync_type, timeout, force, verify, action, sequential, override_quorum')
+    expect(err.message).toBe('operation: unknown field(s) targetNode; expected operation, target_node, target_capability, message, kind, sync_type, timeout, force, verify, action, sequential, override_quorum')
   })
 
   it.each([null, undefined, 'status', 42, true, [], [{ operation: 'status' }]])('refuses non-object input %j', input => {
