@@ -99,7 +99,7 @@ describe('handlers: the inbox records and announces only stored messages', () =>
     const inbox = new Inbox(store, pino({ level: 'silent' }), { maxAgeS: 86400, maxCount: 1000 })
     inboxes.push(inbox)
     const stored: InboxMessage[] = []
-    inbox.hooks = { needsHandler: m => m.kind === 'job', onStored: m => { stored.push(m) }, intercept: () => undefined }
+    inbox.hooks = { needsHandler: kind => kind === 'job', onStored: m => { stored.push(m) }, intercept: () => undefined }
     await inbox.start()
     const now = Date.now()
     const envelope = (id: string, kind: string, expiresAt = now + 60_000): Parameters<Inbox['receive']>[0] => ({ id, from: 'aitbc1', kind, body: 'b', sentAt: now - 1000, expiresAt })
