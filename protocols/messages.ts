@@ -11,6 +11,7 @@ export interface Envelope {
   sentAtMs: bigint
   expiresAtMs: bigint
   seq: bigint
+  agent?: string
 }
 
 export namespace Envelope {
@@ -56,6 +57,11 @@ export namespace Envelope {
         if ((obj.seq != null && obj.seq !== 0n)) {
           w.uint32(56)
           w.uint64(obj.seq)
+        }
+
+        if (obj.agent != null) {
+          w.uint32(66)
+          w.string(obj.agent)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -104,6 +110,10 @@ export namespace Envelope {
             }
             case 7: {
               obj.seq = reader.uint64()
+              break
+            }
+            case 8: {
+              obj.agent = reader.string()
               break
             }
             default: {
@@ -170,6 +180,13 @@ export namespace Envelope {
               }
               break
             }
+            case 8: {
+              yield {
+                field: `${prefix}.agent`,
+                value: reader.string()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -217,6 +234,11 @@ export namespace Envelope {
     value: bigint
   }
 
+  export interface EnvelopeAgentFieldEvent {
+    field: '$.agent'
+    value: string
+  }
+
   export function encode (obj: Partial<Envelope>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Envelope.codec())
   }
@@ -225,7 +247,7 @@ export namespace Envelope {
     return decodeMessage(buf, Envelope.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Envelope>): Generator<EnvelopeIdFieldEvent | EnvelopeFromFieldEvent | EnvelopeKindFieldEvent | EnvelopeBodyFieldEvent | EnvelopeSentAtMsFieldEvent | EnvelopeExpiresAtMsFieldEvent | EnvelopeSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Envelope>): Generator<EnvelopeIdFieldEvent | EnvelopeFromFieldEvent | EnvelopeKindFieldEvent | EnvelopeBodyFieldEvent | EnvelopeSentAtMsFieldEvent | EnvelopeExpiresAtMsFieldEvent | EnvelopeSeqFieldEvent | EnvelopeAgentFieldEvent> {
     return streamMessage(buf, Envelope.codec(), opts)
   }
 }
@@ -236,6 +258,7 @@ export interface Receipt {
   status: ReceiptStatus
   storedAtMs: bigint
   reason: string
+  handler?: boolean
 }
 
 export namespace Receipt {
@@ -271,6 +294,11 @@ export namespace Receipt {
         if ((obj.reason != null && obj.reason !== '')) {
           w.uint32(42)
           w.string(obj.reason)
+        }
+
+        if (obj.handler != null) {
+          w.uint32(48)
+          w.bool(obj.handler)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -309,6 +337,10 @@ export namespace Receipt {
             }
             case 5: {
               obj.reason = reader.string()
+              break
+            }
+            case 6: {
+              obj.handler = reader.bool()
               break
             }
             default: {
@@ -361,6 +393,13 @@ export namespace Receipt {
               }
               break
             }
+            case 6: {
+              yield {
+                field: `${prefix}.handler`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -398,6 +437,11 @@ export namespace Receipt {
     value: string
   }
 
+  export interface ReceiptHandlerFieldEvent {
+    field: '$.handler'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Receipt>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Receipt.codec())
   }
@@ -406,7 +450,7 @@ export namespace Receipt {
     return decodeMessage(buf, Receipt.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Receipt>): Generator<ReceiptIdFieldEvent | ReceiptNodeFieldEvent | ReceiptStatusFieldEvent | ReceiptStoredAtMsFieldEvent | ReceiptReasonFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Receipt>): Generator<ReceiptIdFieldEvent | ReceiptNodeFieldEvent | ReceiptStatusFieldEvent | ReceiptStoredAtMsFieldEvent | ReceiptReasonFieldEvent | ReceiptHandlerFieldEvent> {
     return streamMessage(buf, Receipt.codec(), opts)
   }
 }

@@ -427,6 +427,8 @@ export const MESSAGE_MAX_TTL_S = 7 * 24 * 3600
 /** Message ids and kinds as the sender makes them (a UUID; the kind as `send --kind` accepts it). */
 export const MESSAGE_ID_PATTERN = /^[\w-]{1,64}$/
 export const MESSAGE_KIND_PATTERN = /^[\w.:-]{1,64}$/
+/** A routed message's agent (Envelope.agent): an agent id as the registry accepts it. */
+export const MESSAGE_AGENT_PATTERN = /^[\w.:@-]{1,128}$/
 /** A receipt's reason from a target is kept and shown up to this many characters. */
 export const RECEIPT_MAX_REASON_CHARS = 512
 /**
@@ -599,15 +601,12 @@ export const HANDLER_QUEUE_MEMORY = 10_000
 export const HANDLER_ENV_DENY = ['REDIS_URL', 'AITBC_MESH_REDIS*', '*SECRET*', '*TOKEN*', '*KEY*', '*PASSWORD*', '*PASSWD*', '*CREDENTIAL*'] as const
 /**
  * Reserved message kinds (the daemon's own, refused from `send`). An outcome carries a target's
- * handler result back to the sender; a routed message carries the chosen agent_id.
+ * handler result back to the sender.
  */
 export const RESERVED_KIND_PREFIX = 'aitbc-mesh.'
 export const OUTCOME_KIND = 'aitbc-mesh.outcome'
-export const ROUTED_KIND = 'aitbc-mesh.routed'
 /** An outcome outlives the message it reports on by at most this (the sender may be away meanwhile). */
 export const OUTCOME_TTL_S = 24 * 3600
-/** Room a routed message's wire body takes over its text: agent id (128) and kind (64), each with a newline. */
-export const ROUTED_OVERHEAD_BYTES = 256
 
 // Capability routing.
 /** Nodes a routed message is tried on at most (the best candidate, then the next ones). */

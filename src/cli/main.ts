@@ -375,8 +375,8 @@ export function buildProgram (): Command {
         const done = await client.call<Record<string, unknown>>('messages.wait', { id: sent.id, timeout, processed }, {
           onEvent: event => {
             if (json) return
-            const e = event as { node: string, state: string, reason?: string, exit_code?: number | null }
-            const detail = e.reason ?? (e.exit_code !== undefined ? `exit ${e.exit_code === null ? 'by signal' : String(e.exit_code)}` : undefined)
+            const e = event as { node: string, state: string, reason?: string, exit_code?: number | null, handler?: boolean }
+            const detail = e.reason ?? (e.exit_code !== undefined ? `exit ${e.exit_code === null ? 'by signal' : String(e.exit_code)}` : e.handler === false ? `no handler for kind ${o.kind}` : undefined)
             process.stdout.write(`  ${e.node}: ${e.state}${detail != null ? ` (${detail})` : ''}\n`)
           }
         })

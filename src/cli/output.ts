@@ -136,6 +136,8 @@ export function printMessage (message: Json): string {
   const counts = message.message_delivery as { sent: number, delivered: number, processed?: number, failed: number }
   const route = message.route as Json | undefined
   const tails = Object.entries(targets).filter(([, t]) => typeof t.output_tail === 'string' && t.output_tail !== '')
+  const kind = String(message.kind)
+  const withoutHandler = Object.entries(targets).filter(([, t]) => t.state === 'delivered' && t.handler === false).map(([node]) => node)
   return [
     `id:      ${String(message.id)}`,
     `from:    ${String(message.from)} to ${String(message.to)}  kind: ${String(message.kind)}`,
@@ -143,7 +145,7 @@ export function printMessage (message: Json): string {
     ...(route != null ? [routeLine(route)] : []),
     '',
     table(['NODE', 'AGENT', 'STATE', 'RECEIPT', 'ATTEMPTS', 'EXIT', 'REASON'], Object.entries(targets).map(([node, t]) => [
-      node, (t.agent_id as string | undefined) ?? null, t.state as string, t.receipt_at != null ? new Date(t.receipt_at as number).toISOString() : null, t.attempts as number,
+      node, (t.agent_id as string | undefined) ?? null, targetState(t, kind), t.receipt_at != null ? new Date(t.receipt_at as number).toISOString() : null, t.attempts as number,
       t.exit_code === undefined ? null : t.exit_code === null ? 'signal' : String(t.exit_code as number),
       (t.reason as string | undefined) ?? (t.redelivered_at != null ? `delivered again ${new Date(t.redelivered_at as number).toISOString()}` : undefined)
     ])),
@@ -151,8 +153,14 @@ export function printMessage (message: Json): string {
     '',
     message.outcome === 'unknown'
       ? 'outcome unknown (resolving): the store has not answered the write yet'
-      : `delivered ${counts.delivered} of ${counts.sent}${counts.processed != null && counts.processed > 0 ? `, processed ${counts.processed}` : ''}${counts.failed > 0 ? `, ${counts.failed} failed` : ''}`
+      : `delivered ${counts.delivered} of ${counts.sent}${counts.processed != null && counts.processed > 0 ? `, processed ${counts.processed}` : ''}${counts.failed > 0 ? `, ${counts.failed} failed` : ''}`,
+    ...(withoutHandler.length > 0 ? [`no handler for kind ${kind} on ${withoutHandler.join(', ')}: nothing will process it there`] : [])
   ].join('\n')
+}
+
+/** A target's state; a delivered one whose node has no handler for the kind says so. */
+function targetState (target: Json, kind: string): string {
+  return target.state === 'delivered' && target.handler === false ? `delivered (no handler for kind ${kind})` : String(target.state)
 }
 
 /** A routed message: what was asked, and the path taken so far. */

@@ -1,5 +1,5 @@
 import type { Envelope } from '../../protocols/messages.js'
-import { MESSAGE_ID_PATTERN, MESSAGE_KIND_PATTERN, MESSAGE_MAX_BODY_BYTES, MESSAGE_MAX_TTL_S, ROUTED_KIND, ROUTED_OVERHEAD_BYTES } from '../constants.js'
+import { MESSAGE_AGENT_PATTERN, MESSAGE_ID_PATTERN, MESSAGE_KIND_PATTERN, MESSAGE_MAX_BODY_BYTES, MESSAGE_MAX_TTL_S } from '../constants.js'
 import { aheadOfClock, clipText, MAX_WIRE_INTEGER, wireTime } from '../mesh/wire-bounds.js'
 import type { IncomingEnvelope } from './inbox.js'
 
@@ -21,7 +21,8 @@ export type EnvelopeCheck = { ok: true, message: IncomingEnvelope } | ({ ok: fal
 
 /**
  * Everything a received envelope says, bounded as the sender's own `send` bounds it: the id,
- * the origin (the node of the connection), kind and body as on send, and its times: sent no
+ * the origin (the node of the connection), kind and body as on send, the agent of a routed
+ * message as the registry bounds agent ids, and its times: sent no
  * later than our clock plus the skew window (a message may arrive long after it was sent, when
  * its target was away, but never before), expiring after it was sent and within the longest
  * TTL. Whether it has already expired is the inbox's check (a stored message's retry is a
@@ -33,9 +34,10 @@ export function checkEnvelope (envelope: Envelope, senderName: string, now: numb
   if (!MESSAGE_ID_PATTERN.test(envelope.id)) return refuse('invalid message id', `message id "${clipText(envelope.id, 64)}" is not 1 to 64 letters, digits, "_" or "-"`, 'reset')
   if (envelope.from !== senderName) return refuse('origin mismatch', `origin "${clipText(envelope.from, 64)}" is not the sending node ${senderName}`)
   if (!MESSAGE_KIND_PATTERN.test(envelope.kind)) return refuse('invalid kind', `kind "${clipText(envelope.kind, 64)}" is not 1 to 64 letters, digits, ".", ":", "_" or "-"`)
-  // A routed message carries its agent id and kind before the text.
-  const maxBody = MESSAGE_MAX_BODY_BYTES + (envelope.kind === ROUTED_KIND ? ROUTED_OVERHEAD_BYTES : 0)
-  if (envelope.body.byteLength > maxBody) return refuse('body too large', `body of ${envelope.body.byteLength} bytes is over the ${maxBody} byte limit`)
+  if (envelope.agent != null && !MESSAGE_AGENT_PATTERN.test(envelope.agent)) {
+    return refuse('invalid agent', `agent "${clipText(envelope.agent, 64)}" is not 1 to 128 letters, digits, ".", ":", "@", "_" or "-"`)
+  }
+  if (envelope.body.byteLength > MESSAGE_MAX_BODY_BYTES) return refuse('body too large', `body of ${envelope.body.byteLength} bytes is over the ${MESSAGE_MAX_BODY_BYTES} byte limit`)
   let body: string
   try {
     body = textDecoder.decode(envelope.body)
@@ -55,6 +57,6 @@ export function checkEnvelope (envelope: Envelope, senderName: string, now: numb
   }
   return {
     ok: true,
-    message: { id: envelope.id, from: envelope.from, kind: envelope.kind, body, sentAt: Number(envelope.sentAtMs), expiresAt: Number(envelope.expiresAtMs) }
+    message: { id: envelope.id, from: envelope.from, kind: envelope.kind, body, sentAt: Number(envelope.sentAtMs), expiresAt: Number(envelope.expiresAtMs), ...(envelope.agent != null ? { agent: envelope.agent } : {}) }
   }
 }

@@ -1,12 +1,11 @@
 import type { Logger } from 'pino'
-import { INBOX_REPLAY_PAGE, ROUTED_KIND, STORE_RETRY_MS } from '../constants.js'
+import { INBOX_REPLAY_PAGE, RESERVED_KIND_PREFIX, STORE_RETRY_MS } from '../constants.js'
 import { errorMessage, UsageError } from '../errors.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
 import { LegacyListMigration, type MigrationCursor } from '../store/legacy-list.js'
 import { IndexedRecords, type RetentionLimits } from '../store/retention.js'
 import { DirtyWriter } from '../store/writer.js'
 import type { InboxMessage } from './message.js'
-import { unwrapRouted } from './routing/routed-wire.js'
 import { SEEN_KEY_PREFIX, SeenIds } from './seen-ids.js'
 
 export const INBOX_KEY_PREFIX = 'mesh:in:'
@@ -18,20 +17,25 @@ export const INBOX_MIGRATION_KEY = 'mesh:inbox-migration'
 export const HANDLER_PENDING_INDEX = 'mesh:handler-pending'
 
 /**
- * What the handler service tells the inbox. `needsHandler` is asked once per new message; a yes is
+ * What the handler service tells the inbox. `needsHandler` is asked once per new message (and
+ * for a duplicate, so its receipt says so too); a yes is
  * recorded in HANDLER_PENDING_INDEX in the same write as the message (so a crash cannot lose the
  * run), and `onStored` hears it once stored. `intercept` takes the daemon's own reserved kinds
  * (outcomes): they are applied, deduplicated like messages, and never stored in the inbox.
  */
 export interface InboxHooks {
-  needsHandler: (message: InboxMessage) => boolean
+  needsHandler: (kind: string) => boolean
   onStored: (message: InboxMessage) => void
   intercept: (envelope: IncomingEnvelope) => Promise<{ ok: true } | { ok: false, reason: string }> | undefined
 }
 
+/**
+ * `handler`: whether this node has a handler for the message's kind (an outcome will follow);
+ * absent for the daemon's own kinds, which no handler takes.
+ */
 export type ReceiveResult =
-  | { status: 'stored', storedAt: number }
-  | { status: 'duplicate', storedAt: number }
+  | { status: 'stored', storedAt: number, handler?: boolean }
+  | { status: 'duplicate', storedAt: number, handler?: boolean }
   | { status: 'rejected', reason: string }
 
 export interface IncomingEnvelope {
@@ -41,6 +45,8 @@ export interface IncomingEnvelope {
   body: string
   sentAt: number
   expiresAt: number
+  /** A routed message: the agent the sender chose on this node. */
+  agent?: string
 }
 
 /** What a migration of the legacy list carries from batch to batch. */
@@ -216,7 +222,7 @@ export class Inbox {
     if (earlier != null) {
       // A retry of a message whose write is still under way must not be receipted before it lands.
       const result = await earlier
-      return result.status === 'stored' ? { status: 'duplicate', storedAt: result.storedAt } : result
+      return result.status === 'stored' ? { ...result, status: 'duplicate' } : result
     }
     const receiving = this.receiveNew(envelope, now)
     this.inflight.set(envelope.id, receiving)
@@ -229,7 +235,7 @@ export class Inbox {
 
   private async receiveNew (envelope: IncomingEnvelope, now: number): Promise<ReceiveResult> {
     const storedAt = await this.seen.storedAt(envelope.id)
-    if (storedAt != null) return { status: 'duplicate', storedAt }
+    if (storedAt != null) return { status: 'duplicate', storedAt, ...this.handlerOf(envelope.kind) }
     if (now > envelope.expiresAt) return { status: 'rejected', reason: `expired at ${new Date(envelope.expiresAt).toISOString()}` }
     const intercepted = this.hooks?.intercept(envelope)
     if (intercepted != null) {
@@ -239,26 +245,20 @@ export class Inbox {
       await this.store.write([{ op: 'set', key: SEEN_KEY_PREFIX + envelope.id, value: String(now), expireAtMs: envelope.expiresAt }])
       return { status: 'stored', storedAt: now }
     }
-    let routed: { agent: string, kind: string, body: string } | undefined
-    if (envelope.kind === ROUTED_KIND) {
-      const unwrapped = unwrapRouted(envelope.body)
-      if (!unwrapped.ok) return { status: 'rejected', reason: unwrapped.reason }
-      routed = unwrapped
-    }
     // Sequences are given in call order (the lookups of one turn resolve in order), so messages
     // from one sender keep its send order.
     const message: InboxMessage = {
       id: envelope.id,
       from: envelope.from,
-      kind: routed?.kind ?? envelope.kind,
-      body: routed?.body ?? envelope.body,
+      kind: envelope.kind,
+      body: envelope.body,
       sent_at: envelope.sentAt,
       expires_at: envelope.expiresAt,
       received_at: now,
       position: this.nextSequence(now),
-      ...(routed != null ? { agent: routed.agent } : {})
+      ...(envelope.agent != null ? { agent: envelope.agent } : {})
     }
-    const needsHandler = this.hooks?.needsHandler(message) === true
+    const needsHandler = this.hooks?.needsHandler(message.kind) === true
     if (needsHandler) this.handlerPending.add(message.id)
     this.unwritten.set(message.id, message)
     const stored = await this.writer.commit(message.id) === 'written'
@@ -270,7 +270,12 @@ export class Inbox {
     }
     if (needsHandler) this.hooks?.onStored(message)
     for (const follower of this.followers) follower(message)
-    return { status: 'stored', storedAt: now }
+    return { status: 'stored', storedAt: now, handler: needsHandler }
+  }
+
+  /** For a receipt: whether a handler takes `kind` here; nothing for the daemon's own kinds. */
+  private handlerOf (kind: string): { handler?: boolean } {
+    return kind.startsWith(RESERVED_KIND_PREFIX) ? {} : { handler: this.hooks?.needsHandler(kind) === true }
   }
 
   /**

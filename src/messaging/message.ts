@@ -33,6 +33,11 @@ export interface TargetDelivery {
   output_tail?: string
   /** A routed message: the agent it was given to on this node. */
   agent_id?: string
+  /**
+   * Receipted: whether the target has a handler for the kind (false: no outcome will follow).
+   * Absent when the target did not say (an older daemon).
+   */
+  handler?: boolean
 }
 
 /** How a message sent with --to-capability is routed, and the candidates it may go to in turn. */

@@ -10,7 +10,7 @@ import { MessageDelivery } from './delivery/index.js'
 import { GiveBack } from './give-back.js'
 import { Inbox } from './inbox.js'
 import { HandlerService } from './handlers/service.js'
-import { deliveryCounts, isReceipted, parseRouteSend, parseSend, type InboxMessage, type OutgoingMessage } from './message.js'
+import { deliveryCounts, isReceipted, parseRouteSend, parseSend, type InboxMessage, type OutgoingMessage, type TargetDelivery } from './message.js'
 import { CapabilityRouter, type AgentDirectory, type NoCandidate } from './routing/router.js'
 import { Outbox, type DeliveryEvent, type SentLookup } from './outbox.js'
 import { SentRetention } from './sent-retention.js'
@@ -37,10 +37,15 @@ export function lookupView (found: SentLookup): Record<string, unknown> {
   return messageView(found.message, found.outcome)
 }
 
+/** A target that receipted the message saying it has no handler for its kind: no outcome will come. */
+export function noHandler (target: TargetDelivery): boolean {
+  return target.state === 'delivered' && target.handler === false
+}
+
 /**
  * Whether a wait is over. Plain: every target receipted or failed. With `processed`: every target
- * processed, or one failed (delivery or handler). A routed message: its current target receipted
- * (processed), or no candidate is left.
+ * processed, or one failed (delivery or handler) or has no handler for the kind. A routed
+ * message: its current target receipted (processed), or no candidate is left.
  */
 export function waitDone (message: OutgoingMessage, processed: boolean): boolean {
   const route = message.route
@@ -49,18 +54,21 @@ export function waitDone (message: OutgoingMessage, processed: boolean): boolean
     const current = message.targets[route.tried[route.tried.length - 1]!]
     return current != null && (processed ? current.state === 'processed' : isReceipted(current.state))
   }
-  const states = Object.values(message.targets).map(t => t.state)
-  if (!processed) return states.every(s => s !== 'pending')
-  return states.every(s => s === 'processed') || states.some(s => s === 'failed' || s === 'handler_failed')
+  const targets = Object.values(message.targets)
+  if (!processed) return targets.every(t => t.state !== 'pending')
+  return targets.every(t => t.state === 'processed') || targets.some(t => t.state === 'failed' || t.state === 'handler_failed' || noHandler(t))
 }
 
-/** Whether a finished wait (or `message ID`) counts as a success: what the CLI's exit code says. */
+/**
+ * Whether a finished wait (or `message ID`) counts as a success: what the CLI's exit code says.
+ * A routed message fails once no candidate is left (the last one, too, failed or had no handler).
+ */
 export function waitSucceeded (message: OutgoingMessage, processed: boolean): boolean {
   const ok = (state: string): boolean => processed ? state === 'processed' : isReceipted(state as OutgoingMessage['targets'][string]['state'])
   const route = message.route
   if (route != null) {
     const current = message.targets[route.tried[route.tried.length - 1]!]
-    return current != null && ok(current.state)
+    return route.state !== 'exhausted' && current != null && ok(current.state)
   }
   return Object.values(message.targets).every(t => ok(t.state))
 }
@@ -190,7 +198,7 @@ export class Messaging {
     const done = (): boolean => waitDone(this.outbox.get(id) ?? message, processed)
     // Targets that finished before the caller started waiting are reported first.
     for (const [node, t] of Object.entries(message.targets)) {
-      if (t.state !== 'pending') onEvent?.({ id, node, state: t.state, ...(t.reason != null ? { reason: t.reason } : {}), ...(t.receipt_at != null ? { receipt_at: t.receipt_at } : {}), ...(t.exit_code !== undefined ? { exit_code: t.exit_code } : {}) })
+      if (t.state !== 'pending') onEvent?.({ id, node, state: t.state, ...(t.reason != null ? { reason: t.reason } : {}), ...(t.receipt_at != null ? { receipt_at: t.receipt_at } : {}), ...(t.exit_code !== undefined ? { exit_code: t.exit_code } : {}), ...(t.handler != null ? { handler: t.handler } : {}) })
     }
     if (done()) return message
     await new Promise<void>(resolve => {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import {
   MESSAGE_EXPIRY_SWEEP_MS, MESSAGE_RECENT_CACHE, OUTBOX_ABANDON_RECHECK_MS, OUTBOX_ABANDONED_MEMORY, OUTBOX_RESOLVE_INTERVAL_MS,
-  RECENT_SENT_MESSAGES, RETENTION_PRUNE_BATCH, ROUTED_KIND
+  OUTCOME_KIND, RECENT_SENT_MESSAGES, RETENTION_PRUNE_BATCH
 } from '../constants.js'
 import { errorMessage, SendOutcomeUnknownError } from '../errors.js'
 import { NO_METRICS, type MeshMetrics } from '../metrics.js'
@@ -28,6 +28,8 @@ export interface DeliveryEvent {
   receipt_at?: number
   exit_code?: number | null
   output_tail?: string
+  /** On delivered: whether the target has a handler for the kind (absent: an older target did not say). */
+  handler?: boolean
 }
 
 /** A target's handler result, as its outcome message reported it. */
@@ -59,15 +61,6 @@ export function indexOps (message: OutgoingMessage): WriteOp[] {
     if (isReceipted(target.state) && receiptAt != null) ops.push({ op: 'zadd', set: OUTBOX_RECEIPTED_PREFIX + node, score: receiptAt, member: message.id })
   }
   return ops
-}
-
-/**
- * The message as it goes on the wire to `node`: a routed one is wrapped in the reserved kind
- * ROUTED_KIND with its agent id and kind before the text (the envelope has no field for them).
- */
-function wireForm (message: OutgoingMessage, node: string): OutgoingMessage {
-  const agent = message.targets[node]?.agent_id
-  return agent == null ? message : { ...message, kind: ROUTED_KIND, body: `${agent}\n${message.kind}\n${message.body}` }
 }
 
 function hasPendingTarget (message: OutgoingMessage): boolean {
@@ -182,8 +175,11 @@ export class Outbox {
   private track (message: OutgoingMessage): void {
     this.messages.set(message.id, message)
     if (message.route?.state === 'routing') this.routingIds.add(message.id)
-    this.recentSent.push(message.id)
-    if (this.recentSent.length > RECENT_SENT_MESSAGES) this.recentSent.shift()
+    // Outcomes are the daemon's answers for its handlers, not messages the operator sent.
+    if (message.kind !== OUTCOME_KIND) {
+      this.recentSent.push(message.id)
+      if (this.recentSent.length > RECENT_SENT_MESSAGES) this.recentSent.shift()
+    }
     for (const [node, delivery] of Object.entries(message.targets)) {
       if (delivery.state !== 'pending') continue
       let set = this.pendingByNode.get(node)
@@ -381,7 +377,7 @@ export class Outbox {
     const out: OutgoingMessage[] = []
     for (const m of this.redeliveries.queued(node)) {
       if (out.length >= limit) return out
-      if (!skip(m.id)) out.push(wireForm(m, node))
+      if (!skip(m.id)) out.push(m)
     }
     const ids = this.pendingByNode.get(node)
     if (ids == null) return out
@@ -389,7 +385,7 @@ export class Outbox {
       if (out.length >= limit) break
       if (skip(id)) continue
       const m = this.messages.get(id)
-      if (m != null) out.push(wireForm(m, node))
+      if (m != null) out.push(m)
     }
     return out
   }
@@ -408,7 +404,7 @@ export class Outbox {
    * Records a target's final state; ignored if it already has one. For a message delivered again,
    * the target stays delivered and gains `redelivered_at`.
    */
-  settle (id: string, node: string, state: 'delivered' | 'failed', detail: { reason?: string, receiptAt?: number } = {}): void {
+  settle (id: string, node: string, state: 'delivered' | 'failed', detail: { reason?: string, receiptAt?: number, handler?: boolean } = {}): void {
     if (this.settleRedelivery(id, node, state, detail.receiptAt)) return
     const message = this.messages.get(id)
     const delivery = message?.targets[node]
@@ -416,10 +412,11 @@ export class Outbox {
     delivery.state = state
     if (detail.reason != null) delivery.reason = detail.reason
     if (detail.receiptAt != null) delivery.receipt_at = detail.receiptAt
+    if (state === 'delivered' && detail.handler != null) delivery.handler = detail.handler
     this.pendingByNode.get(node)?.delete(id)
     this.metrics.messageSettled(state, delivery.receipt_at != null ? delivery.receipt_at - message.sent_at : undefined, delivery.reason)
     void this.writer.commit(id)
-    const event: DeliveryEvent = { id, node, state, ...(delivery.reason != null ? { reason: delivery.reason } : {}), ...(delivery.receipt_at != null ? { receipt_at: delivery.receipt_at } : {}) }
+    const event: DeliveryEvent = { id, node, state, ...(delivery.reason != null ? { reason: delivery.reason } : {}), ...(delivery.receipt_at != null ? { receipt_at: delivery.receipt_at } : {}), ...(delivery.handler != null ? { handler: delivery.handler } : {}) }
     for (const listener of this.listeners) listener(event)
     if (!hasPendingTarget(message)) this.retire(id)
   }

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startTestMesh, tempDir, waitAllOnline, waitFor, type TestMesh } from '../helpers.js'
 
-interface Target { state: string, exit_code?: number | null, output_tail?: string, agent_id?: string, reason?: string }
+interface Target { state: string, exit_code?: number | null, output_tail?: string, agent_id?: string, reason?: string, handler?: boolean }
 interface MessageView {
   id: string
   targets: Record<string, Target>
@@ -11,6 +11,7 @@ interface MessageView {
   route?: { tried: string[], state: string, candidates: Array<{ agent_id: string, node: string }> }
 }
 
+const STATUS_PORT = 7071
 const dir = tempDir('aitbc-mesh-handlers-')
 const logOf = (name: string): string => join(dir, `${name}.log`)
 const lines = (name: string): string[] => existsSync(logOf(name)) ? readFileSync(logOf(name), 'utf8').split('\n').filter(l => l !== '') : []
@@ -25,6 +26,7 @@ function script (name: string, body: string): string {
 
 describe('message handlers with processed receipts', () => {
   let t: TestMesh
+  let statusPage = ''
   const jobs = () => lines('jobs')
 
   beforeAll(async () => {
@@ -42,13 +44,16 @@ describe('message handlers with processed receipts', () => {
       { kind: 'job.crash', run: [append, logOf('crash'), '3'] },
       { kind: 'seq.*', run: [append, logOf('seq'), '0.3'] },
       { kind: 'inference.run', run: [append, logOf('inference'), '0'] },
-      { kind: 'inference.flaky', run: [flaky, node] }
+      { kind: 'inference.flaky', run: [flaky, node] },
+      // Only aitbc2 takes this kind: routed to aitbc1, it moves on for want of a handler.
+      ...(node === 'aitbc2' ? [{ kind: 'inference.only2', run: [append, logOf('inference'), '0'] }] : [])
     ]
     t = await startTestMesh(3, {
-      extra: i => i === 0 ? {} : { handlers: handlersOf(`aitbc${i}`), handlerConcurrency: 1 },
+      extra: (i, host) => i === 0 ? {} : { handlers: handlersOf(`aitbc${i}`), handlerConcurrency: 1, ...(i === 1 ? { http: `${host}:${STATUS_PORT}` } : {}) },
       env: { AITBC_MESH_NODE_TAG: 'node', MY_API_TOKEN: 'hunter2', AITBC_SIGNING_KEY: 'k', AITBC_DB_PASSWORD: 'pw' }
     })
     await waitAllOnline(t.mesh)
+    statusPage = `http://${t.hosts[1]!}:${STATUS_PORT}`
   })
 
   beforeEach(async () => {
@@ -77,6 +82,9 @@ describe('message handlers with processed receipts', () => {
     expect(shown.stdout).toMatch(/aitbc1\s+-\s+processed\s.*\s0\s/)
     const inbox = JSON.parse((await t.mesh.cli('aitbc', ['inbox', '--json'])).stdout) as Array<{ kind: string }>
     expect(inbox.filter(m => m.kind.startsWith('aitbc-mesh.'))).toEqual([])
+    // aitbc1 sent the outcome back, but its operator sent nothing: its status page lists no sent message.
+    const state = await (await fetch(`${statusPage}/api/state`)).json() as { messages: Array<{ id: string, kind: string }> }
+    expect(state.messages).toEqual([])
   })
 
   it('a failing handler makes the target handler_failed with its exit code and stderr tail; send --wait --processed exits 1', async () => {
@@ -109,12 +117,31 @@ describe('message handlers with processed receipts', () => {
     expect(env).not.toMatch(/hunter2|MY_API_TOKEN|AITBC_SIGNING_KEY|AITBC_DB_PASSWORD/)
   })
 
-  it('kinds without a handler stay delivered', async () => {
+  it('kinds without a handler stay delivered; the target says so, and send --wait --processed exits 1 at once naming it', async () => {
     const res = await t.mesh.cli('aitbc', ['send', '--json', '--wait', '--to', 'aitbc1', '--kind', 'chat', 'hello'])
     expect(res.code).toBe(0)
     const out = JSON.parse(res.stdout) as MessageView
-    expect(out.targets.aitbc1!.state).toBe('delivered')
-    expect(out.message_delivery.processed).toBe(0)
+    expect(out.targets.aitbc1).toMatchObject({ state: 'delivered', handler: false })
+    expect(out.message_delivery).toEqual({ sent: 1, delivered: 1, processed: 0, failed: 0 })
+
+    // One target has a handler for job.ok, the other (the genesis node) has none: no wait for the timeout.
+    const started = Date.now()
+    const processed = await t.mesh.cli('aitbc', ['send', '--wait', '--processed', '--timeout', '60', '--to', 'aitbc,aitbc1', '--kind', 'job.ok', 'anyone?'])
+    expect(processed.code, processed.stderr).toBe(1)
+    expect(Date.now() - started).toBeLessThan(20_000)
+    expect(processed.stdout).toMatch(/aitbc: delivered \(no handler for kind job\.ok\)/)
+    expect(processed.stdout).toMatch(/no handler for kind job\.ok on aitbc: nothing will process it there/)
+    const id = /^message (\S+) to/.exec(processed.stdout)![1]!
+    const shown = await t.mesh.cli('aitbc', ['message', id])
+    expect(shown.stdout).toMatch(/aitbc\s+-\s+delivered \(no handler for kind job\.ok\)\s/)
+    const view = JSON.parse((await t.mesh.cli('aitbc', ['message', id, '--json'])).stdout) as MessageView
+    await waitFor('aitbc1 processed it meanwhile', async () => {
+      const now = JSON.parse((await t.mesh.cli('aitbc', ['message', id, '--json'])).stdout) as MessageView
+      return now.targets.aitbc1!.state === 'processed' ? now : undefined
+    }, 15_000, 200)
+    expect(view.targets.aitbc).toMatchObject({ state: 'delivered', handler: false })
+    const after = JSON.parse((await t.mesh.cli('aitbc', ['message', id, '--json'])).stdout) as MessageView
+    expect(after.message_delivery).toEqual({ sent: 2, delivered: 2, processed: 1, failed: 0 })
   })
 
   it('a daemon SIGKILLed during a handler run runs it again after restart, and the sender ends with processed', async () => {
@@ -198,6 +225,14 @@ describe('message handlers with processed receipts', () => {
     const path = await t.mesh.cli('aitbc', ['message', res.out.id])
     expect(path.code).toBe(0)
     expect(path.stdout).toMatch(/route:.*inf-a@aitbc1 -> inf-b@aitbc2 {2}\[done\]/)
+
+    // The best one's node has no handler for the kind: the next candidate gets it.
+    res = await sendWait('aitbc', ['--to-capability', 'inference', '--kind', 'inference.only2', 'prompt 4b'])
+    expect(res.code, res.stderr).toBe(0)
+    expect(res.out.route!.tried).toEqual(['aitbc1', 'aitbc2'])
+    expect(res.out.targets.aitbc1).toMatchObject({ state: 'delivered', handler: false, agent_id: 'inf-a' })
+    expect(res.out.targets.aitbc2).toMatchObject({ state: 'processed', agent_id: 'inf-b' })
+    expect(JSON.parse(lines('inference').find(l => l.includes(res.out.id))!.split(' ').slice(3).join(' '))).toMatchObject({ agent: 'inf-b', kind: 'inference.only2' })
 
     // The best one's node is killed: skipped once seen offline, or failed over from if not yet; inf-b gets it.
     await t.mesh.stop('aitbc1', 'SIGKILL')

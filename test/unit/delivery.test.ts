@@ -10,7 +10,7 @@ import { Envelope, Receipt, ReceiptStatus } from '../../protocols/messages.js'
 import { PeerTable } from '../../src/mesh/peer-table.js'
 import { MESSAGES_PROTOCOL, MessageDelivery, type DeliveryLimits } from '../../src/messaging/delivery/index.js'
 import type { IncomingEnvelope, ReceiveResult } from '../../src/messaging/inbox.js'
-import { Outbox } from '../../src/messaging/outbox.js'
+import { Outbox, type DeliveryEvent } from '../../src/messaging/outbox.js'
 import { SqliteBackend } from '../../src/store/sqlite-backend.js'
 import { tempDir, waitFor } from '../helpers.js'
 import { MemoryNetwork, type Dial } from '../memory-network.js'
@@ -35,16 +35,19 @@ class FakeInbox {
   readonly stored: IncomingEnvelope[] = []
   calls = 0
   fault: 'fail' | 'hang' | undefined
+  /** Kinds this node has a handler for, as the handler service tells the real inbox. */
+  handled = new Set<string>()
   private readonly held: Array<() => void> = []
 
   async receive (envelope: IncomingEnvelope): Promise<ReceiveResult> {
     this.calls++
     if (this.fault === 'fail') throw new Error('store unavailable: connection refused')
     if (this.fault === 'hang') await new Promise<void>(resolve => { this.held.push(resolve) })
-    if (this.stored.some(m => m.id === envelope.id)) return { status: 'duplicate', storedAt: 1 }
+    const handler = this.handled.has(envelope.kind)
+    if (this.stored.some(m => m.id === envelope.id)) return { status: 'duplicate', storedAt: 1, handler }
     if (Date.now() > envelope.expiresAt) return { status: 'rejected', reason: 'expired' }
     this.stored.push(envelope)
-    return { status: 'stored', storedAt: Date.now() }
+    return { status: 'stored', storedAt: Date.now(), handler }
   }
 }
 
@@ -274,6 +277,34 @@ describe('message delivery over an in-memory network', () => {
       expect(streamsTo('aitbc1')).toHaveLength(1)
     })
 
+    it('a routed message names its agent in the envelope; the target\'s receipt says whether it has a handler', async () => {
+      const a = await startNode('aitbc')
+      const b = await startNode('aitbc1')
+      b.inbox.handled.add('job')
+      const events: DeliveryEvent[] = []
+      a.outbox.watch(event => { events.push(event) })
+      const routed = (await a.outbox.create({ to: 'aitbc1', body: 'run it', kind: 'job', ttl: 60 }, ['aitbc1'], { agentIds: { aitbc1: 'inf-a@1' } })).id
+      const unhandled = (await a.outbox.create({ to: 'aitbc1', body: 'chat', kind: 'chat', ttl: 60 }, ['aitbc1'])).id
+      connect(a, b)
+      await waitFor('both receipted', () => target(a, routed).state === 'delivered' && target(a, unhandled).state === 'delivered', 5000, 5)
+      expect(b.inbox.stored).toMatchObject([{ id: routed, kind: 'job', body: 'run it', agent: 'inf-a@1' }, { id: unhandled, kind: 'chat', body: 'chat' }])
+      expect(b.inbox.stored[1]!.agent).toBeUndefined()
+      expect(a.outbox.get(routed)!.targets.aitbc1!.handler).toBe(true)
+      expect(a.outbox.get(unhandled)!.targets.aitbc1!.handler).toBe(false)
+      expect(events.map(e => [e.id, e.handler])).toEqual([[routed, true], [unhandled, false]])
+    })
+
+    it('a receipt without the handler field (an older target) says nothing either way', async () => {
+      const a = await startNode('aitbc')
+      await playReceiver('aitbc1', async ({ envelopes, receipts }) => {
+        for (;;) await receipts.write(receiptFor(await envelopes.read()))
+      })
+      const id = await send(a, 'aitbc1', 'hi')
+      connect(a, 'aitbc1')
+      await waitFor('receipted by the older target', () => target(a, id).state === 'delivered', 5000, 5)
+      expect(a.outbox.get(id)!.targets.aitbc1!.handler).toBeUndefined()
+    })
+
     it('stop() aborts the stream in flight at once, long before its receipt timeout', async () => {
       const a = await startNode('aitbc', { receiptMs: 60_000 })
       let read = 0
@@ -311,6 +342,30 @@ describe('message delivery over an in-memory network', () => {
       expect(b.inbox.stored.map(m => m.id)).toEqual([valid.id])
       expect(lines(b, 'message_rejected')).toMatchObject([{ peer: 'aitbc', reason: 'origin mismatch', messageId: forged.id }])
       expect(lines(b, 'message_stream_failed')).toEqual([])
+    })
+
+    it('takes a routed message\'s agent within the agent id bounds, refuses one outside them, and receipts whether it has a handler', async () => {
+      const b = await startNode('aitbc1')
+      b.inbox.handled.add('job')
+      const { envelopes, receipts, stream } = await handDial('aitbc', 'aitbc1')
+      const routed = envelope({ kind: 'job', agent: 'inf-a@aitbc1' })
+      const badAgent = envelope({ kind: 'job', agent: 'inf a\nrm -rf' })
+      const longAgent = envelope({ kind: 'job', agent: 'a'.repeat(129) })
+      const plain = envelope({ kind: 'chat' })
+      await envelopes.writeV([routed, badAgent, longAgent, plain, routed])
+      const answers = [await receipts.read(), await receipts.read(), await receipts.read(), await receipts.read(), await receipts.read()]
+      expect(answers).toMatchObject([
+        { id: routed.id, status: ReceiptStatus.STORED, handler: true },
+        { id: badAgent.id, status: ReceiptStatus.REJECTED, reason: 'agent "inf a\nrm -rf" is not 1 to 128 letters, digits, ".", ":", "@", "_" or "-"' },
+        { id: longAgent.id, status: ReceiptStatus.REJECTED },
+        { id: plain.id, status: ReceiptStatus.STORED, handler: false },
+        { id: routed.id, status: ReceiptStatus.DUPLICATE, handler: true }
+      ])
+      expect(answers[1]!.handler).toBeUndefined()
+      await stream.close()
+      expect(b.inbox.stored.map(m => [m.id, m.agent])).toEqual([[routed.id, 'inf-a@aitbc1'], [plain.id, undefined]])
+      // Logged once per (peer, reason).
+      expect(lines(b, 'message_rejected')).toMatchObject([{ reason: 'invalid agent' }])
     })
 
     it.each([

@@ -3,13 +3,15 @@ import { join } from 'node:path'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { parseConfig } from '../../src/config/config.js'
+import { OUTCOME_KIND } from '../../src/constants.js'
 import { ConfigError } from '../../src/errors.js'
 import { handlerEnv, handlerFor } from '../../src/messaging/handlers/config.js'
 import { runHandler } from '../../src/messaging/handlers/runner.js'
 import { HANDLER_PENDING_INDEX, Inbox } from '../../src/messaging/inbox.js'
 import type { InboxMessage } from '../../src/messaging/message.js'
+import { Outbox } from '../../src/messaging/outbox.js'
 import { SqliteBackend } from '../../src/store/sqlite-backend.js'
-import { tempDir } from '../helpers.js'
+import { tempDir, waitFor } from '../helpers.js'
 
 const base = 'node: { name: aitbc, role: genesis }\ndataDir: /var/lib/aitbc-mesh\n'
 
@@ -99,7 +101,7 @@ describe('handlers: the inbox records and announces only stored messages', () =>
     const inbox = new Inbox(store, pino({ level: 'silent' }), { maxAgeS: 86400, maxCount: 1000 })
     inboxes.push(inbox)
     const stored: InboxMessage[] = []
-    inbox.hooks = { needsHandler: m => m.kind === 'job', onStored: m => { stored.push(m) }, intercept: () => undefined }
+    inbox.hooks = { needsHandler: kind => kind === 'job', onStored: m => { stored.push(m) }, intercept: () => undefined }
     await inbox.start()
     const now = Date.now()
     const envelope = (id: string, kind: string, expiresAt = now + 60_000): Parameters<Inbox['receive']>[0] => ({ id, from: 'aitbc1', kind, body: 'b', sentAt: now - 1000, expiresAt })
@@ -110,5 +112,23 @@ describe('handlers: the inbox records and announces only stored messages', () =>
     expect((await inbox.receive(envelope('m3', 'chat'))).status).toBe('stored')
     expect(stored.map(m => m.id)).toEqual(['m1'])
     expect((await store.zrange(HANDLER_PENDING_INDEX, { limit: 100 })).map(e => e.member)).toEqual(['m1'])
+  })
+})
+
+describe('handlers: outcomes sent back are the daemon\'s own', () => {
+  it('an outcome is not among the node\'s recent sent messages, and `message ID` still finds it', async () => {
+    const store = new SqliteBackend(join(tempDir('aitbc-mesh-handler-outbox-'), 'store.sqlite'))
+    const outbox = new Outbox('aitbc1', store, pino({ level: 'silent' }))
+    await outbox.start()
+    try {
+      await waitFor('the outbox to load', () => outbox.ready, 5000, 5)
+      const sent = await outbox.create({ to: 'aitbc', body: 'status please', kind: 'text', ttl: 60 }, ['aitbc'])
+      const outcome = await outbox.create({ to: 'aitbc', body: '{"message_id":"m1"}', kind: OUTCOME_KIND, ttl: 60 }, ['aitbc'])
+      expect(outbox.recent(10).map(m => m.id)).toEqual([sent.id])
+      expect(await outbox.lookup(outcome.id)).toMatchObject({ outcome: 'sent', message: { id: outcome.id, kind: OUTCOME_KIND } })
+    } finally {
+      await outbox.stop()
+      await store.close()
+    }
   })
 })

@@ -230,7 +230,7 @@ class InboundStream {
   private receiptOf (id: string, result: ReceiveResult): Receipt {
     const node = this.init.node
     if (result.status === 'rejected') return { id, node, status: ReceiptStatus.REJECTED, storedAtMs: 0n, reason: result.reason }
-    return { id, node, status: result.status === 'stored' ? ReceiptStatus.STORED : ReceiptStatus.DUPLICATE, storedAtMs: BigInt(result.storedAt), reason: '' }
+    return { id, node, status: result.status === 'stored' ? ReceiptStatus.STORED : ReceiptStatus.DUPLICATE, storedAtMs: BigInt(result.storedAt), reason: '', ...(result.handler != null ? { handler: result.handler } : {}) }
   }
 }
 

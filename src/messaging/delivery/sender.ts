@@ -164,7 +164,7 @@ export class TargetSession {
     // stop() resets the stream, which fails a write under way: only the timeout rides on the write.
     const signal = AbortSignal.timeout(writeMs)
     try {
-      await envelopes.writeV(batch.map(envelopeOf), { signal })
+      await envelopes.writeV(batch.map(m => envelopeOf(m, this.name)), { signal })
     } catch (err) {
       this.throwIfStopped()
       if (signal.aborted) throw new DeliveryTimeoutError('write', `${this.name} did not take ${batch.length} envelope(s) within ${writeMs} ms`)
@@ -193,8 +193,10 @@ export class TargetSession {
   }
 }
 
-function envelopeOf (m: OutgoingMessage): Envelope {
-  return { id: m.id, from: m.from, kind: m.kind, body: textEncoder.encode(m.body), sentAtMs: BigInt(m.sent_at), expiresAtMs: BigInt(m.expires_at), seq: BigInt(m.seq) }
+/** The message as it goes to `node`: a routed one names the agent chosen there. */
+function envelopeOf (m: OutgoingMessage, node: string): Envelope {
+  const agent = m.targets[node]?.agent_id
+  return { id: m.id, from: m.from, kind: m.kind, body: textEncoder.encode(m.body), sentAtMs: BigInt(m.sent_at), expiresAtMs: BigInt(m.expires_at), seq: BigInt(m.seq), ...(agent != null ? { agent } : {}) }
 }
 
 interface ReceiptReaderInit {

@@ -122,7 +122,7 @@ export class MessageDelivery {
   private onReceipt (node: string, receipt: Receipt): void {
     const outbox = this.init.outbox
     if (receipt.status === ReceiptStatus.STORED || receipt.status === ReceiptStatus.DUPLICATE) {
-      outbox.settle(receipt.id, node, 'delivered', { receiptAt: Date.now() })
+      outbox.settle(receipt.id, node, 'delivered', { receiptAt: Date.now(), ...(receipt.handler != null ? { handler: receipt.handler } : {}) })
     } else if (receipt.status === ReceiptStatus.REJECTED) {
       outbox.settle(receipt.id, node, 'failed', { reason: `rejected: ${clipText(receipt.reason, RECEIPT_MAX_REASON_CHARS)}` })
     }
@@ -132,9 +132,10 @@ export class MessageDelivery {
     const { outbox, inbox, node } = this.init
     for (const m of outbox.pendingFor(node)) {
       try {
-        const result = await inbox.receive({ id: m.id, from: m.from, kind: m.kind, body: m.body, sentAt: m.sent_at, expiresAt: m.expires_at })
+        const agent = m.targets[node]?.agent_id
+        const result = await inbox.receive({ id: m.id, from: m.from, kind: m.kind, body: m.body, sentAt: m.sent_at, expiresAt: m.expires_at, ...(agent != null ? { agent } : {}) })
         if (result.status === 'rejected') outbox.settle(m.id, node, 'failed', { reason: `rejected: ${result.reason}` })
-        else outbox.settle(m.id, node, 'delivered', { receiptAt: Date.now() })
+        else outbox.settle(m.id, node, 'delivered', { receiptAt: Date.now(), ...(result.handler != null ? { handler: result.handler } : {}) })
       } catch (err) {
         this.init.log.warn({ event: 'local_delivery_failed', id: m.id, err: errorMessage(err) }, 'could not store a message for this node; will retry')
         setTimeout(() => { this.kick(node) }, this.limits.retryInitialMs).unref()

@@ -63,7 +63,7 @@ export class HandlerService {
 
   start (): void {
     this.init.inbox.hooks = {
-      needsHandler: message => handlerFor(this.handlers, message.kind) != null,
+      needsHandler: kind => handlerFor(this.handlers, kind) != null,
       onStored: message => { this.enqueue({ id: message.id, from: message.from, position: message.position, message }) },
       intercept: envelope => envelope.kind === OUTCOME_KIND ? this.applyOutcome(envelope) : undefined
     }

@@ -31,7 +31,7 @@ export interface NoCandidate {
 /**
  * Capability routing: a message goes to the agent with the capability that discovery ranks first
  * (health score, then least load), on that agent's owner node, with the agent_id in it. When that
- * node is offline, refuses the message or its handler fails, the next candidate (the best agent
+ * node is offline, refuses the message, has no handler for its kind or its handler fails, the next candidate (the best agent
  * of another node) gets it, up to ROUTE_MAX_ATTEMPTS nodes; the targets of the message, in turn,
  * are the path taken.
  */
@@ -93,7 +93,7 @@ export class CapabilityRouter {
     return message
   }
 
-  /** The target holding a routed message failed it (refused, expired, handler failed), or processed it. */
+  /** The target holding a routed message failed it (refused, expired, no handler, handler failed), or processed it. */
   private onEvent (event: DeliveryEvent): void {
     const message = this.init.outbox.get(event.id)
     const route = message?.route
@@ -101,7 +101,7 @@ export class CapabilityRouter {
     if (event.state === 'processed') {
       route.state = 'done'
       this.init.outbox.routeChanged(message.id)
-    } else if (event.state === 'failed' || event.state === 'handler_failed') {
+    } else if (event.state === 'failed' || event.state === 'handler_failed' || (event.state === 'delivered' && event.handler === false)) {
       this.next(message, route)
     }
   }

@@ -59,7 +59,7 @@ export const messageKind: OperationKindHandler = {
       const ok = waitSucceeded(message, false)
       const node = message.route.tried[message.route.tried.length - 1]!
       return {
-        summary: `Message ${message.id} to capability ${message.route.capability}: ${ok ? 'delivered to' : 'not delivered to'} agent ${message.targets[node]?.agent_id ?? '?'} on ${node} (${message.route.tried.length} node(s) tried).`,
+        summary: `Message ${message.id} to capability ${message.route.capability}: ${ok ? 'delivered to' : message.route.state === 'exhausted' ? 'no candidate took it, the last tried being' : 'not delivered to'} agent ${message.targets[node]?.agent_id ?? '?'} on ${node} (${message.route.tried.length} node(s) tried).`,
         nodes_status: nodesStatus,
         issues,
         recommendations: ok ? [] : [`See aitbc-mesh message ${message.id} for the path taken.`],
