@@ -289,8 +289,14 @@ export const MIN_RETENTION_S = 1
  * on Redis: 500 a write paused the event loop up to 40-76 ms, 200 up to 15-27 ms, for the same CPU.
  */
 export const RETENTION_PRUNE_BATCH = 200
-/** How often each retention pass runs. */
-export const RETENTION_PRUNE_INTERVAL_MS = 5000
+/**
+ * Sent retention reads the index this many entries a time (and deletes them RETENTION_PRUNE_BATCH
+ * a write): a sender busy sending gives each await a whole turn of its event loop, so fewer reads
+ * let pruning keep up with a sustained few thousand messages a second.
+ */
+export const SENT_PRUNE_PAGE = 1000
+/** How often each retention pass runs: at a sustained few thousand messages a second, what arrives between passes is what retention lets through above its limit. */
+export const RETENTION_PRUNE_INTERVAL_MS = 1000
 /** A legacy list (from before the indexes) is counted this many ids a read, once, when its migration begins. */
 export const LEGACY_LIST_COUNT_PAGE = 10_000
 /** Background store work (loading where the inbox stands, migrations) retries this often while the store is away. */

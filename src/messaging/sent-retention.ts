@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { RETENTION_PRUNE_BATCH, RETENTION_PRUNE_INTERVAL_MS } from '../constants.js'
+import { RETENTION_PRUNE_BATCH, RETENTION_PRUNE_INTERVAL_MS, SENT_PRUNE_PAGE } from '../constants.js'
 import { errorMessage } from '../errors.js'
 import type { StoreBackend, WriteOp } from '../store/backend.js'
 import type { OutgoingMessage } from './message.js'
@@ -95,9 +95,9 @@ export class SentRetention {
     let after: number | undefined
     let pruned = 0
     for (;;) {
-      const page = await this.store.zrange(OUTBOX_INDEX, { ...(after != null ? { min: after, minExclusive: true } : {}), limit: RETENTION_PRUNE_BATCH })
+      const page = await this.store.zrange(OUTBOX_INDEX, { ...(after != null ? { min: after, minExclusive: true } : {}), limit: SENT_PRUNE_PAGE })
       const victims: string[] = []
-      let done = page.length < RETENTION_PRUNE_BATCH
+      let done = page.length < SENT_PRUNE_PAGE
       for (const entry of page) {
         // Oldest first: from here on everything is young enough, and the count is within bounds.
         if (entry.score >= cutoffSeq && excess <= 0) {
@@ -121,12 +121,13 @@ export class SentRetention {
   }
 
   /**
-   * Deletes the records and their entries, at most RETENTION_PRUNE_BATCH entries per write (a
+   * Deletes the records and their entries, at most RETENTION_PRUNE_BATCH records per write (a
    * record's entries stay in one write), yielding between writes.
    */
   private async remove (ids: string[]): Promise<void> {
     const records = await this.store.mget(ids.map(id => OUTBOX_KEY_PREFIX + id))
     let ops: WriteOp[] = []
+    let inWrite = 0
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!
       const own: WriteOp[] = [{ op: 'del', key: OUTBOX_KEY_PREFIX + id }, { op: 'srem', set: OUTBOX_PENDING_SET, member: id }, { op: 'zrem', set: OUTBOX_INDEX, member: id }]
@@ -138,12 +139,14 @@ export class SentRetention {
           // Unreadable: its receipt entries, if any, stay.
         }
       }
-      if (ops.length > 0 && ops.length + own.length > RETENTION_PRUNE_BATCH) {
+      if (inWrite >= RETENTION_PRUNE_BATCH) {
         await this.store.write(ops)
         ops = []
+        inWrite = 0
         await yieldToEventLoop()
       }
       ops.push(...own)
+      inWrite++
     }
     if (ops.length > 0) await this.store.write(ops)
     this.outbox.forgetPruned(ids)
