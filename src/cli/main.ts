@@ -11,9 +11,15 @@ import { resolveSocketPath } from './socket-path.js'
 import { packageVersion } from './version.js'
 import { printReload, printOpList, printOpRecord, printProgress, printAgentTable, printInboxHeader, printInboxLine, printMessage, printOperation, printPeers, printMeshView, printId } from './output.js'
 
-// Cache compiled code on disk (NODE_COMPILE_CACHE or the temp dir): the daemon loads the whole
-// libp2p stack, and reusing the compiled code cuts its start time. Failure to cache is harmless.
-enableCompileCache()
+/**
+ * Cache compiled code on disk (NODE_COMPILE_CACHE or the temp dir) before loading a large module
+ * tree: the daemon loads the whole libp2p stack, and reusing the compiled code cuts its start time.
+ * Only those commands call it: turning the cache on costs a short command more than it saves.
+ * Failure to cache is harmless.
+ */
+function cacheCompiledCode (): void {
+  enableCompileCache()
+}
 
 const EXIT_OK = 0
 const EXIT_FAILED = 1
@@ -47,7 +53,14 @@ function globals (cmd: Command): GlobalOptions {
 
 async function withClient<T> (cmd: Command, work: (client: ControlClient) => Promise<T>): Promise<T> {
   const socket = await resolveSocketPath(globals(cmd))
-  const client = await ControlClient.connect(socket)
+  let client: ControlClient
+  try {
+    client = await ControlClient.connect(socket)
+  } catch (err) {
+    // The socket path was read without parsing the whole config: if no daemon answers, a broken config says more.
+    if (err instanceof DaemonUnreachableError) await resolveSocketPath(globals(cmd), process.env, { fullParse: true })
+    throw err
+  }
   try {
     return await work(client)
   } finally {
@@ -113,6 +126,7 @@ export function buildProgram (): Command {
     .option('--force', 'rewrite an existing config (the identity is never replaced)')
     .option('--control-socket <path>', 'control socket the config names (default: <dir>/mesh.sock; under systemd: /run/aitbc/mesh.sock)')
     .action(async (opts: { name: string, role: string, dir: string, listen?: string[], swarmKey?: boolean, force?: boolean, controlSocket?: string }, cmd: Command) => {
+      cacheCompiledCode()
       const { initNode } = await import('../config/init.js')
       const g = globals(cmd)
       const { controlSocket, ...rest } = opts
@@ -142,6 +156,7 @@ export function buildProgram (): Command {
     .addOption(new Option('--create', 'if the config file does not exist, create it with an identity (local single-node default)'))
     .addOption(new Option('--fresh-store', 'if the embedded store is missing, empty or damaged, move it aside (store.sqlite.damaged.<time>) and start with an empty one; an intact store is kept'))
     .action(async (opts: { create?: boolean, freshStore?: boolean }, cmd: Command) => {
+      cacheCompiledCode()
       const { runDaemon } = await import('../daemon/main.js')
       await runDaemon({ ...(globals(cmd).config != null ? { config: globals(cmd).config } : {}), create: opts.create === true, freshStore: opts.freshStore === true })
     })
@@ -149,6 +164,7 @@ export function buildProgram (): Command {
   program.command('doctor')
     .description('check this node, each with PASS or FAIL and a fix: config, identity key, swarm key, listen port, Redis, blockchain RPC, the daemon, each peer over the mesh (and SSH), clock skew; exit 0 only if all pass')
     .action(async (_o, cmd: Command) => {
+      cacheCompiledCode()
       const [{ runDoctor, formatCheck }, { configPathFrom }] = await Promise.all([import('../doctor/doctor.js'), import('../config/config.js')])
       const g = globals(cmd)
       const checks = await runDoctor(configPathFrom(g.config), { ...(g.socket != null ? { socket: resolve(g.socket) } : {}) })
@@ -159,6 +175,7 @@ export function buildProgram (): Command {
   program.command('probe')
     .description("run this node's own probes without the daemon and print its report (what the SSH fallback runs)")
     .action(async (_o, cmd: Command) => {
+      cacheCompiledCode()
       const { probeOnce } = await import('../operations/probe-once.js')
       const { configPathFrom } = await import('../config/config.js')
       const report = await probeOnce(configPathFrom(globals(cmd).config))
@@ -181,6 +198,7 @@ export function buildProgram (): Command {
     .addOption(new Option('--role <role>', 'genesis or follower').choices(['genesis', 'follower']).default('follower'))
     .option('--reload', 'then ask the running daemon to apply it')
     .action(async (name: string, addr: string, o: { role: 'genesis' | 'follower', reload?: boolean }, cmd: Command) => {
+      cacheCompiledCode()
       const [{ addPeer }, { configPathFrom }] = await Promise.all([import('../config/edit.js'), import('../config/config.js')])
       const file = configPathFrom(globals(cmd).config)
       const added = addPeer({ file, name, role: o.role, addr })
@@ -191,6 +209,7 @@ export function buildProgram (): Command {
     .argument('<name>', "the node's name")
     .option('--reload', 'then ask the running daemon to apply it')
     .action(async (name: string, o: { reload?: boolean }, cmd: Command) => {
+      cacheCompiledCode()
       const [{ removePeer }, { configPathFrom }] = await Promise.all([import('../config/edit.js'), import('../config/config.js')])
       const file = configPathFrom(globals(cmd).config)
       removePeer({ file, name })

@@ -1,13 +1,15 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { CONTROL_SOCKET_FILE_NAME, DEFAULT_CONFIG_PATH, DEFAULT_SOCKET_PATH } from '../constants.js'
+import { quickSocketFields, type SocketFields } from './socket-fields.js'
 
 /**
  * Where the local daemon's control socket is: --socket, else the controlSocket of the config
  * (--config, $AITBC_MESH_CONFIG, /etc/aitbc/mesh.yaml), else $AITBC_MESH_SOCKET or /run/aitbc/mesh.sock.
- * Only the two fields needed are read, so the CLI does not validate (or load) the whole schema.
+ * Only the two fields needed are read, so the CLI does not validate (or load) the whole schema;
+ * `fullParse` also parses the whole file as YAML, so a broken config is reported.
  */
-export async function resolveSocketPath (opts: { socket?: string, config?: string }, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+export async function resolveSocketPath (opts: { socket?: string, config?: string }, env: NodeJS.ProcessEnv = process.env, { fullParse = false } = {}): Promise<string> {
   if (opts.socket != null) return resolve(opts.socket)
   const explicit = opts.config ?? env.AITBC_MESH_CONFIG
   const file = explicit != null ? resolve(explicit) : DEFAULT_CONFIG_PATH
@@ -18,13 +20,7 @@ export async function resolveSocketPath (opts: { socket?: string, config?: strin
     } catch (err) {
       throw Object.assign(new Error(`cannot read config ${file}: ${(err as Error).message}`), { name: 'ConfigError' })
     }
-    const { parse } = await import('yaml')
-    let doc: { controlSocket?: unknown, dataDir?: unknown } | null
-    try {
-      doc = parse(text) as typeof doc
-    } catch (err) {
-      throw Object.assign(new Error(`${file}: invalid YAML: ${(err as Error).message.split('\n')[0]}`), { name: 'ConfigError' })
-    }
+    const doc = (fullParse ? undefined : quickSocketFields(text)) ?? await parseYaml(text, file)
     const base = dirname(file)
     const abs = (p: string): string => isAbsolute(p) ? p : join(base, p)
     if (typeof doc?.controlSocket === 'string') return abs(doc.controlSocket)
@@ -32,4 +28,13 @@ export async function resolveSocketPath (opts: { socket?: string, config?: strin
     throw Object.assign(new Error(`${file}: no controlSocket or dataDir to find the daemon's socket`), { name: 'ConfigError' })
   }
   return env.AITBC_MESH_SOCKET ?? DEFAULT_SOCKET_PATH
+}
+
+async function parseYaml (text: string, file: string): Promise<SocketFields | null> {
+  const { parse } = await import('yaml')
+  try {
+    return parse(text) as SocketFields | null
+  } catch (err) {
+    throw Object.assign(new Error(`${file}: invalid YAML: ${(err as Error).message.split('\n')[0]}`), { name: 'ConfigError' })
+  }
 }

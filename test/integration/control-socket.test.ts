@@ -97,6 +97,19 @@ describe('control socket and CLI input handling', () => {
     expect(res.stderr).toMatch(/cannot reach the daemon on .*missing\.sock: no such socket/)
   })
 
+  it('finds the socket from --config without parsing the whole file, and names a broken config when no daemon answers', async () => {
+    const node = t.mesh.node('aitbc')
+    const file = join(tempDir(), 'mesh.yaml')
+    writeFileSync(file, `controlSocket: ${node.socket}\n`)
+    const ok = await runCli(['id', '--json', '--config', file])
+    expect(ok.code, ok.stderr).toBe(0)
+    expect(JSON.parse(ok.stdout).name).toBe('aitbc')
+    writeFileSync(file, `controlSocket: ${join(tempDir(), 'missing.sock')}\nnode: [unclosed\n`)
+    const broken = await runCli(['status', '--config', file])
+    expect(broken.code).toBe(2)
+    expect(broken.stderr).toMatch(/mesh\.yaml: invalid YAML: /)
+  })
+
   it('refuses a second daemon on the same control socket and leaves the first one serving', async () => {
     const node = t.mesh.node('aitbc')
     const res = await runCli(['daemon', '--config', node.configFile])
