@@ -156,7 +156,7 @@ async function main (): Promise<void> {
       `${'ratio receipted / pub/sub (rate)'.padEnd(44)} ${(rate / refRate).toFixed(3)}`,
       ...jetStreamRatios(rate, latencies, jetStream),
       '',
-      'daemons during the benchmark (from /metrics; event-loop delay is the worst of the phase):',
+      'daemons during the benchmark (from /metrics; event-loop delay is the worst of the phase; store writes are batches):',
       ...phaseLines('sustained', sustainedDaemons),
       ...phaseLines(`at ${RATE} msg/s`, pacedDaemons),
       '',
