@@ -6,7 +6,8 @@
 // per phase the daemons' worst event-loop delay and GC pauses, to attribute the p99.
 //   npm run bench:messages [-- --count 20000 --size 1024 --rate 1000 --seconds 5 --window 2000]
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, loadavg, tmpdir } from 'node:os'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import type { ControlClient } from '../src/control/client.js'
@@ -122,6 +123,9 @@ async function main (): Promise<void> {
     const sentAt = new Map<string, number>()
     const total = RATE * SECONDS
     const pacedPhase = await DaemonPhase.start(http)
+    // The benchmark's own loop times every send and receipt: a stall here shows as latency too.
+    const benchLoop = monitorEventLoopDelay({ resolution: 1 })
+    benchLoop.enable()
     const t0 = performance.now()
     const pending: Array<Promise<void>> = []
     for (let i = 0; i < total; i++) {
@@ -134,6 +138,7 @@ async function main (): Promise<void> {
     await Promise.all(pending)
     await waitFor('paced messages receipted', () => [...sentAt.keys()].every(id => delivered.has(id) || failed.has(id)), 60000, 20)
     const pacedDaemons = await pacedPhase.stop()
+    benchLoop.disable()
     for (const [id, at] of sentAt) { const d = delivered.get(id); if (d != null) latencies.push(d - at) }
 
     // 3. Reference: Redis pub/sub on loopback, same count and size, in this run.
@@ -159,6 +164,7 @@ async function main (): Promise<void> {
       'daemons during the benchmark (from /metrics; event-loop delay is the worst of the phase; store writes are batches):',
       ...phaseLines('sustained', sustainedDaemons),
       ...phaseLines(`at ${RATE} msg/s`, pacedDaemons),
+      `${`  at ${RATE} msg/s, this benchmark process`.padEnd(44)} event-loop delay p99=${(benchLoop.percentile(99) / 1e6).toFixed(1)} ms max=${(benchLoop.max / 1e6).toFixed(1)} ms; machine load average ${loadavg()[0]!.toFixed(2)} on ${availableParallelism()} cores`,
       '',
       'targets: >= JetStream msg/s with 0 loss; p99 send-to-receipt <= 10 ms at 1,000 msg/s'
     ].join('\n') + '\n')
