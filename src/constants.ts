@@ -557,6 +557,10 @@ export const STATUS_BODY_PREVIEW_CHARS = 200
 export const RECENT_SENT_MESSAGES = 50
 /** Receipt latency histogram buckets (seconds). */
 export const RECEIPT_LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+/** Store write (one batch) duration buckets (seconds): fine below 10 ms, where the receipt p99 goal is. */
+export const STORE_WRITE_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5]
+/** Operations per store write buckets: how much group commit gathers into one transaction. */
+export const STORE_WRITE_OPS_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]
 
 /** `aitbc-mesh doctor`. */
 /** Each network check (Redis, RPC, SSH, control socket) gives up after this long. */

@@ -12,11 +12,14 @@ export interface MeshMetrics {
   operationFinished: (operation: string, result: string) => void
   /** A store call failed (`operation`: get, write, scan, ...). */
   storeError: (operation: string) => void
+  /** A store write (one transaction, a batch of `ops` operations) finished, successful or not, after `ms`. */
+  storeWrite: (ms: number, ops: number) => void
 }
 
 export const NO_METRICS: MeshMetrics = {
   messageSent: () => {},
   messageSettled: () => {},
   operationFinished: () => {},
-  storeError: () => {}
+  storeError: () => {},
+  storeWrite: () => {}
 }

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import type { Libp2pOptions } from 'libp2p'
-import { RECEIPT_LATENCY_BUCKETS_S } from '../constants.js'
+import { RECEIPT_LATENCY_BUCKETS_S, STORE_WRITE_BUCKETS_S, STORE_WRITE_OPS_BUCKETS } from '../constants.js'
 import type { MeshMetrics } from '../metrics.js'
 import type { MeshView } from '../mesh/membership.js'
 import type { Liveness, PeerState } from '../mesh/peer-table.js'
@@ -40,6 +40,8 @@ export class PrometheusMeshMetrics implements MeshMetrics {
   private readonly latency: Histogram
   private readonly operations: Counter<'operation' | 'result'>
   private readonly storeErrors: Counter<'operation'>
+  private readonly storeWriteSeconds: Histogram
+  private readonly storeWriteOps: Histogram
 
   constructor (node: { name: string, role: string }) {
     const registers = [this.registry]
@@ -148,6 +150,18 @@ export class PrometheusMeshMetrics implements MeshMetrics {
     this.operations = new Counter({ name: 'aitbc_mesh_operations_total', help: 'Operations run from this node, by operation and result (validation_status, or error)', labelNames: ['operation', 'result'], registers })
     this.storeErrors = new Counter({ name: 'aitbc_mesh_store_errors_total', help: 'Store calls that failed, by store operation', labelNames: ['operation'], registers })
     this.storeErrors.labels('write').inc(0)
+    this.storeWriteSeconds = new Histogram({
+      name: 'aitbc_mesh_store_write_seconds',
+      help: 'Time per store write (one transaction, successful or not), from the call to its answer',
+      buckets: STORE_WRITE_BUCKETS_S,
+      registers
+    })
+    this.storeWriteOps = new Histogram({
+      name: 'aitbc_mesh_store_write_operations',
+      help: 'Operations per store write (what one transaction holds)',
+      buckets: STORE_WRITE_OPS_BUCKETS,
+      registers
+    })
   }
 
   /** Where gauges read from; set once the daemon's parts exist. */
@@ -187,5 +201,10 @@ export class PrometheusMeshMetrics implements MeshMetrics {
 
   storeError (operation: string): void {
     this.storeErrors.labels(operation).inc()
+  }
+
+  storeWrite (ms: number, ops: number): void {
+    this.storeWriteSeconds.observe(ms / 1000)
+    this.storeWriteOps.observe(ops)
   }
 }

@@ -1,7 +1,7 @@
 import type { MeshMetrics } from '../metrics.js'
 import type { StoreBackend } from './backend.js'
 
-/** The same store, counting every failed call in `metrics` (used only when metrics are served). */
+/** The same store, counting every failed call and timing every write in `metrics` (used only when metrics are served). */
 export function observedStore (store: StoreBackend, metrics: MeshMetrics): StoreBackend {
   const counted = <A extends unknown[], R>(operation: string, call: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
@@ -12,6 +12,7 @@ export function observedStore (store: StoreBackend, metrics: MeshMetrics): Store
         throw err
       }
     }
+  const write = counted('write', store.write.bind(store))
   return {
     kind: store.kind,
     location: store.location,
@@ -24,7 +25,14 @@ export function observedStore (store: StoreBackend, metrics: MeshMetrics): Store
     zscore: counted('zscore', store.zscore.bind(store)),
     zcard: counted('zcard', store.zcard.bind(store)),
     durability: counted('durability', store.durability.bind(store)),
-    write: counted('write', store.write.bind(store)),
+    write: async ops => {
+      const started = performance.now()
+      try {
+        await write(ops)
+      } finally {
+        metrics.storeWrite(performance.now() - started, ops.length)
+      }
+    },
     health: () => store.health(),
     whenReady: async timeoutMs => await store.whenReady(timeoutMs),
     onReady: listener => { store.onReady(listener) },

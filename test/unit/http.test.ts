@@ -236,7 +236,24 @@ describe('store errors', () => {
     const text = await http.metrics.text()
     expect(text).toMatch(/^aitbc_mesh_store_errors_total\{operation="write"\} 2$/m)
     expect(text).toMatch(/^aitbc_mesh_store_errors_total\{operation="get"\} 1$/m)
+    expect(text).toMatch(/^aitbc_mesh_store_write_seconds_count 2$/m)
     expect(store.kind).toBe('redis')
     expect(store.health()).toEqual({ ok: false, reason: 'down' })
+  })
+
+  it('every store write is timed, with how many operations its transaction held', async () => {
+    const http = new HttpService({ address: { host: '127.0.0.1', port: 0 }, node: { name: 'a', role: 'genesis' }, log: pino({ level: 'silent' }) })
+    const unused = async (): Promise<never> => { throw new Error('not used') }
+    // A store whose writes take 30 ms: the histogram must put them above the 25 ms bound.
+    const slowWrite = async (): Promise<void> => { await new Promise(resolve => setTimeout(resolve, 30)) }
+    const backend = { kind: 'redis', location: 'redis://127.0.0.1:6379/2', get: unused, scan: unused, smembers: unused, lrange: unused, mget: unused, zrange: unused, zscore: unused, zcard: unused, durability: unused, write: slowWrite, health: () => ({ ok: true }), whenReady: async () => true, onReady: () => {}, close: async () => {} } satisfies StoreBackend
+    const store = observedStore(backend, http.metrics)
+    await store.write([{ op: 'set', key: 'a', value: '1' }, { op: 'set', key: 'b', value: '2' }, { op: 'del', key: 'c' }])
+    const text = await http.metrics.text()
+    expect(text).toMatch(/^aitbc_mesh_store_write_seconds_count 1$/m)
+    expect(text).toMatch(/^aitbc_mesh_store_write_seconds_bucket\{le="0.025"\} 0$/m)
+    expect(text).toMatch(/^aitbc_mesh_store_write_operations_bucket\{le="2"\} 0$/m)
+    expect(text).toMatch(/^aitbc_mesh_store_write_operations_bucket\{le="5"\} 1$/m)
+    expect(text).toMatch(/^aitbc_mesh_store_errors_total\{operation="write"\} 0$/m)
   })
 })
