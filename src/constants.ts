@@ -143,6 +143,10 @@ export const MAX_PROBE_CHAINS = 8
 /** AITBC chain ids such as ait-devnet, ait-mainnet. */
 export const CHAIN_ID_PATTERN = /^[A-Za-z0-9][\w.-]{0,63}$/
 export const PROBE_HTTP_TIMEOUT_MS = 2000
+/** A probe's HTTP answer is a small JSON body (mempool: at most MEMPOOL_PROBE_LIMIT entries); more is refused, not buffered. */
+export const PROBE_HTTP_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+/** Redirects a probe follows, as fetch did (it follows up to 20); an RPC behind a proxy needs one or two. */
+export const PROBE_HTTP_MAX_REDIRECTS = 5
 export const PROBE_COMMAND_TIMEOUT_MS = 3000
 /** systemd units one node probes (probes.service plus probes.services). */
 export const MAX_PROBE_SERVICES = 8
