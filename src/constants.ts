@@ -212,12 +212,11 @@ export const CONNECTION_MONITOR_INTERVAL_MS = 5000
 export const LAG_THRESHOLD_BLOCKS = 100
 
 /**
- * Node flags for the daemon process (also in the CLI's shebang, the systemd unit and `npm start`):
- * a small young generation keeps idle RSS low; V8 otherwise grows it to 16 MiB per semi-space
- * after a burst and keeps it. --optimize-for-size makes V8 grow the old generation and keep
- * compiled code more sparingly: about 12 MiB less idle RSS (bench:status).
+ * Node flags for the daemon process (also in the CLI's shebang and the systemd unit): a small
+ * young generation keeps idle RSS low; V8 otherwise grows it to 16 MiB per semi-space after a
+ * burst and keeps it.
  */
-export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2', '--optimize-for-size']
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2']
 
 /** Store. */
 export const EMBEDDED_STORE_FILE_NAME = 'store.sqlite'

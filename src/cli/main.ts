@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2 --optimize-for-size
+#!/usr/bin/env -S node --max-semi-space-size=2
 // The CLI talks to the daemon only through its control socket; it never loads libp2p.
 // `init` and `daemon` load their modules on demand so every other command starts fast.
 import { readFileSync } from 'node:fs'

@@ -41,7 +41,7 @@ describe('config/aitbc-mesh.service', () => {
   it('runs the daemon as its own user in a sandbox, restarting on failure and reloading on SIGHUP', () => {
     expect(value('User')).toBe('aitbc')
     expect(value('Group')).toBe('aitbc')
-    expect(value('ExecStart')).toBe(`${INSTALL_DIR}/node_modules/.bin/node --max-semi-space-size=2 --optimize-for-size ${INSTALL_DIR}/dist/src/cli/main.js daemon --config /etc/aitbc/mesh.yaml`)
+    expect(value('ExecStart')).toBe(`${INSTALL_DIR}/node_modules/.bin/node --max-semi-space-size=2 ${INSTALL_DIR}/dist/src/cli/main.js daemon --config /etc/aitbc/mesh.yaml`)
     expect(value('ExecReload')).toBe('/bin/kill -HUP $MAINPID')
     expect(value('Restart')).toBe('on-failure')
     expect(value('RestartPreventExitStatus')).toBe('2')
