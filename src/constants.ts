@@ -212,7 +212,7 @@ export const CONNECTION_MONITOR_INTERVAL_MS = 5000
 export const LAG_THRESHOLD_BLOCKS = 100
 
 /**
- * Node flags for the daemon process (also in the CLI's shebang and the systemd unit): a small
+ * Node flags for the daemon process (also in the CLI's shebang, the systemd unit and npm start): a small
  * young generation keeps idle RSS low; V8 otherwise grows it to 16 MiB per semi-space after a
  * burst and keeps it.
  */
