@@ -143,6 +143,10 @@ export const MAX_PROBE_CHAINS = 8
 /** AITBC chain ids such as ait-devnet, ait-mainnet. */
 export const CHAIN_ID_PATTERN = /^[A-Za-z0-9][\w.-]{0,63}$/
 export const PROBE_HTTP_TIMEOUT_MS = 2000
+/** A probe's HTTP answer is a small JSON body (mempool: at most MEMPOOL_PROBE_LIMIT entries); more is refused, not buffered. */
+export const PROBE_HTTP_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+/** Redirects a probe follows, as fetch did (it follows up to 20); an RPC behind a proxy needs one or two. */
+export const PROBE_HTTP_MAX_REDIRECTS = 5
 export const PROBE_COMMAND_TIMEOUT_MS = 3000
 /** systemd units one node probes (probes.service plus probes.services). */
 export const MAX_PROBE_SERVICES = 8
@@ -208,7 +212,7 @@ export const CONNECTION_MONITOR_INTERVAL_MS = 5000
 export const LAG_THRESHOLD_BLOCKS = 100
 
 /**
- * Node flags for the daemon process (also in the CLI's shebang and the systemd unit): a small
+ * Node flags for the daemon process (also in the CLI's shebang, the systemd unit and npm start): a small
  * young generation keeps idle RSS low; V8 otherwise grows it to 16 MiB per semi-space after a
  * burst and keeps it.
  */

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { COORDINATOR_EVENTS_CHANNEL, COORDINATOR_IMPORT_MAX_QUEUE, REDIS_CONNECT_TIMEOUT_MS, REDIS_MAX_RETRY_DELAY_MS } from '../constants.js'
 import { errorMessage } from '../errors.js'
@@ -37,7 +37,9 @@ export class CoordinatorImport {
   }
 
   async start (): Promise<void> {
-    const subscriber = new Redis(this.init.redisUrl, {
+    // Loaded here, not at the top: a daemon on the embedded store never needs ioredis (about 1 MiB resident).
+    const { Redis: RedisClient } = await import('ioredis')
+    const subscriber = new RedisClient(this.init.redisUrl, {
       lazyConnect: true,
       connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
       maxRetriesPerRequest: null,

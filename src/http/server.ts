@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import {
   HTTP_HANDLER_TIMEOUT_MS, HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEP_ALIVE_TIMEOUT_MS, HTTP_MAX_CONNECTIONS, HTTP_MAX_EVENT_STREAMS,
@@ -7,6 +7,7 @@ import {
 import { errorMessage, withTimeout } from '../errors.js'
 import type { Liveness, PeerState } from '../mesh/peer-table.js'
 import type { DurabilityView } from '../store/durability.js'
+import { http } from '../node-http.js'
 import { PrometheusMeshMetrics } from './metrics.js'
 import { loadPage, PAGE_FILES, type PageAsset } from './page.js'
 import { buildSnapshot, type StatusSource } from './status.js'
@@ -84,7 +85,7 @@ export class HttpService {
     this.source = source
     this.metrics.attach({ peers: source.peers, liveness: source.liveness, storeHealthy: () => source.storeHealth().ok, storeDurability: () => source.storeDurability().view, meshView: source.meshView })
     this.assets = loadPage()
-    const server = createServer({
+    const server = http.createServer({
       maxHeaderSize: HTTP_MAX_HEADER_BYTES,
       headersTimeout: HTTP_HEADERS_TIMEOUT_MS,
       requestTimeout: HTTP_REQUEST_TIMEOUT_MS,

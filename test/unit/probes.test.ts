@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { StandInRpc } from '../../src/devmesh/stand-in-rpc.js'
 import { BlockchainRpc, parseRetryAfter, parseSupportedChains } from '../../src/operations/probes/rpc.js'
-import { MEMPOOL_PROBE_LIMIT, RATE_LIMIT_MAX_RETRY_AFTER_MS } from '../../src/constants.js'
+import { MEMPOOL_PROBE_LIMIT, PROBE_HTTP_MAX_RESPONSE_BYTES, RATE_LIMIT_MAX_RETRY_AFTER_MS } from '../../src/constants.js'
 import { formatUptime } from '../../src/operations/probes/systemd.js'
 
 describe('formatUptime', () => {
@@ -225,14 +225,14 @@ describe('BlockchainRpc failures', () => {
   describe('against a misbehaving server', () => {
     let url: string
     let server: Server
-    const replies = new Map<string, { status: number, body: string }>()
+    const replies = new Map<string, { status: number, body: string, location?: string }>()
 
     beforeAll(async () => {
       ({ url, server } = await tinyServer((req, res) => {
         const path = new URL(req.url ?? '/', 'http://x').pathname
         if (path.startsWith('/hang/')) return // never answers
         const reply = replies.get(path) ?? { status: 404, body: '{}' }
-        res.writeHead(reply.status, { 'content-type': 'application/json' })
+        res.writeHead(reply.status, { 'content-type': 'application/json', ...(reply.location != null ? { location: reply.location } : {}) })
         res.end(reply.body)
       }))
     })
@@ -277,6 +277,17 @@ describe('BlockchainRpc failures', () => {
       expect(await new BlockchainRpc(url).health()).toEqual({ ok: true, value: { status: 'UP', supportedChains: [] } })
       replies.set('/health', { status: 200, body: JSON.stringify({}) })
       expect(await new BlockchainRpc(url).health()).toEqual({ ok: false, reason: `GET ${url}/health returned no "status"` })
+    })
+
+    it('a redirect is followed to the height', async () => {
+      replies.set('/moved/rpc/head', { status: 307, body: '', location: '/rpc/head' })
+      replies.set('/rpc/head', { status: 200, body: '{"height":42}' })
+      expect(await new BlockchainRpc(`${url}/moved`).head()).toEqual({ ok: true, value: 42 })
+    })
+
+    it('an answer over PROBE_HTTP_MAX_RESPONSE_BYTES is refused with a reason, not buffered', async () => {
+      replies.set('/rpc/head', { status: 200, body: `{"height":1,"pad":"${'x'.repeat(PROBE_HTTP_MAX_RESPONSE_BYTES)}"}` })
+      expect(await new BlockchainRpc(url).head()).toEqual({ ok: false, reason: `GET ${url}/rpc/head failed: answer over ${PROBE_HTTP_MAX_RESPONSE_BYTES} bytes` })
     })
 
     it('a server that does not answer gives a timeout reason', async () => {

@@ -1,5 +1,6 @@
 import { CHAIN_ID_PATTERN, MAX_PROBE_CHAINS, PROBE_HTTP_TIMEOUT_MS, RATE_LIMIT_MAX_RETRY_AFTER_MS } from '../../constants.js'
 import { errorMessage } from '../../errors.js'
+import { httpGetText, type HttpGetAnswer } from './http-get.js'
 
 /**
  * Why a probe read nothing. `rate-limited`: the RPC answered HTTP 429 (its Retry-After in ms
@@ -60,24 +61,23 @@ export function parseSupportedChains (value: unknown): string[] | null {
 interface HttpAnswer { status: number, body: unknown, retryAfter: string | null }
 
 async function getJson (url: string, timeoutMs: number): Promise<ProbeResult<HttpAnswer>> {
-  let res: Response
+  let res: HttpGetAnswer
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } })
+    res = await httpGetText(url, timeoutMs, { accept: 'application/json' })
   } catch (err) {
     const name = (err as Error).name
     if (name === 'TimeoutError' || name === 'AbortError') return { ok: false, reason: `GET ${url} timed out after ${timeoutMs} ms` }
     return { ok: false, reason: `GET ${url} failed: ${errorMessage(err)}` }
   }
-  const text = await res.text().catch(() => '')
   let body: unknown = null
-  if (text !== '') {
+  if (res.text !== '') {
     try {
-      body = JSON.parse(text)
+      body = JSON.parse(res.text)
     } catch {
-      if (res.ok) return { ok: false, reason: `GET ${url} returned ${res.status} with a body that is not JSON` }
+      if (res.status >= 200 && res.status < 300) return { ok: false, reason: `GET ${url} returned ${res.status} with a body that is not JSON` }
     }
   }
-  return { ok: true, value: { status: res.status, body, retryAfter: res.headers.get('retry-after') } }
+  return { ok: true, value: { status: res.status, body, retryAfter: res.retryAfter } }
 }
 
 function rateLimited (url: string, answer: HttpAnswer): ProbeFailure {
