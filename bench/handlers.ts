@@ -9,18 +9,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ControlClient } from '../src/control/client.js'
 import { freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh.js'
-import { line } from './stats.js'
+import { line, numberArg } from './stats.js'
 
-function arg (name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
-
-const COUNT = arg('count', 2000)
-const RATE = arg('rate', 100)
-const SECONDS = arg('seconds', 5)
-const WINDOW = arg('window', 200)
-const CONCURRENCY = arg('concurrency', 4)
+const COUNT = numberArg('count', 2000)
+const RATE = numberArg('rate', 100)
+const SECONDS = numberArg('seconds', 5)
+const WINDOW = numberArg('window', 200)
+const CONCURRENCY = numberArg('concurrency', 4)
 
 async function main (): Promise<void> {
   const hosts = await freeLoopbackBlock(2)

@@ -15,18 +15,13 @@ import { freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh
 import { DaemonPhase, phaseLines } from './daemon-metrics.js'
 import { jetStreamReference, startNats, type JetStreamResult } from './nats.js'
 import { freePort, startRedis } from './redis.js'
-import { line, summarize } from './stats.js'
+import { line, numberArg, summarize } from './stats.js'
 
-function arg (name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
-
-const COUNT = arg('count', 20000)
-const SIZE = arg('size', 1024)
-const RATE = arg('rate', 1000)
-const SECONDS = arg('seconds', 5)
-const WINDOW = arg('window', 2000)
+const COUNT = numberArg('count', 20000)
+const SIZE = numberArg('size', 1024)
+const RATE = numberArg('rate', 1000)
+const SECONDS = numberArg('seconds', 5)
+const WINDOW = numberArg('window', 2000)
 /** Redis durability for the daemons' stores: the append-only file (everysec), or none. */
 const APPEND_ONLY = !process.argv.includes('--no-aof')
 

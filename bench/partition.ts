@@ -8,15 +8,10 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh.js'
-import { line } from './stats.js'
+import { line, numberArg } from './stats.js'
 
-function arg (name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
-
-const CALLS = arg('calls', 200)
-const WARMUP = arg('warmup', 20)
+const CALLS = numberArg('calls', 200)
+const WARMUP = numberArg('warmup', 20)
 
 interface MeshView { quorum: boolean, unreachable: string[] }
 

@@ -14,23 +14,17 @@ import { Redis } from 'ioredis'
 import type { ControlClient } from '../src/control/client.js'
 import { freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh.js'
 import { freePort, startRedis } from './redis.js'
-import { line } from './stats.js'
+import { line, numberArg } from './stats.js'
 import { RETENTION_PRUNE_BATCH, RETENTION_PRUNE_INTERVAL_MS } from '../src/constants.js'
 
-function arg (name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`)
-  const env = process.env[`SOAK_${name.toUpperCase()}`]
-  return i >= 0 ? Number(process.argv[i + 1]) : env != null ? Number(env) : fallback
-}
-
-const COUNT = arg('count', 1_000_000)
-const SIZE = arg('size', 1024)
+const COUNT = numberArg('count', 1_000_000, 'SOAK_')
+const SIZE = numberArg('size', 1024, 'SOAK_')
 /** Inbox and sent-message retention by count (age: one day, never reached in a run). */
-const RETAIN = arg('retain', 100_000)
-const EVERY = arg('every', 100_000)
-const WINDOW = arg('window', 1000)
+const RETAIN = numberArg('retain', 100_000, 'SOAK_')
+const EVERY = numberArg('every', 100_000, 'SOAK_')
+const WINDOW = numberArg('window', 1000, 'SOAK_')
 /** Message TTL: the receiver keeps each dedupe id this long, so its key count settles at about rate × TTL. */
-const TTL_S = arg('ttl', 300)
+const TTL_S = numberArg('ttl', 300, 'SOAK_')
 const INBOX_CALLS = 50
 
 const MB = (bytes: number): string => `${(bytes / 1048576).toFixed(1)} MB`

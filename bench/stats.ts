@@ -21,3 +21,11 @@ export function line (label: string, samples: number[], unit = 'ms'): string {
   const f = (v: number): string => v < 10 ? v.toFixed(2) : v.toFixed(1)
   return `${label.padEnd(44)} n=${String(s.n).padEnd(5)} p50=${f(s.p50)} ${unit}  p99=${f(s.p99)} ${unit}  max=${f(s.max)} ${unit}`
 }
+
+/** `--name N` from the command line, else the environment variable `{envPrefix}{NAME}` if a prefix is given, else the fallback. */
+export function numberArg (name: string, fallback: number, envPrefix?: string): number {
+  const i = process.argv.indexOf(`--${name}`)
+  if (i >= 0) return Number(process.argv[i + 1])
+  const env = envPrefix != null ? process.env[`${envPrefix}${name.toUpperCase()}`] : undefined
+  return env != null ? Number(env) : fallback
+}

@@ -9,17 +9,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CLI_ENTRY, freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh.js'
 import { StandInRpc } from '../src/devmesh/stand-in-rpc.js'
-import { line, summarize } from './stats.js'
+import { line, numberArg, summarize } from './stats.js'
 
-function arg (name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
-
-const CALLS = arg('calls', 300)
-const CLI_RUNS = arg('cli-runs', 30)
-const IDLE_MS = arg('idle-ms', 5000)
-const WARMUP = arg('warmup', 100)
+const CALLS = numberArg('calls', 300)
+const CLI_RUNS = numberArg('cli-runs', 30)
+const IDLE_MS = numberArg('idle-ms', 5000)
+const WARMUP = numberArg('warmup', 100)
 
 /** Resident memory in MiB: all of it, and the private (anonymous) part, which excludes the mapped Node binary. */
 function rssMiB (pid: number): { total: number, anon: number } {

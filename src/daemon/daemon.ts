@@ -33,19 +33,10 @@ import { durabilityRecheckMsFromEnv, StoreDurabilityService } from '../store/dur
 import { StoreEpoch } from '../store/epoch.js'
 import { observedStore } from '../store/observed.js'
 import { Lifecycle, type Part } from './lifecycle.js'
-import { ConfigReloader, type ReloadResult } from './reload.js'
+import { ConfigReloader, type ReloadResult, type ReloadTargets } from './reload.js'
 
-interface DaemonParts {
-  config: MeshConfig
-  log: Logger
-  libp2p: MeshLibp2p
-  gater: AllowlistGater
-  peers: PeerTable
-  connector: PeerConnector
-  messaging: Messaging
-  /** Parts a reload hands new settings to. */
-  runner: OperationRunner
-  probes: LocalProbes
+/** The daemon's parts: what a reload hands new settings to, and the life cycle and control methods. */
+interface DaemonParts extends ReloadTargets {
   /** The store epoch: tells when the store came back empty or older than this node's memory. */
   epoch: StoreEpoch
   /** Every part in start order (stopped in reverse), given the daemon whose control socket is one of them. */
