@@ -6,6 +6,7 @@ import { parseConfig } from '../../src/config/config.js'
 import { OUTCOME_KIND } from '../../src/constants.js'
 import { ConfigError } from '../../src/errors.js'
 import { handlerEnv, handlerFor } from '../../src/messaging/handlers/config.js'
+import { parseOutcome } from '../../src/messaging/handlers/outcome.js'
 import { runHandler } from '../../src/messaging/handlers/runner.js'
 import { HANDLER_PENDING_INDEX, Inbox } from '../../src/messaging/inbox.js'
 import type { InboxMessage } from '../../src/messaging/message.js'
@@ -126,6 +127,49 @@ describe('handlers: outcomes sent back are the daemon\'s own', () => {
       const outcome = await outbox.create({ to: 'aitbc', body: '{"message_id":"m1"}', kind: OUTCOME_KIND, ttl: 60 }, ['aitbc'])
       expect(outbox.recent(10).map(m => m.id)).toEqual([sent.id])
       expect(await outbox.lookup(outcome.id)).toMatchObject({ outcome: 'sent', message: { id: outcome.id, kind: OUTCOME_KIND } })
+    } finally {
+      await outbox.stop()
+      await store.close()
+    }
+  })
+})
+
+describe('handlers: outcomes from the wire', () => {
+  it('refuses an outcome body that is not JSON, has an unknown field, or values out of range, naming the field', () => {
+    const good = { message_id: 'm1', state: 'processed', exit_code: 0, output_tail: '', processed_at: 1 }
+    expect(parseOutcome(JSON.stringify(good))).toEqual({ ok: true, outcome: good })
+    expect(parseOutcome('not json')).toEqual({ ok: false, reason: 'outcome body is not JSON' })
+    const refused = (body: unknown): string => {
+      const parsed = parseOutcome(JSON.stringify(body))
+      if (parsed.ok) throw new Error(`accepted ${JSON.stringify(body)}`)
+      return parsed.reason
+    }
+    expect(refused({ ...good, extra: 1 })).toMatch(/^outcome field \(body\):/)
+    expect(refused({ ...good, state: 'delivered' })).toMatch(/^outcome field state:/)
+    expect(refused({ ...good, exit_code: 256 })).toMatch(/^outcome field exit_code:/)
+    expect(refused({ ...good, message_id: 'a b' })).toMatch(/^outcome field message_id:/)
+    expect(refused({ ...good, output_tail: 'x'.repeat(100_000) })).toMatch(/^outcome field output_tail:/)
+    expect(refused({ ...good, processed_at: -5 })).toMatch(/^outcome field processed_at:/)
+  })
+
+  it('applies an outcome only from a target of the message, once; a forged or unknown one changes nothing', async () => {
+    const store = new SqliteBackend(join(tempDir('aitbc-mesh-handler-forged-'), 'store.sqlite'))
+    const outbox = new Outbox('aitbc', store, pino({ level: 'silent' }))
+    await outbox.start()
+    try {
+      await waitFor('the outbox to load', () => outbox.ready, 5000, 5)
+      const sent = await outbox.create({ to: 'aitbc1', body: 'deploy', kind: 'deploy.request', ttl: 60 }, ['aitbc1'])
+      const outcome = { state: 'processed' as const, exit_code: 0, output_tail: '', processed_at: Date.now() }
+      expect(await outbox.applyOutcome(sent.id, 'aitbc2', outcome)).toBe(`aitbc2 is not a target of message ${sent.id}`)
+      expect(outbox.get(sent.id)!.targets.aitbc1!.state).toBe('pending')
+      expect(outbox.get(sent.id)!.targets.aitbc2).toBeUndefined()
+      expect(await outbox.applyOutcome('no-such-message', 'aitbc1', outcome)).toMatch(/^no message no-such-message was sent from here/)
+
+      expect(await outbox.applyOutcome(sent.id, 'aitbc1', outcome)).toBeUndefined()
+      expect(outbox.get(sent.id)!.targets.aitbc1).toMatchObject({ state: 'processed', exit_code: 0 })
+      // A repeat (a handler run again) does not turn a processed target into a failed one.
+      expect(await outbox.applyOutcome(sent.id, 'aitbc1', { ...outcome, state: 'handler_failed', exit_code: 1 })).toBeUndefined()
+      expect(outbox.get(sent.id)!.targets.aitbc1).toMatchObject({ state: 'processed', exit_code: 0 })
     } finally {
       await outbox.stop()
       await store.close()
