@@ -36,13 +36,16 @@ export function hasQuorum (reachable: number, configured: number): boolean {
  * The membership view: reachable = this node plus every configured peer that liveness does not
  * call offline. A peer counts whether its heartbeats come over a direct connection or relayed by
  * another node's gossip (signed by the peer, so a relay cannot fake it): both prove it alive and
- * part of the same side of a partition. Quorum changes are logged (`quorum_changed`) when seen,
- * checked every MEMBERSHIP_CHECK_INTERVAL_MS and on every read.
+ * part of the same side of a partition. Quorum changes (`quorum_changed`) and each peer going
+ * offline or coming back (`peer_offline`, `peer_online`) are logged when seen, checked every
+ * MEMBERSHIP_CHECK_INTERVAL_MS and on every read.
  */
 export class Membership {
   private quorum?: boolean
   private since: number
   private timer?: NodeJS.Timeout
+  /** Each peer's reachability at the last read, to log when it changes. */
+  private readonly reachableAtLastView = new Map<string, boolean>()
 
   constructor (private readonly init: MembershipInit) {
     this.since = init.startedAt
@@ -63,10 +66,16 @@ export class Membership {
     const { node, peers } = this.init
     const reachable = [node]
     const unreachable: string[] = []
+    const seen = new Set<string>()
     for (const state of peers.all()) {
-      if (peers.liveness(state, now).liveness === 'offline') unreachable.push(state.name)
-      else reachable.push(state.name)
+      const verdict = peers.liveness(state, now)
+      const isReachable = verdict.liveness !== 'offline'
+      if (isReachable) reachable.push(state.name)
+      else unreachable.push(state.name)
+      seen.add(state.name)
+      this.noteReachability(state.name, isReachable, verdict.reason)
     }
+    for (const name of this.reachableAtLastView.keys()) if (!seen.has(name)) this.reachableAtLastView.delete(name)
     reachable.sort()
     unreachable.sort()
     const configured = reachable.length + unreachable.length
@@ -83,6 +92,15 @@ export class Membership {
       this.init.onChange?.(view)
     }
     return view
+  }
+
+  /** A peer never seen is not logged offline: only a change after it was first heard from. */
+  private noteReachability (peer: string, isReachable: boolean, reason: string | undefined): void {
+    const before = this.reachableAtLastView.get(peer)
+    if (before === isReachable) return
+    this.reachableAtLastView.set(peer, isReachable)
+    if (isReachable) this.init.log.info({ event: 'peer_online', peer }, `${peer} is online`)
+    else if (before === true) this.init.log.warn({ event: 'peer_offline', peer, reason }, `${peer} is offline: ${reason ?? 'no heartbeat'}`)
   }
 }
 

@@ -91,6 +91,27 @@ describe('membership view', () => {
     expect(lines.filter(l => l.event === 'quorum_changed')).toMatchObject([{ quorum: false, unreachable: ['aitbc1', 'aitbc2'] }])
   })
 
+  it('a peer going offline and coming back is logged once each way, with the reason; one never heard from is not logged offline', () => {
+    const { config, peers } = mesh()
+    const { log, lines } = captured()
+    const membership = new Membership({ node: 'aitbc', peers, log, startedAt: Date.now() })
+    membership.view()
+    expect(lines.filter(l => l.event === 'peer_online').map(l => l.peer).sort()).toEqual(['aitbc1', 'aitbc2'])
+    silence(config, peers, 'aitbc2', OFFLINE_MS + 1500)
+    membership.view()
+    membership.view()
+    expect(lines.filter(l => l.event === 'peer_offline')).toMatchObject([{ peer: 'aitbc2', reason: expect.stringMatching(/^no heartbeat for 4\.5 s/) as unknown }])
+    peers.recordHeartbeat(config.peers.find(p => p.name === 'aitbc2')!.peerId, { seq: 2n, startedAtMs: 1, sentAtMs: Date.now(), healthy: true, p2pConnections: 2 })
+    membership.view()
+    expect(lines.filter(l => l.event === 'peer_online').map(l => l.peer)).toEqual(['aitbc1', 'aitbc2', 'aitbc2'])
+    expect(lines.filter(l => l.event === 'peer_offline')).toHaveLength(1)
+
+    const fresh = new PeerTable(config.peers, OFFLINE_MS)
+    const quiet = captured()
+    new Membership({ node: 'aitbc', peers: fresh, log: quiet.log, startedAt: Date.now() }).view()
+    expect(quiet.lines.filter(l => l.event === 'peer_offline' || l.event === 'peer_online')).toEqual([])
+  })
+
   it('a peer heard only through a relay (its direct connection closed) is reachable', () => {
     const { config, peers } = mesh()
     const membership = new Membership({ node: 'aitbc', peers, log: pino({ level: 'silent' }), startedAt: Date.now() })
