@@ -38,6 +38,16 @@ export const HEARTBEAT_MAX_BYTES = 512
  */
 export const HEARTBEAT_MAX_CONNECTED = 64
 
+/**
+ * Gossipsub mesh degree D (gossipsub's default): each node forwards a message to about D peers
+ * and receives about D copies of it; lower trades redundancy for bytes and CPU in large meshes.
+ */
+export const DEFAULT_GOSSIP_MESH_DEGREE = 6
+export const MIN_GOSSIP_MESH_DEGREE = 2
+export const MAX_GOSSIP_MESH_DEGREE = 16
+/** Largest gossipsub RPC taken from one peer: heartbeats and agent changes are small. */
+export const GOSSIP_MAX_INBOUND_BYTES = 1024 * 1024
+
 /** Redialling configured peers: exponential backoff with jitter, never giving up. */
 export const REDIAL_INITIAL_DELAY_MS = 200
 export const REDIAL_MAX_DELAY_MS = 5000
@@ -325,6 +335,8 @@ export const COORDINATOR_IMPORT_MAX_QUEUE = 10_000
 /** The coordinator's SETEX time for `agent:{id}`; the mesh writes its records with the same TTL. */
 export const COORDINATOR_RECORD_TTL_S = 24 * 3600
 export const ANTI_ENTROPY_INTERVAL_MS = 15000
+export const MIN_ANTI_ENTROPY_INTERVAL_MS = 1000
+export const MAX_ANTI_ENTROPY_INTERVAL_MS = 3600_000
 export const ANTI_ENTROPY_TIMEOUT_MS = 10000
 /** One anti-entropy message: digest, response or push (a 64 KiB record fits many times over). */
 export const ANTI_ENTROPY_MAX_MESSAGE_BYTES = 8 * 1024 * 1024

@@ -56,6 +56,7 @@ export interface MeshConfig {
   handlerConcurrency: number
   sync: RawConfig['sync']
   heartbeat: { intervalMs: number, offlineAfterMs: number }
+  gossip: RawConfig['gossip']
   trust: { clockSkewMs: number, removalsFrom: string[] }
   agents: { chainId?: string, islandId: string }
   coordinator: { url?: string, recordFields: 15 | 13, envFile?: string, inactiveAfterS: number }
@@ -206,6 +207,7 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     handlerConcurrency: raw.handlerConcurrency,
     sync: raw.sync,
     heartbeat: { intervalMs, offlineAfterMs: raw.heartbeat.offlineAfterMs ?? intervalMs * OFFLINE_AFTER_INTERVALS },
+    gossip: raw.gossip,
     trust: raw.trust,
     agents: raw.agents,
     coordinator: {

@@ -1,6 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
+import { ANTI_ENTROPY_INTERVAL_MS, DEFAULT_GOSSIP_MESH_DEGREE, MAX_ANTI_ENTROPY_INTERVAL_MS, MAX_GOSSIP_MESH_DEGREE, MIN_ANTI_ENTROPY_INTERVAL_MS, MIN_GOSSIP_MESH_DEGREE } from '../constants.js'
 import { CONFIG_SYNC_MAX_KEY_CHARS, DEFAULT_AGENT_ISLAND_ID, DEFAULT_COORDINATOR_INACTIVE_AFTER_S, DEFAULT_FORCE_FROM, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_REMOVALS_FROM, DEFAULT_TRUST_CLOCK_SKEW_MS, DEFAULT_HTTP_ADDRESS, DEFAULT_LISTEN, DEFAULT_MEMPOOL_TOLERANCE, DEFAULT_SYNC_LAG_THRESHOLD, REDIS_MAX_DB_INDEX, RESERVED_TARGET_NAMES, SYNC_MAX_CONFIG_FILES } from '../constants.js'
 import { DEFAULT_INBOX_RETENTION_COUNT, DEFAULT_INBOX_RETENTION_S, DEFAULT_OPERATION_RETENTION_COUNT, DEFAULT_OPERATION_RETENTION_S, DEFAULT_SENT_RETENTION_COUNT, DEFAULT_SENT_RETENTION_S, DEFAULT_STORE_DURABILITY, MIN_RETENTION_S, STORE_DURABILITY_MODES } from '../constants.js'
 import { HANDLER_DEFAULT_CONCURRENCY, HANDLER_DEFAULT_TIMEOUT_S, HANDLER_MAX_CONCURRENCY, HANDLER_MAX_ENTRIES, HANDLER_MAX_TIMEOUT_S, RESERVED_KIND_PREFIX } from '../constants.js'
@@ -256,6 +257,15 @@ export const configSchema = z.object({
     intervalMs: z.number().int().min(100).max(60000).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
     offlineAfterMs: z.number().int().min(200).max(600000).optional()
   }).strict().default({ intervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS }),
+  /** How widely heartbeats and agent changes are gossiped; the defaults suit meshes up to about 100 nodes (README "Beyond one machine"). */
+  gossip: z.object({
+    meshDegree: z.number({ message: `expected a whole number from ${MIN_GOSSIP_MESH_DEGREE} to ${MAX_GOSSIP_MESH_DEGREE}` }).int(`expected a whole number from ${MIN_GOSSIP_MESH_DEGREE} to ${MAX_GOSSIP_MESH_DEGREE}`)
+      .min(MIN_GOSSIP_MESH_DEGREE, `expected a whole number from ${MIN_GOSSIP_MESH_DEGREE} to ${MAX_GOSSIP_MESH_DEGREE}`).max(MAX_GOSSIP_MESH_DEGREE, `expected a whole number from ${MIN_GOSSIP_MESH_DEGREE} to ${MAX_GOSSIP_MESH_DEGREE}`).default(DEFAULT_GOSSIP_MESH_DEGREE),
+    /** Each node's own heartbeats and changes go to every connected peer (true), or to its mesh peers only. */
+    floodPublish: z.boolean().default(true),
+    /** How often the agent registry is compared with one peer, to repair what gossip missed. */
+    antiEntropyIntervalMs: z.number().int().min(MIN_ANTI_ENTROPY_INTERVAL_MS).max(MAX_ANTI_ENTROPY_INTERVAL_MS).default(ANTI_ENTROPY_INTERVAL_MS)
+  }).strict().default({ meshDegree: DEFAULT_GOSSIP_MESH_DEGREE, floodPublish: true, antiEntropyIntervalMs: ANTI_ENTROPY_INTERVAL_MS }),
   /** Agents registered on this node: the chain and island the AITBC coordinator files them under. */
   agents: z.object({
     /** Default chain_id of an agent registered here (unset: the first of probes.chainId, else the coordinator's default chain). */

@@ -82,7 +82,7 @@ export class Daemon {
     // Metrics, /health and the status page: loaded only when configured (prom-client is not small).
     const http = config.http != null ? new (await import('../http/index.js')).HttpService({ address: config.http, node: config.node, log }) : undefined
     const metrics = http?.metrics
-    const libp2p = await createMeshLibp2p({ privateKey: identity.privateKey, listen: config.listen, gater, ...(swarmKey != null ? { swarmKey } : {}), ...(http != null ? { metrics: http.libp2pMetrics() } : {}) })
+    const libp2p = await createMeshLibp2p({ privateKey: identity.privateKey, listen: config.listen, gater, gossip: config.gossip, ...(swarmKey != null ? { swarmKey } : {}), ...(http != null ? { metrics: http.libp2pMetrics() } : {}) })
       .catch(async (err: unknown) => { await opened.close(); throw err })
 
     const connector = new PeerConnector(libp2p, peers, log)
@@ -111,7 +111,7 @@ export class Daemon {
     // Aborted first when the daemon stops, so every exchange in flight ends at once rather than
     // in its service's turn.
     const shutdown = new AbortController()
-    const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log, shutdown: shutdown.signal })
+    const replication = new AgentReplication({ libp2p, peers, registry, node: config.node.name, log, shutdown: shutdown.signal, limits: { intervalMs: config.gossip.antiEntropyIntervalMs } })
     const coordinatorImport = config.redisUrl != null ? new CoordinatorImport({ redisUrl: config.redisUrl, registry, recordFields: config.coordinator.recordFields, log }) : undefined
     const coordinatorExport = CoordinatorExport.fromConfig(config, registry, log)
     const probes = new LocalProbes({

@@ -9,6 +9,7 @@ import { preSharedKey } from '@libp2p/pnet'
 import type { PrivateKey } from '@libp2p/interface'
 import { CONNECTION_MONITOR_INTERVAL_MS, DIAL_TIMEOUT_MS } from '../constants.js'
 import type { AllowlistGater } from './gater.js'
+import { DEFAULT_GOSSIP_TUNING, gossipOptions, type GossipTuning } from './gossip.js'
 
 export interface MeshServices extends Record<string, unknown> {
   identify: Identify
@@ -25,6 +26,8 @@ export interface MeshLibp2pInit {
   swarmKey?: Uint8Array
   /** libp2p's own metrics (only when the daemon serves /metrics). */
   metrics?: Libp2pOptions['metrics']
+  /** Gossipsub mesh degree and publishing (config `gossip`); gossipsub's defaults when absent. */
+  gossip?: GossipTuning
 }
 
 /** The libp2p node of a daemon: TCP + Noise + Yamux, allowlist gater, optional private network. */
@@ -48,15 +51,7 @@ export async function createMeshLibp2p (init: MeshLibp2pInit): Promise<MeshLibp2
     services: {
       identify: identify(),
       ping: ping(),
-      pubsub: gossipsub({
-        globalSignaturePolicy: 'StrictSign',
-        allowPublishToZeroTopicPeers: true,
-        floodPublish: true,
-        emitSelf: false,
-        doPX: false,
-        // Heartbeats are small; cap what one peer can push at us.
-        maxInboundDataLength: 1024 * 1024
-      })
+      pubsub: gossipsub(gossipOptions(init.gossip ?? DEFAULT_GOSSIP_TUNING))
     }
   }) as MeshLibp2p
 }
