@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import type { ControlClient } from '../src/control/client.js'
 import { freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh.js'
 import { StandInRpc } from '../src/devmesh/stand-in-rpc.js'
+import { DaemonPhase, phaseLines } from './daemon-metrics.js'
 import { line, numberArg, summarize } from './stats.js'
 
 function listArg (name: string, fallback: string): string[] {
@@ -30,6 +31,7 @@ const HEARTBEAT_MS = numberArg('heartbeat-ms', 1000)
 const START_TIMEOUT_MS = 180_000
 
 const CLOCK_TICKS_PER_S = 100
+const METRICS_PORT = 9464
 
 /** User + system CPU seconds of one process so far (/proc/PID/stat fields 14 and 15). */
 function cpuSeconds (pid: number): number {
@@ -81,6 +83,12 @@ function row (label: string, text: string): string {
   return `${label.padEnd(44)} ${text}`
 }
 
+/** How many false offline each node reported, and how often each node was reported. */
+function offlineTally (found: Array<{ at: string, peer: string }>): string {
+  const count = (key: 'at' | 'peer'): string => [...found.reduce((m, f) => m.set(f[key], (m.get(f[key]) ?? 0) + 1), new Map<string, number>())].map(([k, v]) => `${k} ${v}`).join(', ')
+  return found.length === 0 ? '-' : `reported by: ${count('at')}; reported: ${count('peer')}`
+}
+
 function describeOffline (found: Array<{ at: string, peer: string, reason: string }>): string {
   if (found.length === 0) return '0'
   return `${found.length}: ` + found.slice(0, 5).map(f => `${f.at} saw ${f.peer} offline (${f.reason})`).join('; ') + (found.length > 5 ? '; ...' : '')
@@ -92,8 +100,10 @@ async function run (size: number): Promise<void> {
   const names = hosts.map((_, i) => i === 0 ? 'aitbc' : `aitbc${i}`)
   const rpcs = hosts.map(() => new StandInRpc({ height: 15234, mempool: 3 }))
   const urls = await Promise.all(rpcs.map(async (rpc, i) => await rpc.start(hosts[i]!)))
+  // The saturated node and one other serve /metrics: their worst event-loop delay per phase.
+  const watched = new Map(names.slice(0, 2).map((name, i) => [name, `${hosts[i]!}:${METRICS_PORT}`]))
   const mesh = await LocalMesh.create(baseDir, names.map((name, i) => ({
-    name, role: i === 0 ? 'genesis' as const : 'follower' as const, host: hosts[i]!, config: { probes: { rpc: urls[i] } }
+    name, role: i === 0 ? 'genesis' as const : 'follower' as const, host: hosts[i]!, config: { probes: { rpc: urls[i] }, ...(watched.has(name) ? { http: watched.get(name) } : {}) }
   })), { heartbeatMs: HEARTBEAT_MS })
   const clients = new Map<string, ControlClient>()
   const out: string[] = []
@@ -170,7 +180,9 @@ async function run (size: number): Promise<void> {
     const cpuBefore = pids.map(cpuSeconds)
     const bytesBefore = tcpBytesByPid()
     const soakStarted = performance.now()
+    const soakPhase = await DaemonPhase.start(watched)
     await new Promise(resolve => setTimeout(resolve, SOAK_S * 1000))
+    const soakDaemons = await soakPhase.stop()
     const soakSeconds = (performance.now() - soakStarted) / 1000
     const bytesAfter = tcpBytesByPid()
     const cpuShare = pids.map((pid, i) => (cpuSeconds(pid) - cpuBefore[i]!) / soakSeconds * 100)
@@ -194,7 +206,8 @@ async function run (size: number): Promise<void> {
     let messages = 0
     let failures = 0
     const satEnd = performance.now() + SATURATE_S * 1000
-    const cpuSatBefore = cpuSeconds(pids[0]!)
+    const cpuSatBefore = pids.map(cpuSeconds)
+    const satPhase = await DaemonPhase.start(watched)
     await Promise.all(Array.from({ length: 64 }, async (_, worker) => {
       while (performance.now() < satEnd) {
         try {
@@ -209,12 +222,17 @@ async function run (size: number): Promise<void> {
       }
     }))
     const satSeconds = SATURATE_S
-    const genesisCpu = (cpuSeconds(pids[0]!) - cpuSatBefore) / satSeconds * 100
+    const satDaemons = await satPhase.stop()
+    const satCpu = pids.map((pid, i) => (cpuSeconds(pid) - cpuSatBefore[i]!) / satSeconds * 100)
+    const followersCpu = summarize(satCpu.slice(1))
     // Offline verdicts may come up to one window after the flood ends.
     await new Promise(resolve => setTimeout(resolve, 3 * HEARTBEAT_MS + 500))
     out.push(
-      row(`saturating aitbc for ${satSeconds} s`, `${registrations} registrations + ${messages} messages (${Math.round((registrations + messages) / satSeconds)}/s, ${failures} failed), aitbc CPU ${genesisCpu.toFixed(0)}% of a core`),
+      row(`saturating aitbc for ${satSeconds} s`, `${registrations} registrations + ${messages} messages (${Math.round((registrations + messages) / satSeconds)}/s, ${failures} failed)`),
+      row('  CPU meanwhile', `aitbc ${satCpu[0]!.toFixed(0)}% of a core, others p50 ${followersCpu.p50.toFixed(0)}% max ${followersCpu.max.toFixed(0)}%, all ${satCpu.reduce((a, b) => a + b, 0).toFixed(0)}% of ${availableParallelism() * 100}%`),
       row('false offline while saturated', describeOffline(offlineLines(mesh, satMarks))),
+      row('  seen by / of', offlineTally(offlineLines(mesh, satMarks))),
+      ...phaseLines('saturated', satDaemons),
       ''
     )
   } finally {

@@ -30,6 +30,14 @@ export const MEMBERSHIP_CHECK_INTERVAL_MS = 250
  * anti-entropy re-sending the same losing change does not log it again; oldest forgotten first.
  */
 export const SUPERSEDED_LOG_MEMORY = 1024
+/**
+ * This daemon's own event-loop stalls stretch the offline window (LocalStallMonitor): sampled this
+ * often; stalls shorter than the minimum are ignored (they are far below the window); and the
+ * stretch is capped, so peers silent for longer than window + cap go offline however slow we are.
+ */
+export const LOCAL_STALL_SAMPLE_MS = 100
+export const LOCAL_STALL_MIN_MS = 50
+export const LOCAL_STALL_MAX_ALLOWANCE_MS = 10_000
 /** Largest heartbeat sent or accepted: a heartbeat is a few numbers and a list of names. */
 export const HEARTBEAT_MAX_BYTES = 512
 /**
@@ -258,6 +266,8 @@ export const STORE_WRITE_MAX_KEYS = 256
 /** Embedded store: expired keys are deleted this often, at most this many rows a time (a few ms). */
 export const EMBEDDED_EXPIRY_SWEEP_MS = 5000
 export const EMBEDDED_EXPIRY_SWEEP_BATCH = 1000
+/** Closing the embedded store: the writer thread commits what it was sent, within this bound. */
+export const EMBEDDED_WRITER_CLOSE_TIMEOUT_MS = 5000
 
 /**
  * What a store that can lose acknowledged writes (Redis without an fsynced append-only file, or

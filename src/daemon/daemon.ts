@@ -10,6 +10,7 @@ import type { HttpSource } from '../http/index.js'
 import { AllowlistGater } from '../mesh/gater.js'
 import { HeartbeatService } from '../mesh/heartbeat.js'
 import { loadIdentity, loadSwarmKey } from '../mesh/identity.js'
+import { LocalStallMonitor } from '../mesh/local-stall.js'
 import { Membership } from '../mesh/membership.js'
 import { createMeshLibp2p, type MeshLibp2p } from '../mesh/libp2p.js'
 import { PeerConnector } from '../mesh/peer-connector.js'
@@ -74,7 +75,9 @@ export class Daemon {
     const identity = loadIdentity(config.identityFile)
     const swarmKey = config.swarmKeyFile != null ? loadSwarmKey(config.swarmKeyFile) : undefined
     const opened = await openStore(config, log, opts)
-    const peers = new PeerTable(config.peers, config.heartbeat.offlineAfterMs)
+    // Our own stalls stretch the offline window: saturated, we must not call live peers offline.
+    const localStall = new LocalStallMonitor(2 * config.heartbeat.offlineAfterMs)
+    const peers = new PeerTable(config.peers, config.heartbeat.offlineAfterMs, now => localStall.recentStallMs(now))
     const gater = new AllowlistGater(config.peers.map(p => p.peerId))
     gater.onRefused = (peerId, direction) => {
       log.warn({ event: 'peer_refused', peerId: peerId.toString(), direction }, 'refused a peer that is not in the allowlist')
@@ -215,6 +218,7 @@ export class Daemon {
       // The first heartbeat carries a verdict; then every probes.intervalMs, and status answers from the last.
       { name: 'probes', start: async () => { await probes.probeNow(); probes.start() }, stop: () => { probes.stop() } },
       { name: 'heartbeat', start: () => { heartbeat.start() }, stop: () => { heartbeat.stop() } },
+      { name: 'local stall monitor', start: () => { localStall.start() }, stop: () => { localStall.stop() } },
       { name: 'membership', start: () => { membership.start() }, stop: () => { membership.stop() } },
       { name: 'peer connector', start: () => { connector.start() }, stop: () => { connector.stop() } },
       { name: 'control socket', start: async () => { await daemon.control.start() }, stop: async () => { await daemon.control.stop() } },

@@ -44,6 +44,12 @@ export function gossipOptions (tuning: GossipTuning): Partial<GossipsubOpts> {
     // Below Dlo and at most D / 2, as gossipsub requires.
     Dout: Math.max(0, Math.min(2, Math.round(D * 2 / 3) - 1, Math.floor(D / 2))),
     // Heartbeats are small; cap what one peer can push at us.
-    maxInboundDataLength: GOSSIP_MAX_INBOUND_BYTES
+    maxInboundDataLength: GOSSIP_MAX_INBOUND_BYTES,
+    // Every peer is allowlisted by its key (the gater refuses the rest), and each message is checked
+    // by its topic's validator. The penalties meant for open networks only hurt here: IP colocation
+    // punishes peers behind one address, and broken IHAVE promises punish a peer that was merely
+    // slow under load. Either drove honest peers below the graylist threshold, where all their
+    // RPCs, heartbeats included, are ignored: a live node then looked offline.
+    scoreParams: { IPColocationFactorWeight: 0, behaviourPenaltyWeight: 0 }
   }
 }

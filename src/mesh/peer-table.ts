@@ -58,7 +58,11 @@ export class PeerTable {
   private readonly byId = new Map<string, PeerState>()
   private readonly byName = new Map<string, PeerState>()
 
-  constructor (peers: ConfiguredPeer[], private readonly offlineAfterMs: number) {
+  /**
+   * `localStallMs`: how long this daemon's own event loop was stalled lately (LocalStallMonitor);
+   * the offline window is stretched by it, since heartbeats wait unread while the loop is stalled.
+   */
+  constructor (peers: ConfiguredPeer[], private readonly offlineAfterMs: number, private readonly localStallMs: (now: number) => number = () => 0) {
     for (const peer of peers) this.add(peer)
   }
 
@@ -173,7 +177,7 @@ export class PeerTable {
       return { liveness: 'offline', reason: state.connected ? 'connected, no heartbeat received yet' : 'never seen since this daemon started' }
     }
     const age = now - state.lastHeartbeatAt
-    if (age > this.offlineAfterMs) {
+    if (age > this.offlineAfterMs + this.localStallMs(now)) {
       return { liveness: 'offline', reason: `no heartbeat for ${(age / 1000).toFixed(1)} s` }
     }
     // The direct connection closed: only a heartbeat that arrived clearly after the close

@@ -1,9 +1,16 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
-import { EMBEDDED_EXPIRY_SWEEP_BATCH, EMBEDDED_EXPIRY_SWEEP_MS } from '../constants.js'
+import { Worker } from 'node:worker_threads'
+import { EMBEDDED_EXPIRY_SWEEP_BATCH, EMBEDDED_EXPIRY_SWEEP_MS, EMBEDDED_WRITER_CLOSE_TIMEOUT_MS } from '../constants.js'
 import { errorMessage } from '../errors.js'
-import type { BackendHealth, StoreBackend, StoreDurability, WriteOp, ZMember, ZRangeQuery } from './backend.js'
+import { StoreOutcomeUnknownError, StoreUnavailableError, type BackendHealth, type StoreBackend, type StoreDurability, type WriteOp, type ZMember, type ZRangeQuery } from './backend.js'
+import type { EncodedOp, WriterAnswer, WriterError, WriterRequest } from './sqlite-writer.worker.js'
+
+/** The writer worker: built next to this module, or the TypeScript source under the test runner. */
+const WRITER_URL = new URL(import.meta.url.endsWith('.ts') ? './sqlite-writer.worker.ts' : './sqlite-writer.worker.js', import.meta.url)
+
+interface PendingWrite { resolve: () => void, reject: (err: Error) => void }
 
 /** An error of the embedded store, naming its database file. */
 export class EmbeddedStoreError extends Error {
@@ -26,17 +33,26 @@ export function sqliteReason (err: unknown): string {
 
 /**
  * The embedded store: SQLite (Node's built-in `node:sqlite`) in WAL mode with synchronous=FULL,
- * so a write that returned survives a crash of the daemon or the host.
+ * so a write that returned survives a crash of the daemon or the host. Reads run here, on the
+ * daemon's thread (no fsync, microseconds); writes go to a worker thread with its own connection,
+ * so the fsync of each commit never stalls the event loop (heartbeats, receipts, the control
+ * socket). WAL lets the two connections work at once, and a read after a write's answer sees it.
  */
 export class SqliteBackend implements StoreBackend {
   readonly kind = 'embedded' as const
   private readonly db: DatabaseSync
-  private readonly stmts: Record<'get' | 'scan' | 'set' | 'del' | 'delList' | 'delSet' | 'delZset' | 'sadd' | 'srem' | 'smembers' | 'rpush' | 'lrange' | 'llen' | 'zadd' | 'zrem' | 'zscore' | 'zcard' | 'expire', StatementSync>
+  private readonly stmts: Record<'get' | 'scan' | 'smembers' | 'lrange' | 'llen' | 'zscore' | 'zcard', StatementSync>
   /** Range queries differ by bound and direction: prepared once each, on first use. */
   private readonly zrangeStmts = new Map<string, StatementSync>()
   private expiryTimer?: NodeJS.Timeout
   /** Set once SQLite reported the file damaged while running: the store check fails from then on. */
   private damage?: string
+  private writer?: Worker
+  /** The current writer thread has started (a write sent to it may have been applied). */
+  private writerOnline = false
+  private readonly pending = new Map<number, PendingWrite>()
+  private nextWriteId = 1
+  private closing = false
 
   constructor (readonly location: string, private readonly prefix = '') {
     try {
@@ -57,9 +73,66 @@ export class SqliteBackend implements StoreBackend {
   }
 
   private deleteExpired (): void {
-    try {
-      if (this.db.isOpen) this.stmts.expire.run(Date.now(), EMBEDDED_EXPIRY_SWEEP_BATCH)
-    } catch {}
+    if (this.closing) return
+    this.send([['expire', Date.now(), EMBEDDED_EXPIRY_SWEEP_BATCH]]).catch(() => {})
+  }
+
+  /** The writer thread, started on first use and again after it died. */
+  private writerThread (): Worker {
+    if (this.writer != null) return this.writer
+    const writer = new Worker(WRITER_URL, { workerData: { location: this.location } })
+    this.writer = writer
+    this.writerOnline = false
+    writer.on('online', () => { this.writerOnline = true })
+    writer.on('message', (answer: WriterAnswer) => { this.answered(answer) })
+    writer.on('error', err => { this.writerGone(writer, err) })
+    writer.on('exit', code => { this.writerGone(writer, new Error(`the writer thread exited (code ${code})`)) })
+    return writer
+  }
+
+  private answered (answer: WriterAnswer): void {
+    const pending = this.pending.get(answer.id)
+    if (pending == null) return
+    this.pending.delete(answer.id)
+    if (this.pending.size === 0) this.writer?.unref()
+    if (answer.ok) pending.resolve()
+    else pending.reject(this.writeError(answer.error))
+  }
+
+  /** An SQLite error from the writer, as the daemon's thread would have raised it. */
+  private writeError (error: WriterError): EmbeddedStoreError {
+    const cause = Object.assign(new Error(error.message), { code: error.code, errcode: error.errcode })
+    const reason = sqliteReason(cause)
+    if (isSqliteDamage(cause)) this.damage ??= `${this.location}: ${reason}`
+    return new EmbeddedStoreError(this.location, reason, { cause })
+  }
+
+  /**
+   * The writer died (or was closed): writes it had may or may not be on disk; a writer that never
+   * started applied nothing. The next write starts a new one.
+   */
+  private writerGone (writer: Worker, err: Error): void {
+    if (this.writer !== writer) return
+    this.writer = undefined
+    const started = this.writerOnline
+    for (const [id, pending] of this.pending) {
+      this.pending.delete(id)
+      pending.reject(started
+        ? new StoreOutcomeUnknownError(`${this.location}: the embedded store's writer stopped before answering: ${errorMessage(err)}`)
+        : new StoreUnavailableError(`${this.location}: the embedded store's writer did not start: ${errorMessage(err)}`))
+    }
+  }
+
+  private async send (ops: EncodedOp[]): Promise<void> {
+    if (this.closing) throw new StoreUnavailableError(`${this.location}: the embedded store is closed`)
+    const writer = this.writerThread()
+    const id = this.nextWriteId++
+    return await new Promise<void>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+      // A write in flight keeps the process alive until it is answered.
+      writer.ref()
+      writer.postMessage({ id, ops } satisfies WriterRequest)
+    })
   }
 
   private prepare (): SqliteBackend['stmts'] {
@@ -81,21 +154,9 @@ export class SqliteBackend implements StoreBackend {
     return {
       get: this.db.prepare(`SELECT value FROM kv WHERE key = ? AND ${live}`),
       scan: this.db.prepare(`SELECT key, value FROM kv WHERE key >= ? AND key < ? || char(1114111) AND ${live}`),
-      set: this.db.prepare('INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at'),
-      expire: this.db.prepare('DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)'),
-      zadd: this.db.prepare('INSERT INTO zsets (name, member, score) VALUES (?, ?, ?) ON CONFLICT(name, member) DO UPDATE SET score = excluded.score'),
-      zrem: this.db.prepare('DELETE FROM zsets WHERE name = ? AND member = ?'),
       zscore: this.db.prepare('SELECT score FROM zsets WHERE name = ? AND member = ?'),
       zcard: this.db.prepare('SELECT COUNT(*) AS n FROM zsets WHERE name = ?'),
-      del: this.db.prepare('DELETE FROM kv WHERE key = ?'),
-      // DEL in Redis removes a key whatever its type: the same names in the other tables go too.
-      delList: this.db.prepare('DELETE FROM lists WHERE name = ?'),
-      delSet: this.db.prepare('DELETE FROM sets WHERE name = ?'),
-      delZset: this.db.prepare('DELETE FROM zsets WHERE name = ?'),
-      sadd: this.db.prepare('INSERT OR IGNORE INTO sets (name, member) VALUES (?, ?)'),
-      srem: this.db.prepare('DELETE FROM sets WHERE name = ? AND member = ?'),
       smembers: this.db.prepare('SELECT member FROM sets WHERE name = ? ORDER BY member'),
-      rpush: this.db.prepare('INSERT INTO lists (name, position, value) VALUES (?1, (SELECT COALESCE(MAX(position) + 1, 0) FROM lists WHERE name = ?1), ?2)'),
       llen: this.db.prepare('SELECT COUNT(*) AS n FROM lists WHERE name = ?'),
       lrange: this.db.prepare('SELECT value FROM lists WHERE name = ? AND position >= ? AND position <= ? ORDER BY position')
     }
@@ -170,27 +231,20 @@ export class SqliteBackend implements StoreBackend {
 
   async write (ops: WriteOp[]): Promise<void> {
     if (ops.length === 0) return
-    this.guard(() => {
-      this.db.exec('BEGIN IMMEDIATE')
-      try {
-        for (const op of ops) {
-          // ttlS is the AITBC coordinator's expiry of its records in Redis; the embedded store keeps them.
-          if (op.op === 'set') this.stmts.set.run(this.prefix + op.key, op.value, op.expireAtMs ?? null)
-          else if (op.op === 'del') {
-            for (const stmt of [this.stmts.del, this.stmts.delList, this.stmts.delSet, this.stmts.delZset]) stmt.run(this.prefix + op.key)
-          } else if (op.op === 'sadd') this.stmts.sadd.run(this.prefix + op.set, op.member)
-          else if (op.op === 'srem') this.stmts.srem.run(this.prefix + op.set, op.member)
-          else if (op.op === 'zadd') this.stmts.zadd.run(this.prefix + op.set, op.member, op.score)
-          else if (op.op === 'zrem') this.stmts.zrem.run(this.prefix + op.set, op.member)
-          else this.stmts.rpush.run(this.prefix + op.list, op.value)
-        }
-        this.db.exec('COMMIT')
-      } catch (err) {
-        // SQLite may have rolled back already (a damaged page, a full disk); the first error is the one to report.
-        if (this.db.isTransaction) this.db.exec('ROLLBACK')
-        throw err
+    const p = this.prefix
+    await this.send(ops.map((op): EncodedOp => {
+      // ttlS is the AITBC coordinator's expiry of its records in Redis; the embedded store keeps them.
+      switch (op.op) {
+        case 'set': return ['set', p + op.key, op.value, op.expireAtMs ?? null]
+        case 'del': return ['del', p + op.key]
+        case 'sadd': return ['sadd', p + op.set, op.member]
+        case 'srem': return ['srem', p + op.set, op.member]
+        case 'zadd': return ['zadd', p + op.set, op.member, op.score]
+        case 'zrem': return ['zrem', p + op.set, op.member]
+        case 'rpush': return ['rpush', p + op.list, op.value]
       }
-    })
+      throw new Error('unknown write operation')
+    }))
   }
 
   health (): BackendHealth {
@@ -205,8 +259,20 @@ export class SqliteBackend implements StoreBackend {
     queueMicrotask(listener)
   }
 
+  /** Writes already sent are committed first; the writer gets a bounded time to finish them. */
   async close (): Promise<void> {
     clearInterval(this.expiryTimer)
+    this.closing = true
+    const writer = this.writer
+    if (writer != null) {
+      const exited = new Promise<void>(resolve => writer.once('exit', () => { resolve() }))
+      writer.ref()
+      writer.postMessage({ close: true } satisfies WriterRequest)
+      let timer: NodeJS.Timeout | undefined
+      const timedOut = new Promise<boolean>(resolve => { timer = setTimeout(() => { resolve(true) }, EMBEDDED_WRITER_CLOSE_TIMEOUT_MS) })
+      if (await Promise.race([exited.then(() => false), timedOut])) await writer.terminate()
+      clearTimeout(timer)
+    }
     if (this.db.isOpen) this.db.close()
   }
 }

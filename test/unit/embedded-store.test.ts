@@ -5,6 +5,8 @@ import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import { StoreIntegrityError } from '../../src/errors.js'
 import { embeddedStorePaths, inspectEmbeddedStore, openEmbeddedStore } from '../../src/store/embedded-check.js'
+import type { Worker } from 'node:worker_threads'
+import { StoreOutcomeUnknownError, StoreUnavailableError } from '../../src/store/backend.js'
 import { EmbeddedStoreError, SqliteBackend } from '../../src/store/sqlite-backend.js'
 import { tempDir } from '../helpers.js'
 
@@ -99,5 +101,64 @@ describe('the start-up check of the embedded store', () => {
     expect((err as StoreIntegrityError).file).toBe(file)
     expect((err as StoreIntegrityError).reason).toMatch(/^damaged: /)
     expect((err as StoreIntegrityError).fix).toContain('aitbc-mesh daemon --config /etc/aitbc/mesh.yaml --fresh-store')
+  })
+})
+
+describe('embedded store writes run on a writer thread', () => {
+  it('concurrent writes are each answered once committed, in the order sent; a read after an answer sees the write', async () => {
+    const file = join(tempDir(), 'store.sqlite')
+    const store = new SqliteBackend(file)
+    try {
+      const writes = Array.from({ length: 300 }, async (_, i) => {
+        await store.write([{ op: 'set', key: `k:${i % 50}`, value: String(i) }, { op: 'rpush', list: 'log', value: String(i) }, { op: 'zadd', set: 'z', member: `m${i}`, score: i }])
+        // Committed before the answer: this read, on the daemon's own connection, sees it.
+        expect(Number(await store.get(`k:${i % 50}`))).toBeGreaterThanOrEqual(i)
+      })
+      await Promise.all(writes)
+      expect(await store.lrange('log', 0, -1)).toEqual(Array.from({ length: 300 }, (_, i) => String(i)))
+      expect(await store.mget(['k:0', 'k:49'])).toEqual(['250', '299'])
+      expect(await store.zcard('z')).toBe(300)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('close commits the writes already sent, and a closed store refuses new ones', async () => {
+    const file = join(tempDir(), 'store.sqlite')
+    const store = new SqliteBackend(file)
+    const sent = Array.from({ length: 100 }, async (_, i) => { await store.write([{ op: 'set', key: `agent:${i}`, value: 'v' }]) })
+    await store.close()
+    await Promise.all(sent)
+    await expect(store.write([{ op: 'set', key: 'late', value: 'v' }])).rejects.toBeInstanceOf(StoreUnavailableError)
+    const reopened = new SqliteBackend(file)
+    try {
+      expect((await reopened.scan('agent:')).size).toBe(100)
+    } finally {
+      await reopened.close()
+    }
+  })
+
+  it('a writer thread that dies answers its writes in flight as outcome unknown; the next write starts a new one', async () => {
+    const file = join(tempDir(), 'store.sqlite')
+    const store = new SqliteBackend(file)
+    try {
+      await store.write([{ op: 'set', key: 'before', value: '1' }])
+      const inFlight = Array.from({ length: 2000 }, async (_, i) => await store.write([{ op: 'set', key: `during:${i}`, value: 'v' }]))
+      // The thread is killed with the writes sent (a crash of the writer, not a refusal).
+      await (store as unknown as { writer: Worker }).writer.terminate()
+      const outcomes = await Promise.allSettled(inFlight)
+      for (const outcome of outcomes) {
+        if (outcome.status === 'rejected') expect(outcome.reason).toBeInstanceOf(StoreOutcomeUnknownError)
+      }
+      expect(outcomes.some(o => o.status === 'rejected')).toBe(true)
+      // Every write answered as done is there; the store goes on with a new writer.
+      const done = outcomes.flatMap((o, i) => o.status === 'fulfilled' ? [`during:${i}`] : [])
+      expect((await store.mget(done)).every(v => v === 'v')).toBe(true)
+      await store.write([{ op: 'set', key: 'after', value: '2' }])
+      expect(await store.mget(['before', 'after'])).toEqual(['1', '2'])
+      expect(store.health()).toEqual({ ok: true })
+    } finally {
+      await store.close()
+    }
   })
 })
