@@ -196,7 +196,8 @@ async function run (size: number): Promise<void> {
       row(`idle CPU per daemon over ${Math.round(soakSeconds)} s`, `p50 ${cpu.p50.toFixed(2)}%  max ${cpu.max.toFixed(2)}% of a core; all ${size}: ${total.toFixed(1)}% of the ${availableParallelism()} cores' ${availableParallelism() * 100}%`),
       row('idle mesh bytes per daemon (TCP, all traffic)', `sent p50 ${(sent.p50 / 1024).toFixed(1)} KiB/s max ${(sent.max / 1024).toFixed(1)}; received p50 ${(received.p50 / 1024).toFixed(1)} KiB/s max ${(received.max / 1024).toFixed(1)}`),
       row('  per node and per peer heartbeat', `${(sent.p50 / (size - 1) / (1000 / HEARTBEAT_MS)).toFixed(0)} bytes sent per peer per heartbeat interval`),
-      row('false offline during the idle soak', describeOffline(offlineLines(mesh, soakMarks)))
+      row('false offline during the idle soak', describeOffline(offlineLines(mesh, soakMarks))),
+      ...phaseLines('idle', soakDaemons)
     )
 
     // 5. Saturation: the genesis node flooded with registrations and messages; does anyone call a live node offline?
