@@ -148,11 +148,15 @@ const REFUSAL_REASONS: Partial<Record<SyncStep, string>> = { request: 'bad-diges
 
 /**
  * Replicates the agent registry: each change is gossiped at once (fast, best effort), and
- * anti-entropy compares digests with each peer on every (re)connection and periodically,
- * repairing whatever gossip missed (a node that was offline, partitioned or wiped).
+ * anti-entropy compares digests with each peer on every (re)connection, and with one peer each
+ * interval (the next connected one in turn), repairing whatever gossip missed (a node that was
+ * offline, partitioned or wiped). One peer per interval keeps a node's digest traffic flat as the
+ * mesh grows; since every node does it, a change one node missed is repaired within an interval.
  */
 export class AgentReplication {
   private timer?: NodeJS.Timeout
+  /** Turn of the periodic round among the peers; each node starts at a random one, so they spread. */
+  private turn = Math.floor(Math.random() * 1_000_000)
   private readonly syncing = new Set<string>()
   private started = false
   /** Aborted by stop: every round and answer in flight carries its signal. */
@@ -191,7 +195,7 @@ export class AgentReplication {
     await libp2p.handle(AGENTS_SYNC_PROTOCOL, this.handleSync, { maxInboundStreams: ANTI_ENTROPY_MAX_STREAMS, maxOutboundStreams: ANTI_ENTROPY_MAX_STREAMS })
     libp2p.addEventListener('peer:connect', this.onPeerConnect)
     registry.onLocalChange = entry => { void this.publish(entry) }
-    this.timer = setInterval(() => { this.syncAll() }, this.limits.intervalMs)
+    this.timer = setInterval(() => { this.syncNext() }, this.limits.intervalMs)
     this.timer.unref()
     this.started = true
     this.syncAll()
@@ -273,6 +277,12 @@ export class AgentReplication {
     for (const peer of this.init.peers.all()) {
       if (peer.connected) void this.syncWith(peer.peerId)
     }
+  }
+
+  private syncNext (): void {
+    const connected = this.init.peers.all().filter(p => p.connected)
+    if (connected.length === 0) return
+    void this.syncWith(connected[this.turn++ % connected.length]!.peerId)
   }
 
   private digestOf (): DigestEntry[] {

@@ -171,6 +171,26 @@ describe('AgentReplication over an in-memory network', () => {
       expect(lines(a, 'anti_entropy').length + lines(b, 'anti_entropy').length).toBeGreaterThan(0)
     })
 
+    it('the periodic round compares with one connected peer per interval, each in turn', async () => {
+      fresh()
+      const a = await startNode('aitbc', { intervalMs: 100 })
+      connect(a, 'aitbc1')
+      connect(a, 'aitbc2')
+      // Both peers answer by hand; the first rounds (on start and on connect) are over before counting.
+      for (const peer of ['aitbc1', 'aitbc2'] as const) {
+        await net.node(idOf(peer)).handle(AGENTS_SYNC_PROTOCOL, async stream => { await stream.close() })
+      }
+      const dialsTo = (peer: Name): number => net.dialsTo(idOf(peer), AGENTS_SYNC_PROTOCOL).filter(d => d.from.equals(idOf('aitbc'))).length
+      const before = { aitbc1: dialsTo('aitbc1'), aitbc2: dialsTo('aitbc2') }
+      await waitFor('six periodic rounds', () => dialsTo('aitbc1') + dialsTo('aitbc2') - before.aitbc1 - before.aitbc2 >= 6, 5000, 10)
+      const periodic = net.dials.filter(d => d.protocol === AGENTS_SYNC_PROTOCOL && d.from.equals(idOf('aitbc'))).slice(before.aitbc1 + before.aitbc2)
+      // One peer per interval (not every peer at once), and in turn: never the same one twice in a row.
+      for (let i = 1; i < periodic.length; i++) {
+        expect(periodic[i]!.openedAt - periodic[i - 1]!.openedAt).toBeGreaterThanOrEqual(50)
+        expect(periodic[i]!.to.equals(periodic[i - 1]!.to)).toBe(false)
+      }
+    })
+
     it('a change is gossiped to a linked peer at once, and gossip from a signer that is not the author is refused', async () => {
       fresh()
       const a = await startNode('aitbc')
