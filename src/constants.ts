@@ -38,6 +38,8 @@ export const SUPERSEDED_LOG_MEMORY = 1024
 export const LOCAL_STALL_SAMPLE_MS = 100
 export const LOCAL_STALL_MIN_MS = 50
 export const LOCAL_STALL_MAX_ALLOWANCE_MS = 10_000
+/** An extra heartbeat for peers that just subscribed comes at least this fraction of an interval after the last one. */
+export const HEARTBEAT_PROMPT_MIN_GAP = 0.25
 /** Largest heartbeat sent or accepted: a heartbeat is a few numbers and a list of names. */
 export const HEARTBEAT_MAX_BYTES = 512
 /**
@@ -55,6 +57,15 @@ export const MIN_GOSSIP_MESH_DEGREE = 2
 export const MAX_GOSSIP_MESH_DEGREE = 16
 /** Largest gossipsub RPC taken from one peer: heartbeats and agent changes are small. */
 export const GOSSIP_MAX_INBOUND_BYTES = 1024 * 1024
+
+/**
+ * libp2p's connection limits, scaled with the mesh (createMeshLibp2p says why): never below
+ * libp2p's own defaults; room for a connection each way to every node, and some to spare.
+ */
+export const LIBP2P_MIN_MAX_CONNECTIONS = 300
+export const CONNECTIONS_PER_MESH_NODE = 4
+export const LIBP2P_MIN_PENDING_INBOUND = 10
+export const LIBP2P_MIN_INBOUND_PER_HOST_PER_S = 5
 
 /** Redialling configured peers: exponential backoff with jitter, never giving up. */
 export const REDIAL_INITIAL_DELAY_MS = 200

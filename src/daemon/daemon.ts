@@ -85,7 +85,7 @@ export class Daemon {
     // Metrics, /health and the status page: loaded only when configured (prom-client is not small).
     const http = config.http != null ? new (await import('../http/index.js')).HttpService({ address: config.http, node: config.node, log }) : undefined
     const metrics = http?.metrics
-    const libp2p = await createMeshLibp2p({ privateKey: identity.privateKey, listen: config.listen, gater, gossip: config.gossip, ...(swarmKey != null ? { swarmKey } : {}), ...(http != null ? { metrics: http.libp2pMetrics() } : {}) })
+    const libp2p = await createMeshLibp2p({ privateKey: identity.privateKey, listen: config.listen, gater, meshSize: config.peers.length + 1, gossip: config.gossip, ...(swarmKey != null ? { swarmKey } : {}), ...(http != null ? { metrics: http.libp2pMetrics() } : {}) })
       .catch(async (err: unknown) => { await opened.close(); throw err })
 
     const connector = new PeerConnector(libp2p, peers, log)

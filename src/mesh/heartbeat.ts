@@ -4,7 +4,7 @@ import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { Heartbeat, NodeRole } from '../../protocols/heartbeat.js'
 import { nodeName, type Role } from '../config/schema.js'
-import { HEARTBEAT_MAX_BYTES, HEARTBEAT_MAX_CONNECTED, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
+import { HEARTBEAT_MAX_BYTES, HEARTBEAT_MAX_CONNECTED, HEARTBEAT_PROMPT_MIN_GAP, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
 import { errorMessage } from '../errors.js'
 import type { PeerTable } from './peer-table.js'
 import { RejectionLog } from './rejection-log.js'
@@ -108,6 +108,7 @@ export class HeartbeatService {
   private readonly startedAtMs = Date.now()
   private lastSentAt = 0
   private promptScheduled = false
+  private promptTimer?: NodeJS.Timeout
   private readonly init: HeartbeatServiceInit
   private readonly rejections: RejectionLog
 
@@ -131,6 +132,8 @@ export class HeartbeatService {
 
   stop (): void {
     clearInterval(this.timer)
+    clearTimeout(this.promptTimer)
+    this.promptScheduled = false
     const pubsub = this.init.libp2p.services.pubsub
     pubsub.removeEventListener('message', this.onMessage)
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
@@ -238,15 +241,20 @@ export class HeartbeatService {
     if (state.lastHeartbeat === info && beat.storeEpoch != null) this.init.onPeerStoreEpoch?.(state.name, beat.storeEpoch, Number(beat.storeLostFromMs ?? 0n))
   }
 
-  /** A peer that just subscribed hears from us at once instead of up to one interval later. */
+  /**
+   * A peer that just subscribed hears from us at once instead of up to one interval later. Peers
+   * that subscribe together share one extra heartbeat, and extra ones are at least a quarter
+   * interval apart: a whole mesh starting at once would otherwise send one per new peer, to every
+   * peer (N² heartbeats when N nodes connect).
+   */
   private onSubscriptionChange (evt: CustomEvent<SubscriptionChangeData>): void {
     const joined = evt.detail.subscriptions.some(s => s.topic === HEARTBEAT_TOPIC && s.subscribe)
     if (!joined || this.promptScheduled) return
-    // Coalesce peers that subscribe together into one extra heartbeat.
     this.promptScheduled = true
-    setImmediate(() => {
+    const wait = Math.max(0, this.lastSentAt + this.init.intervalMs * HEARTBEAT_PROMPT_MIN_GAP - Date.now())
+    this.promptTimer = setTimeout(() => {
       this.promptScheduled = false
       void this.publish()
-    })
+    }, wait)
   }
 }

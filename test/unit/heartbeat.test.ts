@@ -79,6 +79,21 @@ describe('heartbeats over an in-memory gossip', () => {
     return node.peers.liveness(node.peers.get(peer)!).liveness
   }
 
+  it('peers subscribing one after another get one extra heartbeat, a quarter interval after the last, not one each', async () => {
+    const a = startNode('aitbc', { intervalMs: 800 })
+    const b = startNode('aitbc1')
+    net.connect(idOf('aitbc'), idOf('aitbc1'))
+    await a.service.publish()
+    const firstAt = Date.now()
+    const firstSeq = b.peers.get('aitbc')!.lastHeartbeat!.seq
+    for (const peer of ['aitbc1', 'aitbc2', 'aitbc1', 'aitbc2', 'aitbc1'] as const) {
+      net.node(idOf('aitbc')).services.pubsub.dispatchEvent(new CustomEvent('subscription-change', { detail: { peerId: idOf(peer), subscriptions: [{ topic: HEARTBEAT_TOPIC, subscribe: true }] } }))
+    }
+    await waitFor('the extra heartbeat', () => b.peers.get('aitbc')!.lastHeartbeat!.seq > firstSeq, 2000, 5)
+    expect(b.peers.get('aitbc')!.lastHeartbeat!.seq).toBe(firstSeq + 1n)
+    expect(b.peers.get('aitbc')!.lastHeartbeatAt! - firstAt).toBeGreaterThanOrEqual(190)
+  })
+
   it('a published heartbeat is recorded by the peer: liveness, the counts from the network slice, the store epoch', async () => {
     const a = startNode('aitbc')
     const b = startNode('aitbc1')
