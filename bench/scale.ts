@@ -5,7 +5,7 @@
 // per daemon over an idle soak, with any false `offline` seen meanwhile (from every node's
 // `peer_offline` log lines); and false offline while one node is saturated by registrations and
 // messages.
-//   npm run bench:scale [-- --sizes 10,30,50 --soak-s 300 --status-calls 50 --registrations 50 --saturate-s 20]
+//   npm run bench:scale [-- --sizes 10,30,50 --soak-s 300 --status-calls 50 --registrations 50 --saturate-s 20 --heartbeat-ms 1000 --mesh-degree 6]
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
@@ -27,6 +27,8 @@ const STATUS_CALLS = numberArg('status-calls', 50)
 const REGISTRATIONS = numberArg('registrations', 50)
 const SATURATE_S = numberArg('saturate-s', 20)
 const HEARTBEAT_MS = numberArg('heartbeat-ms', 1000)
+/** gossip.meshDegree of every daemon (the default is gossipsub's 6). */
+const MESH_DEGREE = numberArg('mesh-degree', 6)
 /** Generous: spawning 50 Node processes at once on 2 cores takes a while. */
 const START_TIMEOUT_MS = 180_000
 
@@ -103,7 +105,7 @@ async function run (size: number): Promise<void> {
   // The saturated node and one other serve /metrics: their worst event-loop delay per phase.
   const watched = new Map(names.slice(0, 2).map((name, i) => [name, `${hosts[i]!}:${METRICS_PORT}`]))
   const mesh = await LocalMesh.create(baseDir, names.map((name, i) => ({
-    name, role: i === 0 ? 'genesis' as const : 'follower' as const, host: hosts[i]!, config: { probes: { rpc: urls[i] }, ...(watched.has(name) ? { http: watched.get(name) } : {}) }
+    name, role: i === 0 ? 'genesis' as const : 'follower' as const, host: hosts[i]!, config: { probes: { rpc: urls[i] }, gossip: { meshDegree: MESH_DEGREE }, ...(watched.has(name) ? { http: watched.get(name) } : {}) }
   })), { heartbeatMs: HEARTBEAT_MS })
   const clients = new Map<string, ControlClient>()
   const out: string[] = []
@@ -246,7 +248,7 @@ async function run (size: number): Promise<void> {
 }
 
 process.stdout.write([
-  `aitbc-mesh scale benchmark: ${SIZES.join(', ')} daemons on one machine (${availableParallelism()} cores), heartbeat every ${HEARTBEAT_MS} ms, idle soak ${SOAK_S} s, node ${process.version}`,
+  `aitbc-mesh scale benchmark: ${SIZES.join(', ')} daemons on one machine (${availableParallelism()} cores), heartbeat every ${HEARTBEAT_MS} ms, gossip mesh degree ${MESH_DEGREE}, idle soak ${SOAK_S} s, node ${process.version}`,
   'goal at 50 nodes: all online within 10 s, status p99 <= 200 ms, registration visible p99 <= 1 s, 0 false offline',
   'reference: Serf (memberlist) gossips at 200 ms with a 5 s suspicion timeout in small clusters',
   ''
