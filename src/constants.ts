@@ -235,7 +235,13 @@ export const SHUTDOWN_TOTAL_TIMEOUT_MS = 4500
 /** Ping used for the latency column of `peers`. */
 export const PEER_PING_TIMEOUT_MS = 1000
 export const PEER_LATENCY_REUSE_MS = 2000
-export const CONNECTION_MONITOR_INTERVAL_MS = 5000
+/**
+ * A connection whose peer is silent past the offline window is pinged this often, and closed when
+ * the ping gets no answer in time (SilentConnectionCloser): a dead link is redialled within about
+ * offline window + check + timeout of going silent.
+ */
+export const SILENT_CONNECTION_CHECK_MS = 2000
+export const SILENT_CONNECTION_PING_TIMEOUT_MS = 3000
 
 /** A node whose height trails the highest heartbeating peer by more than this is degraded (AITBC's bulk-sync trigger). */
 export const LAG_THRESHOLD_BLOCKS = 100

@@ -14,6 +14,7 @@ import { LocalStallMonitor } from '../mesh/local-stall.js'
 import { Membership } from '../mesh/membership.js'
 import { createMeshLibp2p, type MeshLibp2p } from '../mesh/libp2p.js'
 import { PeerConnector } from '../mesh/peer-connector.js'
+import { SilentConnectionCloser } from '../mesh/silent-connections.js'
 import { PeerTable } from '../mesh/peer-table.js'
 import { PeerViews } from '../mesh/peer-views.js'
 import { explainListenFailure } from '../mesh/port-owner.js'
@@ -89,6 +90,7 @@ export class Daemon {
       .catch(async (err: unknown) => { await opened.close(); throw err })
 
     const connector = new PeerConnector(libp2p, peers, log)
+    const silentConnections = new SilentConnectionCloser({ libp2p, peers, log })
     // Services write through the durability service's view: held back while the settings are
     // read after a reconnect, refused while the store is not durable and store.durability is refuse.
     const durability = new StoreDurabilityService(opened, config.store.durability, log, config.file, durabilityRecheckMsFromEnv())
@@ -221,6 +223,7 @@ export class Daemon {
       { name: 'local stall monitor', start: () => { localStall.start() }, stop: () => { localStall.stop() } },
       { name: 'membership', start: () => { membership.start() }, stop: () => { membership.stop() } },
       { name: 'peer connector', start: () => { connector.start() }, stop: () => { connector.stop() } },
+      { name: 'silent connection closer', start: () => { silentConnections.start() }, stop: () => { silentConnections.stop() } },
       { name: 'control socket', start: async () => { await daemon.control.start() }, stop: async () => { await daemon.control.stop() } },
       ...(http != null
         ? [{

@@ -7,7 +7,7 @@ import { ping, type Ping } from '@libp2p/ping'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { preSharedKey } from '@libp2p/pnet'
 import type { PrivateKey } from '@libp2p/interface'
-import { CONNECTION_MONITOR_INTERVAL_MS, CONNECTIONS_PER_MESH_NODE, DIAL_TIMEOUT_MS, LIBP2P_MIN_INBOUND_PER_HOST_PER_S, LIBP2P_MIN_MAX_CONNECTIONS, LIBP2P_MIN_PENDING_INBOUND } from '../constants.js'
+import { CONNECTIONS_PER_MESH_NODE, DIAL_TIMEOUT_MS, LIBP2P_MIN_INBOUND_PER_HOST_PER_S, LIBP2P_MIN_MAX_CONNECTIONS, LIBP2P_MIN_PENDING_INBOUND } from '../constants.js'
 import type { AllowlistGater } from './gater.js'
 import { DEFAULT_GOSSIP_TUNING, gossipOptions, type GossipTuning } from './gossip.js'
 
@@ -65,7 +65,8 @@ export async function createMeshLibp2p (init: MeshLibp2pInit): Promise<MeshLibp2
       reconnectRetries: 0,
       ...inboundLimits(init.meshSize ?? 1)
     },
-    connectionMonitor: { pingInterval: CONNECTION_MONITOR_INTERVAL_MS },
+    // Dead connections are found by SilentConnectionCloser, which asks the heartbeats first.
+    connectionMonitor: { enabled: false },
     services: {
       identify: identify(),
       ping: ping(),

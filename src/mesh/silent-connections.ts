@@ -1,0 +1,57 @@
+import type { PeerId } from '@libp2p/interface'
+import type { Logger } from 'pino'
+import { SILENT_CONNECTION_CHECK_MS, SILENT_CONNECTION_PING_TIMEOUT_MS } from '../constants.js'
+import { errorMessage } from '../errors.js'
+import type { PeerTable } from './peer-table.js'
+
+/** The slice of libp2p the closer uses: connections, a ping, and closing them. */
+export interface SilentConnectionsNetwork {
+  getConnections: (peerId?: PeerId) => unknown[]
+  readonly services: { readonly ping: { ping: (peerId: PeerId, options?: { signal?: AbortSignal }) => Promise<number> } }
+  hangUp: (peerId: PeerId, options?: { signal?: AbortSignal }) => Promise<void>
+}
+
+/**
+ * Closes a connection that went dead without closing (a cut link drops packets silently, and TCP
+ * may take minutes to notice), so the peer connector dials afresh once the link is back. A
+ * connection is closed only when its peer has also been silent past the offline window and does
+ * not answer a ping: libp2p's own monitor closed every connection whose ping was slow, which under
+ * load (a queue of gossip ahead of the ping) cut live peers off, made them look offline, and
+ * cost a handshake each to come back.
+ */
+export class SilentConnectionCloser {
+  private timer?: NodeJS.Timeout
+  private readonly checking = new Set<string>()
+
+  constructor (private readonly init: { libp2p: SilentConnectionsNetwork, peers: Pick<PeerTable, 'all' | 'liveness'>, log: Logger, checkMs?: number, pingTimeoutMs?: number }) {}
+
+  start (): void {
+    this.timer = setInterval(() => { void this.check() }, this.init.checkMs ?? SILENT_CONNECTION_CHECK_MS)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  /** One pass: every connected peer that liveness calls offline for lack of heartbeats is pinged. */
+  async check (now = Date.now()): Promise<void> {
+    const { libp2p, peers, log } = this.init
+    await Promise.all(peers.all().map(async state => {
+      const key = state.peerId.toString()
+      if (this.checking.has(key) || libp2p.getConnections(state.peerId).length === 0) return
+      if (peers.liveness(state, now).liveness !== 'offline') return
+      this.checking.add(key)
+      try {
+        await libp2p.services.ping.ping(state.peerId, { signal: AbortSignal.timeout(this.init.pingTimeoutMs ?? SILENT_CONNECTION_PING_TIMEOUT_MS) })
+      } catch (err) {
+        if (this.timer == null) return
+        log.info({ event: 'silent_connection_closed', peer: state.name, peerId: key, err: errorMessage(err) }, 'connection closed: no heartbeat within the offline window and no answer to a ping')
+        await libp2p.hangUp(state.peerId).catch(() => {})
+      } finally {
+        this.checking.delete(key)
+      }
+    }))
+  }
+}
