@@ -38,7 +38,8 @@ function minus (a: Histo, b: Histo): Histo {
 }
 
 async function scrape (address: string): Promise<Sample> {
-  const res = await fetch(`http://${address}/metrics`)
+  // A fresh connection each time: a kept-alive one may be closed by the daemon's idle timeout just as it is reused.
+  const res = await fetch(`http://${address}/metrics`, { headers: { connection: 'close' } })
   if (!res.ok) throw new Error(`GET http://${address}/metrics: HTTP ${res.status}`)
   const rows = (await res.text()).split('\n')
   const lag = rows.find(row => row.startsWith('nodejs_eventloop_lag_max_seconds '))
