@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=2 --max-old-space-size=1024
 // The CLI talks to the daemon only through its control socket; it never loads libp2p.
 // The commands run most (status, health, daemon), written plainly, are parsed here without
 // loading commander, the full command set or the table printers: for `status` that is most of
