@@ -247,11 +247,22 @@ export const SILENT_CONNECTION_PING_TIMEOUT_MS = 3000
 export const LAG_THRESHOLD_BLOCKS = 100
 
 /**
- * Node flags for the daemon process (also in the CLI's shebang, the systemd unit and npm start): a small
- * young generation keeps idle RSS low; V8 otherwise grows it to 16 MiB per semi-space after a
- * burst and keeps it.
+ * Node flags for the daemon process (also in the CLI's shebang, the systemd unit and npm start).
+ * A small young generation keeps idle RSS low; V8 otherwise grows it to 16 MiB per semi-space
+ * after a burst and keeps it. A 1 GiB old generation (about 30 MiB is live at idle; the daemon's
+ * queues and caches are bounded) caps how far V8 lets the heap grow past its live size: with the
+ * default limit (4 GiB on a large host) it sets the next limit at 4x the live size while the
+ * modules load, and the pages it fills then stay. Measured: 6-8 MiB less idle RSS, status p50/p99
+ * unchanged within the noise; the price is more frequent collections, about 5% more CPU per
+ * status call and 20 ms more CPU to start. (2 GiB already allows the 4x growth: no saving.)
  */
-export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2']
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=1024']
+/**
+ * Environment for the daemon process (also in the CLI's shebang, the systemd unit and npm start).
+ * glibc gives each thread that allocates (V8's workers, libuv's pool) its own malloc arena of
+ * which little is in use at idle; two arenas for the whole process measured 4-5 MiB less idle RSS.
+ */
+export const DAEMON_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' }
 
 /** Store. */
 export const EMBEDDED_STORE_FILE_NAME = 'store.sqlite'

@@ -1,7 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { CONTROL_SOCKET_FILE_NAME, DEFAULT_CONFIG_PATH, DEFAULT_SOCKET_PATH } from '../constants.js'
 import { quickSocketFields, type SocketFields } from './socket-fields.js'
+
+// Not `import ... from 'node:fs'`: an ES import of node:fs fills in every export, which loads
+// fs/promises, streams and readline, a few milliseconds of every `status` spent on nothing.
+const { existsSync, readFileSync } = process.getBuiltinModule('node:fs')
 
 /**
  * Where the local daemon's control socket is: --socket, else the controlSocket of the config

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { stringify } from 'yaml'
 import { ensureIdentity, ensureSwarmKey } from '../mesh/identity.js'
 import { ControlClient } from '../control/client.js'
-import { DAEMON_NODE_FLAGS, SWARM_KEY_FILE_NAME } from '../constants.js'
+import { DAEMON_ENV, DAEMON_NODE_FLAGS, SWARM_KEY_FILE_NAME } from '../constants.js'
 
 /**
  * Runs a mesh of real daemon processes on this machine, each on its own loopback address and
@@ -162,7 +162,7 @@ export class LocalMesh {
     const logFile = createWriteStream(join(node.dir, 'daemon.log'), { flags: 'a' })
     const [command, ...args] = [...this.launchPrefix?.(name) ?? [], process.execPath, ...DAEMON_NODE_FLAGS, CLI_ENTRY, 'daemon', '--config', node.configFile]
     const child = spawn(command!, args, {
-      env: { ...process.env, ...this.env },
+      env: { ...process.env, ...DAEMON_ENV, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe']
     })
     node.process = child

@@ -342,7 +342,7 @@ describe('README: install on two hosts', () => {
     const pids = await Promise.all(hosts.map(async host => await host.startUnit('/etc/systemd/system/aitbc-mesh.service')))
     for (const [i, host] of hosts.entries()) {
       expect(await host.root('stat -c "%U:%G %a" /run/aitbc /run/aitbc/mesh.sock')).toBe('aitbc:aitbc 750\naitbc:aitbc 660\n')
-      expect(await host.root(`ps -o user=,args= -p ${pids[i]!}`)).toMatch(/^aitbc\s+\/opt\/aitbc-mesh\/node_modules\/\.bin\/node --max-semi-space-size=2 \/opt\/aitbc-mesh\/dist\/src\/cli\/main\.js daemon --config \/etc\/aitbc\/mesh\.yaml\n$/)
+      expect(await host.root(`ps -o user=,args= -p ${pids[i]!}`)).toMatch(/^aitbc\s+\/opt\/aitbc-mesh\/node_modules\/\.bin\/node --max-semi-space-size=2 --max-old-space-size=1024 \/opt\/aitbc-mesh\/dist\/src\/cli\/main\.js daemon --config \/etc\/aitbc\/mesh\.yaml\n$/)
     }
 
     // Before joining group aitbc the operator cannot use the socket.

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../src/constants.js'
 import { tempDir } from '../helpers.js'
 
 const ROOT = join(import.meta.dirname, '..', '..')
@@ -41,7 +42,8 @@ describe('config/aitbc-mesh.service', () => {
   it('runs the daemon as its own user in a sandbox, restarting on failure and reloading on SIGHUP', () => {
     expect(value('User')).toBe('aitbc')
     expect(value('Group')).toBe('aitbc')
-    expect(value('ExecStart')).toBe(`${INSTALL_DIR}/node_modules/.bin/node --max-semi-space-size=2 ${INSTALL_DIR}/dist/src/cli/main.js daemon --config /etc/aitbc/mesh.yaml`)
+    expect(value('ExecStart')).toBe(`${INSTALL_DIR}/node_modules/.bin/node ${DAEMON_NODE_FLAGS.join(' ')} ${INSTALL_DIR}/dist/src/cli/main.js daemon --config /etc/aitbc/mesh.yaml`)
+    for (const [name, setting] of Object.entries(DAEMON_ENV)) expect(service.get('Environment')).toContain(`${name}=${setting}`)
     expect(value('ExecReload')).toBe('/bin/kill -HUP $MAINPID')
     expect(value('Restart')).toBe('on-failure')
     expect(value('RestartPreventExitStatus')).toBe('2')
