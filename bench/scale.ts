@@ -132,8 +132,10 @@ async function run (size: number): Promise<void> {
     // 2. status --target all from the genesis node, and from the last follower.
     const status: number[] = []
     const statusDaemonSide: number[] = []
+    const askers = [await mesh.client('aitbc'), await mesh.client(names.at(-1)!)]
+    for (const [i, asker] of askers.entries()) clients.set(`status-${i}`, asker)
     for (let i = 0; i < STATUS_CALLS + 5; i++) {
-      const client = clients.get(i % 2 === 0 ? 'aitbc' : names.at(-1)!)!
+      const client = askers[i % 2]!
       const t0 = performance.now()
       const result = await client.call<{ execution_time: number, validation_status: string, nodes_status: Record<string, { status: string }> }>('status', { target_node: 'all' })
       if (i < 5) continue // warm-up
@@ -162,7 +164,7 @@ async function run (size: number): Promise<void> {
     let warmups = 0
     await waitFor('every watch in place', async () => {
       const id = `warmup-${size}-${warmups++}`
-      await clients.get('aitbc')!.call('agents.register', { agent_id: id, agent_type: 'worker' })
+      await askers[0]!.call('agents.register', { agent_id: id, agent_type: 'worker' })
       return await waitFor(`${id} seen everywhere`, () => (seen.get(id)?.size ?? 0) === size, 5000, 5).then(() => true, () => false)
     }, 60_000, 0)
     const registration: number[] = []
@@ -170,7 +172,13 @@ async function run (size: number): Promise<void> {
       const id = `scale-${size}-${i}`
       const origin = names[i % size]!
       const sent = performance.now()
-      await clients.get(origin)!.call('agents.register', { agent_id: id, agent_type: 'worker', capabilities: ['gpu'] })
+      // A connection of its own: one left idle for a minute is closed by the daemon.
+      const client = await mesh.client(origin)
+      try {
+        await client.call('agents.register', { agent_id: id, agent_type: 'worker', capabilities: ['gpu'] })
+      } finally {
+        client.close()
+      }
       await waitFor(`${id} on every node`, () => (seen.get(id)?.size ?? 0) === size, 30_000, 2)
       registration.push(Math.max(...seen.get(id)!.values()) - sent)
     }
@@ -204,7 +212,8 @@ async function run (size: number): Promise<void> {
 
     // 5. Saturation: the genesis node flooded with registrations and messages; does anyone call a live node offline?
     const satMarks = logMarks(mesh)
-    const loader = clients.get('aitbc')!
+    const loader = await mesh.client('aitbc')
+    clients.set('loader', loader)
     let registrations = 0
     let messages = 0
     let failures = 0
