@@ -122,7 +122,7 @@ async function run (size: number): Promise<void> {
         if (view.unreachable.length === 0) onlineAt.set(name, performance.now() - spawnedAt)
       }))
       return onlineAt.size === size
-    }, START_TIMEOUT_MS, 100)
+    }, START_TIMEOUT_MS, 500)
     const allOnline = Math.max(...onlineAt.values())
     out.push(
       row(`spawn -> every daemon ready (${size} nodes)`, `${(allReady / 1000).toFixed(2)} s`),

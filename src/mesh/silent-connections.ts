@@ -23,7 +23,8 @@ export class SilentConnectionCloser {
   private timer?: NodeJS.Timeout
   private readonly checking = new Set<string>()
 
-  constructor (private readonly init: { libp2p: SilentConnectionsNetwork, peers: Pick<PeerTable, 'all' | 'liveness'>, log: Logger, checkMs?: number, pingTimeoutMs?: number }) {}
+  /** `offlineAfterMs`: a connection younger than this has not had its chance to carry a heartbeat. */
+  constructor (private readonly init: { libp2p: SilentConnectionsNetwork, peers: Pick<PeerTable, 'all' | 'liveness'>, offlineAfterMs: number, log: Logger, checkMs?: number, pingTimeoutMs?: number }) {}
 
   start (): void {
     this.timer = setInterval(() => { void this.check() }, this.init.checkMs ?? SILENT_CONNECTION_CHECK_MS)
@@ -35,12 +36,14 @@ export class SilentConnectionCloser {
     this.timer = undefined
   }
 
-  /** One pass: every connected peer that liveness calls offline for lack of heartbeats is pinged. */
+  /** One pass: every peer connected for a window or more that liveness calls offline is pinged. */
   async check (now = Date.now()): Promise<void> {
     const { libp2p, peers, log } = this.init
     await Promise.all(peers.all().map(async state => {
       const key = state.peerId.toString()
       if (this.checking.has(key) || libp2p.getConnections(state.peerId).length === 0) return
+      // New connections are left alone: a mesh starting at once is slow to send its first heartbeats.
+      if (state.connectedSince == null || now - state.connectedSince < this.init.offlineAfterMs) return
       if (peers.liveness(state, now).liveness !== 'offline') return
       this.checking.add(key)
       try {
