@@ -70,7 +70,12 @@ export const LIBP2P_MIN_INBOUND_PER_HOST_PER_S = 5
 /** Redialling configured peers: exponential backoff with jitter, never giving up. */
 export const REDIAL_INITIAL_DELAY_MS = 200
 export const REDIAL_MAX_DELAY_MS = 5000
-export const DIAL_TIMEOUT_MS = 3000
+/**
+ * A whole dial: TCP connect plus the Noise and Yamux handshakes (libp2p's default). A shorter one
+ * gave up on handshakes that were merely slow while a whole mesh started on busy machines, throwing
+ * away the work of both ends and trying again, which kept the machines busy.
+ */
+export const DIAL_TIMEOUT_MS = 10_000
 /** A connection that stayed up this long resets the redial backoff. */
 export const STABLE_CONNECTION_MS = 2000
 
