@@ -67,6 +67,8 @@ export const CONNECTIONS_PER_MESH_NODE = 4
 export const LIBP2P_MIN_PENDING_INBOUND = 10
 export const LIBP2P_MIN_INBOUND_PER_HOST_PER_S = 5
 
+/** Outbound dials of the peer connector in progress at once; the rest wait their turn (PeerConnector.turn says why). */
+export const PEER_DIALS_AT_ONCE = 4
 /** Redialling configured peers: exponential backoff with jitter, never giving up. */
 export const REDIAL_INITIAL_DELAY_MS = 200
 export const REDIAL_MAX_DELAY_MS = 5000

@@ -1,7 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import type { PeerId } from '@libp2p/interface'
-import { DIAL_TIMEOUT_MS, REDIAL_INITIAL_DELAY_MS, REDIAL_MAX_DELAY_MS, STABLE_CONNECTION_MS } from '../constants.js'
+import { DIAL_TIMEOUT_MS, PEER_DIALS_AT_ONCE, REDIAL_INITIAL_DELAY_MS, REDIAL_MAX_DELAY_MS, STABLE_CONNECTION_MS } from '../constants.js'
 import { errorMessage } from '../errors.js'
 import type { MeshLibp2p } from './libp2p.js'
 import type { PeerState, PeerTable } from './peer-table.js'
@@ -23,6 +23,9 @@ interface DialState {
 export class PeerConnector {
   private readonly dials = new Map<string, DialState>()
   private running = false
+  /** Dials in their handshake now, and those waiting for a turn (see PEER_DIALS_AT_ONCE). */
+  private dialsInProgress = 0
+  private readonly waitingForTurn: Array<() => void> = []
 
   constructor (private readonly libp2p: MeshLibp2p, private readonly peers: PeerTable, private readonly log: Logger) {}
 
@@ -33,6 +36,8 @@ export class PeerConnector {
 
   stop (): void {
     this.running = false
+    // Dials waiting for a turn see the stop and return.
+    for (const resolve of this.waitingForTurn.splice(0)) resolve()
     for (const state of this.dials.values()) {
       clearTimeout(state.timer)
       state.dialing?.abort()
@@ -110,11 +115,35 @@ export class PeerConnector {
     }, delayMs)
   }
 
+  /**
+   * A turn to dial: at most PEER_DIALS_AT_ONCE at a time. When every node of a mesh starts at once
+   * and dials every other, handshakes all in progress together on a busy machine each outlast the
+   * dial timeout and are all tried again; a few at a time finish. The timeout starts with the turn.
+   */
+  private async turn (): Promise<() => void> {
+    if (this.dialsInProgress >= PEER_DIALS_AT_ONCE) await new Promise<void>(resolve => { this.waitingForTurn.push(resolve) })
+    this.dialsInProgress++
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.dialsInProgress--
+      this.waitingForTurn.shift()?.()
+    }
+  }
+
   private async dial (peer: PeerState, state: DialState): Promise<void> {
     if (!this.running) return
     if (this.libp2p.getConnections(peer.peerId).length > 0) return
     const controller = new AbortController()
     state.dialing = controller
+    const release = await this.turn()
+    // The peer may have dialled us while this dial waited for its turn.
+    if (!this.running || controller.signal.aborted || this.libp2p.getConnections(peer.peerId).length > 0) {
+      release()
+      if (state.dialing === controller) delete state.dialing
+      return
+    }
     const timeout = AbortSignal.timeout(DIAL_TIMEOUT_MS)
     try {
       await this.libp2p.dial(multiaddr(peer.configuredAddr), { signal: AbortSignal.any([controller.signal, timeout]) })
@@ -133,6 +162,7 @@ export class PeerConnector {
       this.schedule(peer, delay)
       return
     } finally {
+      release()
       if (state.dialing === controller) delete state.dialing
     }
   }
