@@ -92,6 +92,7 @@ async function main (): Promise<void> {
     const toOnline: number[] = []
     const toConnected: number[] = []
     let onlineBeforeConnected = 0
+    let unconnectedKills = 0
     for (let round = 0; round < ROUNDS; round++) {
       const killedAt = performance.now()
       const killedAtWall = Date.now()
@@ -145,8 +146,9 @@ async function main (): Promise<void> {
         // Online through heartbeats relayed by the other peer, before the direct connection: a kill
         // now would have no close to see. The next kill waits for it, so that its close is seen.
         if (connectedAfter == null) onlineBeforeConnected++
-        await waitFor('connected', async () => { await connected(); return connectedAfter != null }, 30000, 5)
-        toConnected.push(connectedAfter!)
+        // An overloaded machine can keep dials failing for long: the kill then goes ahead, counted.
+        await waitFor('connected', async () => { await connected(); return connectedAfter != null }, 30000, 5).catch(() => { unconnectedKills++ })
+        if (connectedAfter != null) toConnected.push(connectedAfter)
         return onlineAfter
       }))
       toOnline.push(...back)
@@ -166,7 +168,7 @@ async function main (): Promise<void> {
       ...backOnline.map(l => `  ${l}`),
       line('restart ready -> online at a peer', toOnline),
       line('restart ready -> connected at a peer', toConnected),
-      `${'online before connected (no close to see)'.padEnd(44)} ${onlineBeforeConnected} of ${toOnline.length}`,
+      `${'online before connected (no close to see)'.padEnd(44)} ${onlineBeforeConnected} of ${toOnline.length}; not connected 30 s after the restart (killed anyway): ${unconnectedKills}`,
       `${'false offline of the live aitbc1 at aitbc'.padEnd(44)} ${falseOffline} of the samples taken every 50 ms`,
       '',
       'reference (DESIGN.md): memberlist defaults ~5 s in small clusters; target p99 <= 1.5 s, no false offline under load'
