@@ -16,8 +16,22 @@ export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000
 /** A node is offline when no heartbeat arrived for this many intervals. */
 export const OFFLINE_AFTER_INTERVALS = 3
 /**
- * After the direct connection to a node closes, a heartbeat relayed by another node only proves
- * the node alive if it arrives this long after the close (earlier ones may have been in flight).
+ * After the direct connection to a node closes, a heartbeat relayed by another node proves the
+ * node alive only if it was sent after the close: one sent before it can still be queued at a
+ * busy relay and arrive hundreds of milliseconds later. Its send time is read on our clock with
+ * the sender's offset, the least (arrival - send) over its recent heartbeats on the direct
+ * connection (clock skew plus the least transit); a few samples, so a clock step is followed
+ * within seconds.
+ */
+export const CLOCK_OFFSET_SAMPLES = 8
+/**
+ * A heartbeat counts as sent after the close only if it was sent this much later: room for the
+ * offset's error (its least transit is from calmer moments than the crash's).
+ */
+export const SENT_AFTER_CLOSE_MARGIN_MS = 100
+/**
+ * Without an offset (no heartbeat came over the direct connection yet), by arrival: one arriving
+ * this long after the close (earlier ones may have been in flight).
  */
 export const RELAYED_HEARTBEAT_GRACE_MS = 250
 /**

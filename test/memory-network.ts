@@ -1,4 +1,4 @@
-import { TopicValidatorResult, type Message, type SubscriptionChangeData, type TopicValidatorFn } from '@libp2p/gossipsub'
+import { TopicValidatorResult, type GossipsubMessage, type Message, type SubscriptionChangeData, type TopicValidatorFn } from '@libp2p/gossipsub'
 import { TypedEventEmitter, type MultiaddrConnection, type PeerId, type Stream } from '@libp2p/interface'
 import { mockMuxer, multiaddrConnectionPair } from '@libp2p/utils'
 
@@ -23,10 +23,12 @@ export interface Dial {
   openedAt: number
 }
 
-export class MemoryGossip extends TypedEventEmitter<{ message: CustomEvent<Message>, 'subscription-change': CustomEvent<SubscriptionChangeData> }> {
+export class MemoryGossip extends TypedEventEmitter<{ message: CustomEvent<Message>, 'gossipsub:message': CustomEvent<GossipsubMessage>, 'subscription-change': CustomEvent<SubscriptionChangeData> }> {
   readonly topicValidators = new Map<string, TopicValidatorFn>()
   readonly topics = new Set<string>()
   private sequence = 0n
+  /** Messages given to listeners, for their ids (gossipsub's own are not needed here). */
+  private delivered = 0
 
   constructor (private readonly node: MemoryNode) {
     super()
@@ -51,12 +53,18 @@ export class MemoryGossip extends TypedEventEmitter<{ message: CustomEvent<Messa
     return { recipients }
   }
 
-  /** A message as it arrives from `from`: vetted by the topic's validator, then given to listeners if accepted. */
+  /**
+   * A message as it arrives from `from`: vetted by the topic's validator, then given to listeners
+   * if accepted (with `from` as the peer that passed it on, as gossipsub's own event has it).
+   */
   async receive (from: PeerId, msg: Message): Promise<TopicValidatorResult> {
     if (!this.topics.has(msg.topic)) return TopicValidatorResult.Ignore
     const validator = this.topicValidators.get(msg.topic)
     const result = validator == null ? TopicValidatorResult.Accept : await validator(from, msg)
-    if (result === TopicValidatorResult.Accept) this.safeDispatchEvent('message', { detail: msg })
+    if (result === TopicValidatorResult.Accept) {
+      this.safeDispatchEvent('gossipsub:message', { detail: { propagationSource: from, msgId: String(this.delivered++), msg } })
+      this.safeDispatchEvent('message', { detail: msg })
+    }
     return result
   }
 }

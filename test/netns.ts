@@ -63,12 +63,30 @@ export class SwitchedHosts {
     for (const i of hosts) await ip(['-n', this.switchNs, 'link', 'set', this.veth(i), ...to === 'none' ? ['nomaster'] : ['master', to]])
   }
 
+  /**
+   * Cuts the link between hosts a and b alone: each sends the other's packets to a MAC address no
+   * host has, so they vanish (no reset, no ICMP) while both still reach everyone else.
+   */
+  async cutLink (a: number, b: number): Promise<void> {
+    for (const [from, to] of [[a, b], [b, a]] as const) {
+      await ip(['-n', this.hostNs(from), 'neigh', 'replace', this.addresses[to]!, 'lladdr', NOBODY_MAC, 'dev', 'eth0', 'nud', 'permanent'])
+    }
+  }
+
+  /** Heals a cut link: the hosts find each other's addresses again. */
+  async healLink (a: number, b: number): Promise<void> {
+    for (const [from, to] of [[a, b], [b, a]] as const) await ip(['-n', this.hostNs(from), 'neigh', 'del', this.addresses[to]!, 'dev', 'eth0'])
+  }
+
   /** Deletes every namespace made (their veths and bridges go with them); never throws. */
   destroy (): void {
     for (const ns of this.created.reverse()) spawnSync('ip', ['netns', 'del', ns])
     this.created.length = 0
   }
 }
+
+/** A locally administered unicast address that no host in the switch has. */
+const NOBODY_MAC = '02:00:00:00:00:01'
 
 async function ip (args: string[]): Promise<void> {
   await new Promise<void>((resolve, reject) => {

@@ -137,6 +137,11 @@ export class Daemon {
       clockSkewMs: config.trust.clockSkewMs,
       log,
       localHealth: () => probes.latest(),
+      // Heard from without a connection (relayed): reconnect now, so that its crash is seen by the close.
+      onHeartbeat: name => {
+        const state = peers.get(name)
+        if (state != null && !state.connected) connector.heardFrom(state.peerId)
+      },
       storeEpoch: () => ({ epoch: epoch.epoch, lostFromMs: epoch.lostFromMs }),
       // Messaging is created below; heartbeats are heard only once everything has started.
       onPeerStoreEpoch: (name, peerEpoch, lostFromMs) => { messaging.peerStoreEpoch(name, peerEpoch, lostFromMs) }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { Message, SubscriptionChangeData, TopicValidatorFn } from '@libp2p/gossipsub'
+import type { GossipsubMessage, Message, SubscriptionChangeData, TopicValidatorFn } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { Heartbeat, NodeRole } from '../../protocols/heartbeat.js'
@@ -17,18 +17,21 @@ export interface LocalHealth {
   blockHeight?: number
 }
 
-/** The gossipsub slice heartbeats use: the topic, its validator, its messages, and who subscribes. */
+/**
+ * The gossipsub slice heartbeats use: the topic, its validator, its messages (with the peer that
+ * passed each one on: the signer itself when it came over the direct connection), and who subscribes.
+ */
 export interface HeartbeatGossip {
   readonly topicValidators: Map<string, TopicValidatorFn>
   subscribe: (topic: string) => void
   unsubscribe: (topic: string) => void
   publish: (topic: string, data: Uint8Array) => Promise<unknown>
   addEventListener: {
-    (type: 'message', listener: (evt: CustomEvent<Message>) => void): void
+    (type: 'gossipsub:message', listener: (evt: CustomEvent<GossipsubMessage>) => void): void
     (type: 'subscription-change', listener: (evt: CustomEvent<SubscriptionChangeData>) => void): void
   }
   removeEventListener: {
-    (type: 'message', listener: (evt: CustomEvent<Message>) => void): void
+    (type: 'gossipsub:message', listener: (evt: CustomEvent<GossipsubMessage>) => void): void
     (type: 'subscription-change', listener: (evt: CustomEvent<SubscriptionChangeData>) => void): void
   }
 }
@@ -123,7 +126,7 @@ export class HeartbeatService {
   start (): void {
     const pubsub = this.init.libp2p.services.pubsub
     pubsub.topicValidators.set(HEARTBEAT_TOPIC, this.validate)
-    pubsub.addEventListener('message', this.onMessage)
+    pubsub.addEventListener('gossipsub:message', this.onMessage)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     pubsub.subscribe(HEARTBEAT_TOPIC)
     this.timer = setInterval(() => { void this.publish() }, this.init.intervalMs)
@@ -135,7 +138,7 @@ export class HeartbeatService {
     clearTimeout(this.promptTimer)
     this.promptScheduled = false
     const pubsub = this.init.libp2p.services.pubsub
-    pubsub.removeEventListener('message', this.onMessage)
+    pubsub.removeEventListener('gossipsub:message', this.onMessage)
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     pubsub.topicValidators.delete(HEARTBEAT_TOPIC)
     try {
@@ -216,8 +219,8 @@ export class HeartbeatService {
     return TopicValidatorResult.Reject
   }
 
-  private onMessage (evt: CustomEvent<Message>): void {
-    const msg = evt.detail
+  private onMessage (evt: CustomEvent<GossipsubMessage>): void {
+    const { msg, propagationSource } = evt.detail
     if (msg.topic !== HEARTBEAT_TOPIC || msg.type !== 'signed') return
     let beat: Heartbeat
     try {
@@ -234,7 +237,8 @@ export class HeartbeatService {
       p2pConnections: beat.p2pConnections,
       connected: beat.connected
     }
-    const state = this.init.peers.recordHeartbeat(msg.from, info)
+    // Passed on by its signer: it came over the direct connection, whose transit the table uses to read send times.
+    const state = this.init.peers.recordHeartbeat(msg.from, info, Date.now(), propagationSource.equals(msg.from))
     if (state == null) return
     this.init.onHeartbeat?.(state.name)
     // Only the newest heartbeat speaks for the store: an older one relayed late may carry an older epoch.

@@ -66,6 +66,21 @@ export class PeerConnector {
     this.schedule(peer, 0)
   }
 
+  /**
+   * Called when a peer's heartbeat arrives (relayed by another node) while we hold no connection
+   * to it: it is up, so a dial waiting out its backoff goes now. Until the connection is back, a
+   * crash of the peer has no close to be seen by and shows only when its heartbeats stop. A dial
+   * in flight is left to finish.
+   */
+  heardFrom (peerId: PeerId): void {
+    const peer = this.peers.getByPeerId(peerId)
+    const state = this.dials.get(peerId.toString())
+    if (peer == null || state?.timer == null || this.libp2p.getConnections(peerId).length > 0) return
+    clearTimeout(state.timer)
+    delete state.timer
+    this.schedule(peer, 0)
+  }
+
   /** Called on peer:connect. */
   onConnected (peerId: PeerId): void {
     const state = this.dials.get(peerId.toString())

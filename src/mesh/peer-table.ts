@@ -1,6 +1,6 @@
 import type { PeerId } from '@libp2p/interface'
 import type { Role } from '../config/schema.js'
-import { RELAYED_HEARTBEAT_GRACE_MS } from '../constants.js'
+import { CLOCK_OFFSET_SAMPLES, RELAYED_HEARTBEAT_GRACE_MS, SENT_AFTER_CLOSE_MARGIN_MS } from '../constants.js'
 
 export type Liveness = 'online' | 'degraded' | 'offline'
 
@@ -26,6 +26,8 @@ export interface PeerState {
   remoteAddr?: string
   lastHeartbeatAt?: number
   lastHeartbeat?: HeartbeatInfo
+  /** Arrival minus send time of the latest heartbeats that came over the direct connection, oldest first. */
+  directOffsets?: number[]
   /** The latest heartbeat of this node that was refused (out of range), and why. */
   refusedHeartbeat?: RefusedHeartbeat
 }
@@ -134,9 +136,16 @@ export class PeerTable {
     return state
   }
 
-  recordHeartbeat (peerId: PeerId, info: HeartbeatInfo, now = Date.now()): PeerState | undefined {
+  /** `direct`: it came over the direct connection (passed on by the sender itself), not relayed. */
+  recordHeartbeat (peerId: PeerId, info: HeartbeatInfo, now = Date.now(), direct = false): PeerState | undefined {
     const state = this.getByPeerId(peerId)
     if (state == null) return undefined
+    // Any direct heartbeat, even an old one, bounds the sender's offset from above.
+    if (direct) {
+      state.directOffsets ??= []
+      state.directOffsets.push(now - info.sentAtMs)
+      if (state.directOffsets.length > CLOCK_OFFSET_SAMPLES) state.directOffsets.shift()
+    }
     const last = state.lastHeartbeat
     // A heartbeat from an earlier run of the sender, or an old one relayed late, says nothing new.
     if (last != null && (info.startedAtMs < last.startedAtMs || (info.startedAtMs === last.startedAtMs && info.seq <= last.seq))) return state
@@ -180,14 +189,25 @@ export class PeerTable {
     if (age > this.offlineAfterMs + this.localStallMs(now)) {
       return { liveness: 'offline', reason: `no heartbeat for ${(age / 1000).toFixed(1)} s` }
     }
-    // The direct connection closed: only a heartbeat that arrived clearly after the close
-    // (relayed by another node) still proves the node alive.
-    if (!state.connected && state.disconnectedAt != null &&
-        state.lastHeartbeatAt < state.disconnectedAt + RELAYED_HEARTBEAT_GRACE_MS) {
+    // The direct connection closed: only a heartbeat sent after the close (relayed by another
+    // node) still proves the node alive.
+    if (!state.connected && state.disconnectedAt != null && !this.sentAfter(state, state.disconnectedAt)) {
       return { liveness: 'offline', reason: `connection lost ${((now - state.disconnectedAt) / 1000).toFixed(1)} s ago` }
     }
     if (state.lastHeartbeat?.healthy === false) return { liveness: 'degraded', reason: 'the node reports a failing probe' }
     return { liveness: 'online' }
+  }
+
+  /**
+   * Whether the latest heartbeat was sent after `at` (our clock): its send time plus the sender's
+   * offset, not its arrival, which a busy relay can delay past the close. Without an offset, it
+   * must have arrived well after.
+   */
+  private sentAfter (state: PeerState, at: number): boolean {
+    if (state.lastHeartbeat == null || state.lastHeartbeatAt == null) return false
+    const offsets = state.directOffsets ?? []
+    if (offsets.length === 0) return state.lastHeartbeatAt >= at + RELAYED_HEARTBEAT_GRACE_MS
+    return state.lastHeartbeat.sentAtMs + Math.min(...offsets) > at + SENT_AFTER_CLOSE_MARGIN_MS
   }
 
   /** Highest block height among nodes currently heartbeating, for lag detection. */

@@ -152,6 +152,25 @@ describe('heartbeats over an in-memory gossip', () => {
     expect(a.peers.liveness(a.peers.get('aitbc1')!).reason).toMatch(/^no heartbeat for \d+\.\d s$/)
   })
 
+  it('after the direct connection closed, a relayed heartbeat counts only if sent after the close, read with the sender\'s clock as its direct heartbeats showed it', async () => {
+    const a = startNode('aitbc')
+    // aitbc1's clock is 7 s ahead of ours, within trust.clockSkewMs.
+    const skewMs = 7000
+    const startedAtMs = BigInt(Date.now() - 60_000)
+    a.peers.markConnected(idOf('aitbc1'), undefined)
+    // Passed on by aitbc1 itself: over the direct connection.
+    expect(await arrive(a, 'aitbc1', beat('aitbc1', { seq: 1n, startedAtMs, sentAtMs: BigInt(Date.now() + skewMs) }))).toBe(TopicValidatorResult.Accept)
+    // The connection closed 400 ms ago; a heartbeat aitbc1 sent 10 ms before that comes only now, through aitbc2.
+    const closedAt = Date.now() - 400
+    a.peers.markDisconnected(idOf('aitbc1'), closedAt)
+    expect(await arrive(a, 'aitbc1', beat('aitbc1', { seq: 2n, startedAtMs, sentAtMs: BigInt(closedAt - 10 + skewMs) }), 'aitbc2')).toBe(TopicValidatorResult.Accept)
+    expect(a.peers.get('aitbc1')!.lastHeartbeat!.seq).toBe(2n)
+    expect(a.peers.liveness(a.peers.get('aitbc1')!).reason).toMatch(/^connection lost 0\.\d s ago$/)
+    // One sent now, through aitbc2: aitbc1 is alive, only the direct connection is gone.
+    expect(await arrive(a, 'aitbc1', beat('aitbc1', { seq: 3n, startedAtMs, sentAtMs: BigInt(Date.now() + skewMs) }), 'aitbc2')).toBe(TopicValidatorResult.Accept)
+    expect(liveness(a, 'aitbc1')).toBe('online')
+  })
+
   it('the newest heartbeat wins: an older one relayed late counts for nothing and cannot bring back an older store epoch', async () => {
     const a = startNode('aitbc')
     const startedAtMs = BigInt(Date.now() - 1000)

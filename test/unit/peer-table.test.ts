@@ -2,7 +2,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { RELAYED_HEARTBEAT_GRACE_MS } from '../../src/constants.js'
+import { CLOCK_OFFSET_SAMPLES, RELAYED_HEARTBEAT_GRACE_MS, SENT_AFTER_CLOSE_MARGIN_MS } from '../../src/constants.js'
 import { PeerTable, type HeartbeatInfo } from '../../src/mesh/peer-table.js'
 
 const OFFLINE_AFTER_MS = 3000
@@ -94,7 +94,7 @@ describe('PeerTable', () => {
     expect(t.liveness(state, T0 + 1500)).toEqual({ liveness: 'offline', reason: 'connection lost 0.5 s ago' })
   })
 
-  it('a heartbeat arriving within the grace period after the disconnect (in flight) does not keep the peer online', () => {
+  it('without a heartbeat over the direct connection to read send times by: one arriving within the grace period after the disconnect (in flight) does not keep the peer online', () => {
     const t = table()
     t.markConnected(idB, undefined, T0)
     t.recordHeartbeat(idB, hb(1), T0 + 900)
@@ -104,13 +104,105 @@ describe('PeerTable', () => {
     expect(t.liveness(state, T0 + 1300).liveness).toBe('offline')
   })
 
-  it('a heartbeat arriving well after the disconnect (relayed by another node) makes the peer online', () => {
+  it('without a heartbeat over the direct connection to read send times by: one arriving well after the disconnect (relayed by another node) makes the peer online', () => {
     const t = table()
     t.markConnected(idB, undefined, T0)
     t.recordHeartbeat(idB, hb(1), T0 + 900)
     t.markDisconnected(idB, T0 + 1000)
     const state = t.recordHeartbeat(idB, hb(2), T0 + 2000)!
     expect(t.liveness(state, T0 + 2100)).toEqual({ liveness: 'online' })
+  })
+
+  describe('after the direct connection closed, a heartbeat counts if it was sent after the close, not if it arrived after it', () => {
+    /** Transit over the direct connection in these tests. */
+    const TRANSIT_MS = 3
+    const CLOSE_AT = T0 + 10_000
+
+    /**
+     * aitbc1, whose clock reads `skewMs` ahead of ours, heartbeats over the direct connection every
+     * second up to the last one before the close, which then comes at CLOSE_AT (our clock).
+     */
+    function closedAfterDirectHeartbeats (skewMs: number): PeerTable {
+      const t = table()
+      t.markConnected(idB, undefined, T0)
+      for (let seq = 1; seq <= 10; seq++) {
+        const sentAt = T0 + (seq - 1) * 1000 - 50 // ours
+        t.recordHeartbeat(idB, hb(seq, { sentAtMs: sentAt + skewMs }), sentAt + TRANSIT_MS, true)
+      }
+      t.markDisconnected(idB, CLOSE_AT)
+      return t
+    }
+
+    // Within trust.clockSkewMs (60 s by default) either way, and none.
+    for (const skewMs of [0, 7_000, -7_000]) {
+      const clocks = skewMs === 0 ? 'same clocks' : `aitbc1's clock ${Math.abs(skewMs) / 1000} s ${skewMs > 0 ? 'ahead' : 'behind'}`
+      it(`${clocks}: one sent before the close and relayed late (queued at a busy node) leaves the peer offline`, () => {
+        const t = closedAfterDirectHeartbeats(skewMs)
+        // Sent 10 ms before the close, arriving through aitbc2 400 ms after it.
+        const state = t.recordHeartbeat(idB, hb(11, { sentAtMs: CLOSE_AT - 10 + skewMs }), CLOSE_AT + 400)!
+        expect(state.lastHeartbeat?.seq).toBe(11n)
+        expect(t.liveness(state, CLOSE_AT + 450)).toEqual({ liveness: 'offline', reason: 'connection lost 0.5 s ago' })
+        // And it stays offline: nothing newer comes.
+        expect(t.liveness(state, CLOSE_AT + 2500).liveness).toBe('offline')
+      })
+
+      it(`${clocks}: one sent after the close (relayed by another node) keeps the peer online, however soon it arrives`, () => {
+        const t = closedAfterDirectHeartbeats(skewMs)
+        // Arriving before the old arrival grace would have let it count.
+        const sentAt = CLOSE_AT + SENT_AFTER_CLOSE_MARGIN_MS + 50
+        expect(sentAt + TRANSIT_MS).toBeLessThan(CLOSE_AT + RELAYED_HEARTBEAT_GRACE_MS)
+        const state = t.recordHeartbeat(idB, hb(11, { sentAtMs: sentAt + skewMs }), sentAt + TRANSIT_MS)!
+        expect(t.liveness(state, sentAt + 100)).toEqual({ liveness: 'online' })
+      })
+    }
+
+    it('one sent within the margin after the close does not count yet; the next one does', () => {
+      const t = closedAfterDirectHeartbeats(0)
+      t.recordHeartbeat(idB, hb(11, { sentAtMs: CLOSE_AT + SENT_AFTER_CLOSE_MARGIN_MS - TRANSIT_MS - 1 }), CLOSE_AT + 400)
+      expect(t.liveness(t.get('aitbc1')!, CLOSE_AT + 450).liveness).toBe('offline')
+      t.recordHeartbeat(idB, hb(12, { sentAtMs: CLOSE_AT + 1000 }), CLOSE_AT + 1010)
+      expect(t.liveness(t.get('aitbc1')!, CLOSE_AT + 1050).liveness).toBe('online')
+    })
+
+    it('a heartbeat handled late that came over the direct connection itself was sent before the close too', () => {
+      const t = closedAfterDirectHeartbeats(0)
+      const state = t.recordHeartbeat(idB, hb(11, { sentAtMs: CLOSE_AT - 5 }), CLOSE_AT + 600, true)!
+      expect(t.liveness(state, CLOSE_AT + 650).liveness).toBe('offline')
+    })
+
+    it('the offset is the least transit of recent direct heartbeats: one slow heartbeat does not move it', () => {
+      const t = closedAfterDirectHeartbeats(0)
+      t.markConnected(idB, undefined, CLOSE_AT + 100)
+      // One held up 700 ms on its way, then the close: a relayed heartbeat sent just before it still does not count.
+      t.recordHeartbeat(idB, hb(11, { sentAtMs: CLOSE_AT + 200 }), CLOSE_AT + 900, true)
+      t.markDisconnected(idB, CLOSE_AT + 1200)
+      const state = t.recordHeartbeat(idB, hb(12, { sentAtMs: CLOSE_AT + 1190 }), CLOSE_AT + 1600)!
+      expect(t.liveness(state, CLOSE_AT + 1650).liveness).toBe('offline')
+    })
+
+    it('a step of the sender\'s clock forward is followed at once: a heartbeat from before the close does not look sent after it', () => {
+      const t = closedAfterDirectHeartbeats(0)
+      t.markConnected(idB, undefined, CLOSE_AT + 100)
+      // aitbc1's clock jumps 5 s ahead; one direct heartbeat shows it, then the close.
+      t.recordHeartbeat(idB, hb(11, { sentAtMs: CLOSE_AT + 200 + 5000 }), CLOSE_AT + 200 + TRANSIT_MS, true)
+      t.markDisconnected(idB, CLOSE_AT + 1200)
+      const state = t.recordHeartbeat(idB, hb(12, { sentAtMs: CLOSE_AT + 1190 + 5000 }), CLOSE_AT + 1600)!
+      expect(t.liveness(state, CLOSE_AT + 1650).liveness).toBe('offline')
+    })
+
+    it('a step of the sender\'s clock back is followed once its last CLOCK_OFFSET_SAMPLES direct heartbeats all show it', () => {
+      const t = closedAfterDirectHeartbeats(0)
+      t.markConnected(idB, undefined, CLOSE_AT + 100)
+      // aitbc1's clock steps 5 s back: until the older offsets are gone, its heartbeats look sent 5 s earlier.
+      let closeAt = CLOSE_AT
+      for (let i = 1; i <= CLOCK_OFFSET_SAMPLES; i++) {
+        closeAt = CLOSE_AT + i * 1000
+        t.recordHeartbeat(idB, hb(10 + i, { sentAtMs: closeAt - 50 - 5000 }), closeAt - 50 + TRANSIT_MS, true)
+      }
+      t.markDisconnected(idB, closeAt)
+      const state = t.recordHeartbeat(idB, hb(10 + CLOCK_OFFSET_SAMPLES + 1, { sentAtMs: closeAt + 500 - 5000 }), closeAt + 500 + TRANSIT_MS)!
+      expect(t.liveness(state, closeAt + 550).liveness).toBe('online')
+    })
   })
 
   it('a peer that reconnects is judged by its heartbeats again', () => {
