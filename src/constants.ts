@@ -257,11 +257,13 @@ export const SHUTDOWN_TOTAL_TIMEOUT_MS = 4500
 export const PEER_PING_TIMEOUT_MS = 1000
 export const PEER_LATENCY_REUSE_MS = 2000
 /**
- * A connection whose peer is silent past the offline window is pinged this often, and closed when
- * the ping gets no answer in time (SilentConnectionCloser): a dead link is redialled within about
- * offline window + check + timeout of going silent.
+ * Connections without a heartbeat over them for SILENT_CONNECTION_WINDOWS offline windows are
+ * pinged this often, and closed when the ping gets no answer in time (SilentConnectionCloser): a
+ * dead link is closed about 2 windows + check + timeout after it went silent.
  */
 export const SILENT_CONNECTION_CHECK_MS = 2000
+/** Offline windows without a heartbeat over the connection before it is pinged: one heartbeat late under load is not enough. */
+export const SILENT_CONNECTION_WINDOWS = 2
 export const SILENT_CONNECTION_PING_TIMEOUT_MS = 3000
 
 /** A node whose height trails the highest heartbeating peer by more than this is degraded (AITBC's bulk-sync trigger). */

@@ -28,6 +28,8 @@ export interface PeerState {
   lastHeartbeat?: HeartbeatInfo
   /** Arrival minus send time of the latest heartbeats that came over the direct connection, oldest first. */
   directOffsets?: number[]
+  /** When a heartbeat last came over the direct connection (the first copy to arrive, passed on by the node itself). */
+  lastDirectHeartbeatAt?: number
   /** The latest heartbeat of this node that was refused (out of range), and why. */
   refusedHeartbeat?: RefusedHeartbeat
 }
@@ -142,6 +144,7 @@ export class PeerTable {
     if (state == null) return undefined
     // Any direct heartbeat, even an old one, bounds the sender's offset from above.
     if (direct) {
+      state.lastDirectHeartbeatAt = now
       state.directOffsets ??= []
       state.directOffsets.push(now - info.sentAtMs)
       if (state.directOffsets.length > CLOCK_OFFSET_SAMPLES) state.directOffsets.shift()

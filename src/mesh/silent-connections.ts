@@ -1,6 +1,6 @@
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
-import { SILENT_CONNECTION_CHECK_MS, SILENT_CONNECTION_PING_TIMEOUT_MS } from '../constants.js'
+import { SILENT_CONNECTION_CHECK_MS, SILENT_CONNECTION_PING_TIMEOUT_MS, SILENT_CONNECTION_WINDOWS } from '../constants.js'
 import { errorMessage } from '../errors.js'
 import type { PeerTable } from './peer-table.js'
 
@@ -13,18 +13,19 @@ export interface SilentConnectionsNetwork {
 
 /**
  * Closes a connection that went dead without closing (a cut link drops packets silently, and TCP
- * may take minutes to notice), so the peer connector dials afresh once the link is back. A
- * connection is closed only when its peer has also been silent past the offline window and does
- * not answer a ping: libp2p's own monitor closed every connection whose ping was slow, which under
- * load (a queue of gossip ahead of the ping) cut live peers off, made them look offline, and
- * cost a handshake each to come back.
+ * may take minutes to notice), so messages stop waiting on it and the peer connector dials afresh
+ * once the link is back. A connection is closed only when no heartbeat has come over it for
+ * SILENT_CONNECTION_WINDOWS offline windows (the node may still be heard through others) and a
+ * ping gets no answer: libp2p's own monitor closed every connection whose ping was slow, which
+ * under load (a queue of gossip ahead of the ping) cut live peers off, made them look offline,
+ * and cost a handshake each to come back.
  */
 export class SilentConnectionCloser {
   private timer?: NodeJS.Timeout
   private readonly checking = new Set<string>()
 
   /** `offlineAfterMs`: a connection younger than this has not had its chance to carry a heartbeat. */
-  constructor (private readonly init: { libp2p: SilentConnectionsNetwork, peers: Pick<PeerTable, 'all' | 'liveness'>, offlineAfterMs: number, log: Logger, checkMs?: number, pingTimeoutMs?: number }) {}
+  constructor (private readonly init: { libp2p: SilentConnectionsNetwork, peers: Pick<PeerTable, 'all'>, offlineAfterMs: number, log: Logger, checkMs?: number, pingTimeoutMs?: number }) {}
 
   start (): void {
     this.timer = setInterval(() => { void this.check() }, this.init.checkMs ?? SILENT_CONNECTION_CHECK_MS)
@@ -36,21 +37,21 @@ export class SilentConnectionCloser {
     this.timer = undefined
   }
 
-  /** One pass: every peer connected for a window or more that liveness calls offline is pinged. */
+  /** One pass: every connected peer not heard over its connection for the windows is pinged. */
   async check (now = Date.now()): Promise<void> {
     const { libp2p, peers, log } = this.init
     await Promise.all(peers.all().map(async state => {
       const key = state.peerId.toString()
       if (this.checking.has(key) || libp2p.getConnections(state.peerId).length === 0) return
-      // New connections are left alone: a mesh starting at once is slow to send its first heartbeats.
-      if (state.connectedSince == null || now - state.connectedSince < this.init.offlineAfterMs) return
-      if (peers.liveness(state, now).liveness !== 'offline') return
+      // Heard over this connection lately, or connected too recently to have been (a mesh starting at once is slow to send its first heartbeats).
+      const silentFor = now - Math.max(state.lastDirectHeartbeatAt ?? 0, state.connectedSince ?? now)
+      if (silentFor < SILENT_CONNECTION_WINDOWS * this.init.offlineAfterMs) return
       this.checking.add(key)
       try {
         await libp2p.services.ping.ping(state.peerId, { signal: AbortSignal.timeout(this.init.pingTimeoutMs ?? SILENT_CONNECTION_PING_TIMEOUT_MS) })
       } catch (err) {
         if (this.timer == null) return
-        log.info({ event: 'silent_connection_closed', peer: state.name, peerId: key, err: errorMessage(err) }, 'connection closed: no heartbeat within the offline window and no answer to a ping')
+        log.info({ event: 'silent_connection_closed', peer: state.name, peerId: key, err: errorMessage(err) }, 'connection closed: no heartbeat over it for two offline windows and no answer to a ping')
         await libp2p.hangUp(state.peerId).catch(() => {})
       } finally {
         this.checking.delete(key)

@@ -8,20 +8,28 @@ import { SilentConnectionCloser, type SilentConnectionsNetwork } from '../../src
 
 const OFFLINE_AFTER_MS = 3000
 
-/** Connected peers: aitbc1 heartbeating, aitbc2 and aitbc3 silent past the window, aitbc4 connected just now and not heard from yet. */
+/**
+ * Connected peers: aitbc1 heard over its connection just now; aitbc2 and aitbc3 silent for longer
+ * than two windows; aitbc4 connected just now, not heard from yet; aitbc5 heard just now, but only
+ * through another node's relay (its own connection silent: a cut link).
+ */
 async function setup (answers: Record<string, 'pong' | 'no answer'>): Promise<{ closer: SilentConnectionCloser, hungUp: string[], pinged: string[], ids: Map<string, PeerId> }> {
   const ids = new Map<string, PeerId>()
-  for (const name of ['aitbc1', 'aitbc2', 'aitbc3', 'aitbc4']) ids.set(name, peerIdFromPrivateKey(await generateKeyPair('Ed25519')))
+  for (const name of ['aitbc1', 'aitbc2', 'aitbc3', 'aitbc4', 'aitbc5']) ids.set(name, peerIdFromPrivateKey(await generateKeyPair('Ed25519')))
   const peers = new PeerTable([...ids].map(([name, peerId]) => ({ name, role: 'follower' as const, peerId, addr: `/ip4/10.0.0.1/tcp/7070/p2p/${peerId.toString()}` })), OFFLINE_AFTER_MS)
   const now = Date.now()
+  const beat = (id: PeerId, at: number, direct: boolean, seq: bigint): void => {
+    peers.recordHeartbeat(id, { seq, startedAtMs: now - 60_000, sentAtMs: at, healthy: true, p2pConnections: 3 }, at, direct)
+  }
   for (const [name, id] of ids) {
     if (name === 'aitbc4') {
-      peers.markConnected(id, undefined, now - OFFLINE_AFTER_MS + 500)
+      peers.markConnected(id, undefined, now - 1000)
       continue
     }
     peers.markConnected(id, undefined, now - 60_000)
-    const heardAt = name === 'aitbc1' ? now - 500 : now - OFFLINE_AFTER_MS - 2000
-    peers.recordHeartbeat(id, { seq: 1n, startedAtMs: now - 60_000, sentAtMs: heardAt, healthy: true, p2pConnections: 3 }, heardAt)
+    const silentSince = now - 2 * OFFLINE_AFTER_MS - 2000
+    beat(id, name === 'aitbc1' ? now - 500 : silentSince, true, 1n)
+    if (name === 'aitbc5') beat(id, now - 500, false, 2n)
   }
   const nameOf = (peerId: PeerId): string => [...ids].find(([, id]) => id.equals(peerId))![0]
   const hungUp: string[] = []
@@ -46,20 +54,21 @@ async function setup (answers: Record<string, 'pong' | 'no answer'>): Promise<{ 
 }
 
 describe('silent connection closer', () => {
-  it('closes only a connection whose peer is silent past the offline window and does not answer a ping', async () => {
-    const { closer, hungUp, pinged } = await setup({ aitbc1: 'no answer', aitbc2: 'no answer', aitbc3: 'pong', aitbc4: 'no answer' })
+  it('closes only a connection no heartbeat came over for two windows and that does not answer a ping, even if the node is heard through a relay', async () => {
+    const { closer, hungUp, pinged } = await setup({ aitbc1: 'no answer', aitbc2: 'no answer', aitbc3: 'pong', aitbc4: 'no answer', aitbc5: 'no answer' })
     try {
       await closer.check()
-      // aitbc1 heartbeats (however slow its pings would be), aitbc4 has only just connected: neither is pinged.
-      expect(pinged.sort()).toEqual(['aitbc2', 'aitbc3'])
-      expect(hungUp).toEqual(['aitbc2'])
+      // aitbc1 heartbeats over its connection (however slow its pings would be), aitbc4 has only just connected: neither is pinged.
+      expect(pinged.sort()).toEqual(['aitbc2', 'aitbc3', 'aitbc5'])
+      // aitbc3 answers; aitbc5 is alive through a relay, but its own connection is dead.
+      expect(hungUp.sort()).toEqual(['aitbc2', 'aitbc5'])
     } finally {
       closer.stop()
     }
   })
 
   it('a stopped closer closes nothing, even for a ping that fails after the stop', async () => {
-    const { closer, hungUp } = await setup({ aitbc1: 'pong', aitbc2: 'no answer', aitbc3: 'pong', aitbc4: 'pong' })
+    const { closer, hungUp } = await setup({ aitbc1: 'pong', aitbc2: 'no answer', aitbc3: 'pong', aitbc4: 'pong', aitbc5: 'pong' })
     const pass = closer.check()
     closer.stop()
     await pass
