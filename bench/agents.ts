@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import type { ControlClient } from '../src/control/client.js'
 import { freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh.js'
 import { startRedis } from './redis.js'
+import { watchAgents } from './agent-watch.js'
 import { line } from './stats.js'
 
 function arg (name: string, fallback: string): string {
@@ -52,19 +53,8 @@ async function run (size: number): Promise<void> {
     await waitFor('every node online', async () => (await origin.call<Array<{ status: string }>>('peers')).every(p => p.status === 'online'), 60000, 100)
 
     // Watch every other node; record when each agent first shows up there.
-    const seen = new Map<string, Map<string, number>>()
-    for (const name of names.slice(1)) {
-      const client = await mesh.client(name)
-      clients.push(client)
-      void client.call('agents.watch', {}, {
-        onEvent: event => {
-          const id = (event as { agent_id: string }).agent_id
-          let at = seen.get(id)
-          if (at == null) seen.set(id, at = new Map())
-          if (!at.has(name)) at.set(name, performance.now())
-        }
-      }).catch(() => {})
-    }
+    const { seen, clients: watchers } = await watchAgents(mesh, names.slice(1))
+    clients.push(...watchers)
     // A watch sees only what happens after it reached its daemon, and the stream sends nothing
     // before: every watch is in place once one warm-up agent is seen on every node.
     const others = size - 1

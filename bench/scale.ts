@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import type { ControlClient } from '../src/control/client.js'
 import { freeLoopbackBlock, LocalMesh, waitFor } from '../src/devmesh/local-mesh.js'
 import { StandInRpc } from '../src/devmesh/stand-in-rpc.js'
+import { watchAgents } from './agent-watch.js'
 import { DaemonPhase, phaseLines } from './daemon-metrics.js'
 import { line, numberArg, summarize } from './stats.js'
 
@@ -147,19 +148,8 @@ async function run (size: number): Promise<void> {
     out.push(line(`status --target all, socket round trip (${size})`, status), line('  daemon side (execution_time)', statusDaemonSide))
 
     // 3. Registration visible on every node: one watch per node, registrations from rotating nodes.
-    const seen = new Map<string, Map<string, number>>()
-    for (const name of names) {
-      const watcher = await mesh.client(name)
-      clients.set(`${name}:watch`, watcher)
-      void watcher.call('agents.watch', {}, {
-        onEvent: event => {
-          const id = (event as { agent_id: string }).agent_id
-          let at = seen.get(id)
-          if (at == null) seen.set(id, at = new Map())
-          if (!at.has(name)) at.set(name, performance.now())
-        }
-      }).catch(() => {})
-    }
+    const { seen, clients: watchers } = await watchAgents(mesh, names)
+    watchers.forEach((watcher, i) => { clients.set(`${names[i]!}:watch`, watcher) })
     // A watch sees only what happens after it reached its daemon: in place once a warm-up agent shows everywhere.
     let warmups = 0
     await waitFor('every watch in place', async () => {
