@@ -201,6 +201,10 @@ async function run (size: number): Promise<void> {
     )
 
     // 5. Saturation: the genesis node flooded with registrations and messages; does anyone call a live node offline?
+    if (SATURATE_S <= 0) {
+      out.push(row('saturation', 'skipped (--saturate-s 0)'), '')
+      return
+    }
     const satMarks = logMarks(mesh)
     const loader = await mesh.client('aitbc')
     clients.set('loader', loader)

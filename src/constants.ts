@@ -71,6 +71,13 @@ export const MIN_GOSSIP_MESH_DEGREE = 2
 export const MAX_GOSSIP_MESH_DEGREE = 16
 /** Largest gossipsub RPC taken from one peer: heartbeats and agent changes are small. */
 export const GOSSIP_MAX_INBOUND_BYTES = 1024 * 1024
+/**
+ * Messages from this size on are announced to mesh peers with IDONTWANT (gossipsub 1.2). For the
+ * mesh's small messages an IDONTWANT costs about as much as the duplicate it saves, and it goes to
+ * every mesh peer: gossipsub's 512 bytes would catch a heartbeat listing ~50 peers and add D frames
+ * per heartbeat at every node.
+ */
+export const GOSSIP_IDONTWANT_MIN_BYTES = 16 * 1024
 
 /**
  * libp2p's connection limits, scaled with the mesh (createMeshLibp2p says why): never below

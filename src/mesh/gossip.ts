@@ -1,6 +1,6 @@
 import type { GossipsubOpts } from '@libp2p/gossipsub'
 import type { RPC } from '@libp2p/gossipsub/message'
-import { DEFAULT_GOSSIP_MESH_DEGREE, GOSSIP_MAX_INBOUND_BYTES } from '../constants.js'
+import { DEFAULT_GOSSIP_MESH_DEGREE, GOSSIP_IDONTWANT_MIN_BYTES, GOSSIP_MAX_INBOUND_BYTES } from '../constants.js'
 
 export interface GossipTuning {
   /** Gossipsub mesh degree D: each message is forwarded to about this many peers, so each node receives about D copies. */
@@ -45,6 +45,7 @@ export function gossipOptions (tuning: GossipTuning): Partial<GossipsubOpts> {
     Dout: Math.max(0, Math.min(2, Math.round(D * 2 / 3) - 1, Math.floor(D / 2))),
     // Heartbeats are small; cap what one peer can push at us.
     maxInboundDataLength: GOSSIP_MAX_INBOUND_BYTES,
+    idontwantMinDataSize: GOSSIP_IDONTWANT_MIN_BYTES,
     // Every peer is allowlisted by its key (the gater refuses the rest), and each message is checked
     // by its topic's validator. The penalties meant for open networks only hurt here: IP colocation
     // punishes peers behind one address, and broken IHAVE promises punish a peer that was merely

@@ -114,6 +114,8 @@ export class HeartbeatService {
   private promptTimer?: NodeJS.Timeout
   private readonly init: HeartbeatServiceInit
   private readonly rejections: RejectionLog
+  /** Heartbeats the validator accepted, decoded once: gossipsub hands the same message object on. */
+  private readonly accepted = new WeakMap<Message, Heartbeat>()
 
   constructor (init: HeartbeatServiceInit) {
     this.init = init
@@ -210,6 +212,7 @@ export class HeartbeatService {
       this.reject(signer.name, outOfRange.reason, { ...from, detail: outOfRange.detail })
       return outOfRange.clock ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
     }
+    this.accepted.set(msg, beat)
     return TopicValidatorResult.Accept
   }
 
@@ -222,12 +225,9 @@ export class HeartbeatService {
   private onMessage (evt: CustomEvent<GossipsubMessage>): void {
     const { msg, propagationSource } = evt.detail
     if (msg.topic !== HEARTBEAT_TOPIC || msg.type !== 'signed') return
-    let beat: Heartbeat
-    try {
-      beat = Heartbeat.decode(msg.data)
-    } catch {
-      return // the validator already rejected it
-    }
+    const beat = this.accepted.get(msg)
+    if (beat == null) return // not accepted by the validator
+    this.accepted.delete(msg)
     const info = {
       seq: beat.seq,
       startedAtMs: Number(beat.startedAtMs),
