@@ -90,7 +90,7 @@ export class Daemon {
       .catch(async (err: unknown) => { await opened.close(); throw err })
 
     const connector = new PeerConnector(libp2p, peers, log)
-    const silentConnections = new SilentConnectionCloser({ libp2p, peers, offlineAfterMs: config.heartbeat.offlineAfterMs, log })
+    const silentConnections = new SilentConnectionCloser({ libp2p, peers, offlineAfterMs: config.heartbeat.offlineAfterMs, log, localStallMs: now => localStall.recentStallMs(now) })
     // Services write through the durability service's view: held back while the settings are
     // read after a reconnect, refused while the store is not durable and store.durability is refuse.
     const durability = new StoreDurabilityService(opened, config.store.durability, log, config.file, durabilityRecheckMsFromEnv())

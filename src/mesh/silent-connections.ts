@@ -24,8 +24,13 @@ export class SilentConnectionCloser {
   private timer?: NodeJS.Timeout
   private readonly checking = new Set<string>()
 
-  /** `offlineAfterMs`: a connection younger than this has not had its chance to carry a heartbeat. */
-  constructor (private readonly init: { libp2p: SilentConnectionsNetwork, peers: Pick<PeerTable, 'all'>, offlineAfterMs: number, log: Logger, checkMs?: number, pingTimeoutMs?: number }) {}
+  /**
+   * `offlineAfterMs`: a connection younger than this has not had its chance to carry a heartbeat.
+   * `localStallMs`: this daemon's own recent event-loop stall (LocalStallMonitor); the silence
+   * allowed and the ping's timeout both grow by it, as the offline window does, since what a
+   * stalled loop has not read yet is not silence on the link.
+   */
+  constructor (private readonly init: { libp2p: SilentConnectionsNetwork, peers: Pick<PeerTable, 'all'>, offlineAfterMs: number, log: Logger, checkMs?: number, pingTimeoutMs?: number, localStallMs?: (now: number) => number }) {}
 
   start (): void {
     this.timer = setInterval(() => { void this.check() }, this.init.checkMs ?? SILENT_CONNECTION_CHECK_MS)
@@ -45,10 +50,11 @@ export class SilentConnectionCloser {
       if (this.checking.has(key) || libp2p.getConnections(state.peerId).length === 0) return
       // Heard over this connection lately, or connected too recently to have been (a mesh starting at once is slow to send its first heartbeats).
       const silentFor = now - Math.max(state.lastDirectHeartbeatAt ?? 0, state.connectedSince ?? now)
-      if (silentFor < SILENT_CONNECTION_WINDOWS * this.init.offlineAfterMs) return
+      const stall = this.init.localStallMs?.(now) ?? 0
+      if (silentFor < SILENT_CONNECTION_WINDOWS * (this.init.offlineAfterMs + stall)) return
       this.checking.add(key)
       try {
-        await libp2p.services.ping.ping(state.peerId, { signal: AbortSignal.timeout(this.init.pingTimeoutMs ?? SILENT_CONNECTION_PING_TIMEOUT_MS) })
+        await libp2p.services.ping.ping(state.peerId, { signal: AbortSignal.timeout((this.init.pingTimeoutMs ?? SILENT_CONNECTION_PING_TIMEOUT_MS) + stall) })
       } catch (err) {
         if (this.timer == null) return
         log.info({ event: 'silent_connection_closed', peer: state.name, peerId: key, err: errorMessage(err) }, 'connection closed: no heartbeat over it for two offline windows and no answer to a ping')

@@ -13,7 +13,7 @@ const OFFLINE_AFTER_MS = 3000
  * than two windows; aitbc4 connected just now, not heard from yet; aitbc5 heard just now, but only
  * through another node's relay (its own connection silent: a cut link).
  */
-async function setup (answers: Record<string, 'pong' | 'no answer'>): Promise<{ closer: SilentConnectionCloser, hungUp: string[], pinged: string[], ids: Map<string, PeerId> }> {
+async function setup (answers: Record<string, 'pong' | 'slow pong' | 'no answer'>, localStallMs?: (now: number) => number): Promise<{ closer: SilentConnectionCloser, hungUp: string[], pinged: string[], ids: Map<string, PeerId> }> {
   const ids = new Map<string, PeerId>()
   for (const name of ['aitbc1', 'aitbc2', 'aitbc3', 'aitbc4', 'aitbc5']) ids.set(name, peerIdFromPrivateKey(await generateKeyPair('Ed25519')))
   const peers = new PeerTable([...ids].map(([name, peerId]) => ({ name, role: 'follower' as const, peerId, addr: `/ip4/10.0.0.1/tcp/7070/p2p/${peerId.toString()}` })), OFFLINE_AFTER_MS)
@@ -41,6 +41,13 @@ async function setup (answers: Record<string, 'pong' | 'no answer'>): Promise<{ 
         ping: async (peerId, options) => {
           pinged.push(nameOf(peerId))
           if (answers[nameOf(peerId)] === 'pong') return 1
+          if (answers[nameOf(peerId)] === 'slow pong') {
+            // Answers after 300 ms: past the 50 ms timeout, unless a stall stretches it.
+            return await new Promise<number>((resolve, reject) => {
+              const timer = setTimeout(() => { resolve(300) }, 300)
+              options?.signal?.addEventListener('abort', () => { clearTimeout(timer); reject(options.signal!.reason) })
+            })
+          }
           // A dead link: no answer until the closer's timeout aborts the ping.
           return await new Promise<number>((_resolve, reject) => { options?.signal?.addEventListener('abort', () => { reject(options.signal!.reason) }) })
         }
@@ -48,7 +55,7 @@ async function setup (answers: Record<string, 'pong' | 'no answer'>): Promise<{ 
     },
     hangUp: async peerId => { hungUp.push(nameOf(peerId)) }
   }
-  const closer = new SilentConnectionCloser({ libp2p, peers, offlineAfterMs: OFFLINE_AFTER_MS, log: pino({ level: 'silent' }), pingTimeoutMs: 50 })
+  const closer = new SilentConnectionCloser({ libp2p, peers, offlineAfterMs: OFFLINE_AFTER_MS, log: pino({ level: 'silent' }), pingTimeoutMs: 50, ...(localStallMs != null ? { localStallMs } : {}) })
   closer.start()
   return { closer, hungUp, pinged, ids }
 }
@@ -64,6 +71,27 @@ describe('silent connection closer', () => {
       expect(hungUp.sort()).toEqual(['aitbc2', 'aitbc5'])
     } finally {
       closer.stop()
+    }
+  })
+
+  it('allows this daemon\'s own stall on top: what a stalled loop has not read is not silence on the link', async () => {
+    // Silent for 8 s; two windows stretched by a 2 s stall are 10 s.
+    const stalled = await setup({ aitbc1: 'no answer', aitbc2: 'no answer', aitbc3: 'no answer', aitbc4: 'no answer', aitbc5: 'no answer' }, () => 2000)
+    try {
+      await stalled.closer.check()
+      expect(stalled.pinged).toEqual([])
+      expect(stalled.hungUp).toEqual([])
+    } finally {
+      stalled.closer.stop()
+    }
+    // A 500 ms stall: two windows are 7 s, so the silent ones are pinged, and the ping may take 50 + 500 ms.
+    const slow = await setup({ aitbc1: 'no answer', aitbc2: 'slow pong', aitbc3: 'no answer', aitbc4: 'no answer', aitbc5: 'slow pong' }, () => 500)
+    try {
+      await slow.closer.check()
+      expect(slow.pinged.sort()).toEqual(['aitbc2', 'aitbc3', 'aitbc5'])
+      expect(slow.hungUp).toEqual(['aitbc3'])
+    } finally {
+      slow.closer.stop()
     }
   })
 
