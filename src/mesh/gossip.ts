@@ -40,6 +40,10 @@ export function gossipOptions (tuning: GossipTuning): Partial<GossipsubOpts> {
     Dlo: Math.max(1, Math.round(D * 2 / 3)),
     Dhi: D * 2,
     Dlazy: D,
+    // IHAVE gossip goes to Dlazy peers, not to a quarter of all non-mesh peers (gossipsub's
+    // gossipFactor): every node gets each message from its origin (flood publish) and its mesh,
+    // and a quarter of N peers, each told the ids of the last three seconds, grows as N².
+    gossipFactor: 0,
     Dscore: Math.max(1, Math.min(D, Math.round(D * 2 / 3))),
     // Below Dlo and at most D / 2, as gossipsub requires.
     Dout: Math.max(0, Math.min(2, Math.round(D * 2 / 3) - 1, Math.floor(D / 2))),
