@@ -4,7 +4,7 @@ import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { Heartbeat, NodeRole } from '../../protocols/heartbeat.js'
 import { nodeName, type Role } from '../config/schema.js'
-import { HEARTBEAT_MAX_BYTES, HEARTBEAT_MAX_CONNECTED, HEARTBEAT_PROMPT_MIN_GAP, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
+import { HEARTBEAT_MAX_BYTES, HEARTBEAT_MAX_CONNECTED, HEARTBEAT_PROMPT_MIN_GAP, HEARTBEAT_TIMER_MIN_GAP, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
 import { errorMessage } from '../errors.js'
 import type { PeerTable } from './peer-table.js'
 import { RejectionLog } from './rejection-log.js'
@@ -131,12 +131,26 @@ export class HeartbeatService {
     pubsub.addEventListener('gossipsub:message', this.onMessage)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     pubsub.subscribe(HEARTBEAT_TOPIC)
-    this.timer = setInterval(() => { void this.publish() }, this.init.intervalMs)
+    this.timer = setInterval(() => {
+      if (Date.now() - this.lastSentAt >= this.init.intervalMs * HEARTBEAT_TIMER_MIN_GAP) void this.publish()
+    }, this.init.intervalMs)
     void this.publish()
+  }
+
+  /**
+   * Sends the heartbeat now if it is overdue. Called for every gossip message this node takes in:
+   * one poll of the sockets can hand a flooded node hundreds of messages to verify and forward,
+   * holding the loop for seconds on a busy machine, and no timer runs meanwhile; the heartbeat
+   * then goes out from the message path, on time, instead of after the flood and the peers'
+   * offline window.
+   */
+  publishIfOverdue (now = Date.now()): void {
+    if (this.timer != null && now - this.lastSentAt >= this.init.intervalMs) void this.publish()
   }
 
   stop (): void {
     clearInterval(this.timer)
+    this.timer = undefined
     clearTimeout(this.promptTimer)
     this.promptScheduled = false
     const pubsub = this.init.libp2p.services.pubsub
@@ -223,6 +237,7 @@ export class HeartbeatService {
   }
 
   private onMessage (evt: CustomEvent<GossipsubMessage>): void {
+    this.publishIfOverdue()
     const { msg, propagationSource } = evt.detail
     if (msg.topic !== HEARTBEAT_TOPIC || msg.type !== 'signed') return
     const beat = this.accepted.get(msg)

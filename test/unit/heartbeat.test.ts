@@ -94,6 +94,36 @@ describe('heartbeats over an in-memory gossip', () => {
     expect(b.peers.get('aitbc')!.lastHeartbeatAt! - firstAt).toBeGreaterThanOrEqual(190)
   })
 
+  it('a loop held by a flood of gossip still sends its heartbeats on time, from the message path, and the late timer adds none', async () => {
+    const a = startNode('aitbc', { intervalMs: 200 })
+    const pubsub = net.node(idOf('aitbc')).services.pubsub
+    const sentAt: number[] = []
+    const publish = pubsub.publish.bind(pubsub)
+    pubsub.publish = async (topic, data) => {
+      if (topic === HEARTBEAT_TOPIC) sentAt.push(Date.now())
+      return await publish(topic, data)
+    }
+    await a.service.publish()
+    sentAt.length = 0
+    // One second without returning to the loop (no timer can fire), taking in a gossip message
+    // of another topic every 5 ms, as a node verifying and forwarding a flood does.
+    const startedAt = Date.now()
+    const msg = signedMessage(idOf('aitbc1'), '/aitbc-mesh/registry/test', new Uint8Array(8))
+    while (Date.now() - startedAt < 1000) {
+      pubsub.dispatchEvent(new CustomEvent('gossipsub:message', { detail: { propagationSource: idOf('aitbc1'), msgId: 'x', msg } }))
+      const until = Date.now() + 5
+      while (Date.now() < until) { /* busy */ }
+    }
+    // Due at 200, 400, 600, 800 and 1000 ms: each sent within a message or two of its time.
+    expect(sentAt.length).toBeGreaterThanOrEqual(4)
+    for (const [i, at] of sentAt.entries()) expect(at - startedAt).toBeLessThan((i + 1) * 200 + 50)
+    // The interval timer, firing late once the loop is free, finds one just sent and stays quiet.
+    const count = sentAt.length
+    await new Promise(resolve => setImmediate(resolve))
+    await waitFor('the timer to have run', () => Date.now() - startedAt > 1150, 2000, 5)
+    expect(sentAt.length).toBeLessThanOrEqual(count + 1)
+  })
+
   it('a published heartbeat is recorded by the peer: liveness, the counts from the network slice, the store epoch', async () => {
     const a = startNode('aitbc')
     const b = startNode('aitbc1')
