@@ -54,12 +54,6 @@ export const LOCAL_STALL_MIN_MS = 50
 export const LOCAL_STALL_MAX_ALLOWANCE_MS = 10_000
 /** An extra heartbeat for peers that just subscribed comes at least this fraction of an interval after the last one. */
 export const HEARTBEAT_PROMPT_MIN_GAP = 0.25
-/**
- * The interval timer skips its heartbeat when one went out less than this fraction of an interval
- * ago: while gossip keeps the loop busy, the message path sends overdue heartbeats itself, and the
- * late timer would only add a second one.
- */
-export const HEARTBEAT_TIMER_MIN_GAP = 0.5
 /** Largest heartbeat sent or accepted: a heartbeat is a few numbers and a list of names. */
 export const HEARTBEAT_MAX_BYTES = 512
 /**

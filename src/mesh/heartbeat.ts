@@ -4,7 +4,7 @@ import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { Heartbeat, NodeRole } from '../../protocols/heartbeat.js'
 import { nodeName, type Role } from '../config/schema.js'
-import { HEARTBEAT_MAX_BYTES, HEARTBEAT_MAX_CONNECTED, HEARTBEAT_PROMPT_MIN_GAP, HEARTBEAT_TIMER_MIN_GAP, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
+import { HEARTBEAT_MAX_BYTES, HEARTBEAT_MAX_CONNECTED, HEARTBEAT_PROMPT_MIN_GAP, MAX_PLAUSIBLE_UPTIME_MS, MAX_WIRE_PEER_COUNT } from '../constants.js'
 import { errorMessage } from '../errors.js'
 import type { PeerTable } from './peer-table.js'
 import { RejectionLog } from './rejection-log.js'
@@ -107,6 +107,7 @@ export function heartbeatOutOfRange (beat: Heartbeat, now: number, clockSkewMs: 
  */
 export class HeartbeatService {
   private timer?: NodeJS.Timeout
+  private running = false
   private seq = 0n
   private readonly startedAtMs = Date.now()
   private lastSentAt = 0
@@ -131,9 +132,7 @@ export class HeartbeatService {
     pubsub.addEventListener('gossipsub:message', this.onMessage)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     pubsub.subscribe(HEARTBEAT_TOPIC)
-    this.timer = setInterval(() => {
-      if (Date.now() - this.lastSentAt >= this.init.intervalMs * HEARTBEAT_TIMER_MIN_GAP) void this.publish()
-    }, this.init.intervalMs)
+    this.running = true
     void this.publish()
   }
 
@@ -145,12 +144,19 @@ export class HeartbeatService {
    * offline window.
    */
   publishIfOverdue (now = Date.now()): void {
-    if (this.timer != null && now - this.lastSentAt >= this.init.intervalMs) void this.publish()
+    if (this.running && now - this.lastSentAt >= this.init.intervalMs) void this.publish()
+  }
+
+  /** The next heartbeat is due one interval after the last one sent, whoever sent it. */
+  private scheduleNext (): void {
+    clearTimeout(this.timer)
+    if (!this.running) return
+    this.timer = setTimeout(() => { void this.publish() }, this.init.intervalMs)
   }
 
   stop (): void {
-    clearInterval(this.timer)
-    this.timer = undefined
+    this.running = false
+    clearTimeout(this.timer)
     clearTimeout(this.promptTimer)
     this.promptScheduled = false
     const pubsub = this.init.libp2p.services.pubsub
@@ -169,6 +175,7 @@ export class HeartbeatService {
     const store = this.init.storeEpoch?.()
     this.seq++
     this.lastSentAt = Date.now()
+    this.scheduleNext()
     const beat: Heartbeat = {
       node: this.init.node.name,
       role: roleToWire(this.init.node.role),
