@@ -55,25 +55,31 @@ export class PeerViews {
       block_height: null
     }
     const others = await Promise.all(peers.all().map(async (state): Promise<PeerView> => {
+      // One snapshot of the peer, taken with its verdict: the ping below can take seconds on a
+      // dead link, and the connection may close meanwhile (connected and status would disagree).
       const verdict = peers.liveness(state, now)
-      const latency = state.connected ? await this.latencyTo(state.peerId) : null
+      const connected = state.connected
+      const since = connected ? state.connectedSince : state.disconnectedAt
+      const addrs = connected && state.remoteAddr != null ? [state.remoteAddr] : [state.configuredAddr]
+      const lastHeartbeatAt = state.lastHeartbeatAt
+      const blockHeight = state.lastHeartbeat?.blockHeight ?? null
       const clock = peers.senderClock(state)
-      const since = state.connected ? state.connectedSince : state.disconnectedAt
+      const latency = connected ? await this.latencyTo(state.peerId) : null
       return {
         name: state.name,
         role: state.role,
         peerId: state.peerId.toString(),
         self: false,
-        connected: state.connected,
+        connected,
         status: verdict.liveness,
         reason: verdict.reason ?? null,
-        addrs: state.connected && state.remoteAddr != null ? [state.remoteAddr] : [state.configuredAddr],
+        addrs,
         latency_ms: latency,
         since: since != null ? new Date(since).toISOString() : null,
-        last_heartbeat: state.lastHeartbeatAt != null ? new Date(state.lastHeartbeatAt).toISOString() : null,
-        last_heartbeat_age_ms: state.lastHeartbeatAt != null ? now - state.lastHeartbeatAt : null,
+        last_heartbeat: lastHeartbeatAt != null ? new Date(lastHeartbeatAt).toISOString() : null,
+        last_heartbeat_age_ms: lastHeartbeatAt != null ? now - lastHeartbeatAt : null,
         clock_skew_ms: clock != null ? Math.round(clock.sentAtMs + (latency ?? 0) / 2 - clock.receivedAt) : null,
-        block_height: state.lastHeartbeat?.blockHeight ?? null
+        block_height: blockHeight
       }
     }))
     return [self, ...others]
