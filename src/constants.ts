@@ -547,8 +547,16 @@ export const DELIVERY_WRITE_TIMEOUT_MS = 10_000
 /** No receipt for the oldest envelope in flight for this long: the stream is reset and resent. */
 export const DELIVERY_RECEIPT_TIMEOUT_MS = 10_000
 /**
+ * A sender keeps its stream open this long after the last receipt while nothing is pending: at a
+ * steady trickle (1,000 messages/s spaced evenly) the stream otherwise drained and was reopened
+ * again and again, each time a protocol negotiation and a peer-store update on both sides. It
+ * stays well under the receiver's idle timeout, so a lingering stream is never taken for a stall.
+ */
+export const DELIVERY_STREAM_LINGER_MS = 2000
+/**
  * A receiver that has answered every envelope waits this long for the next one or the close: a
- * sender closes as soon as nothing is in flight, so a longer silence (a half frame) is a stall.
+ * sender closes once nothing has been in flight for DELIVERY_STREAM_LINGER_MS, so a longer
+ * silence (a half frame) is a stall.
  */
 export const DELIVERY_IDLE_TIMEOUT_MS = 10_000
 /** Closing a stream waits for the remote's half of the close at most this long, then resets it. */

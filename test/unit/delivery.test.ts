@@ -25,7 +25,7 @@ const idOf = (name: Name): PeerId => ids.get(name)!
 
 /** Short bounds and a small window, so that a test waiting for one to run out or fill up takes a moment. */
 const LIMITS: Partial<DeliveryLimits> = {
-  window: 8, dialMs: 300, writeMs: 300, receiptMs: 300, idleMs: 300, closeMs: 300, retryInitialMs: 100, retryMaxMs: 400, disconnectedPollMs: 50
+  window: 8, dialMs: 300, writeMs: 300, receiptMs: 300, idleMs: 300, lingerMs: 100, closeMs: 300, retryInitialMs: 100, retryMaxMs: 400, disconnectedPollMs: 50
 }
 /** Timers fire no earlier than asked, give or take the clock's rounding. */
 const TIMER_SLACK_MS = 5
@@ -169,6 +169,49 @@ describe('message delivery over an in-memory network', () => {
       expect(b.inbox.stored.map(m => m.id)).toEqual(sent)
       expect(sent.map(id => target(a, id).attempts)).toEqual(sent.map(() => 1))
       expect([...a.logs, ...b.logs].filter(l => l.level >= WARN)).toEqual([])
+    })
+
+    it('a trickle of messages goes over one stream, kept open between them and closed cleanly once nothing came for the linger', async () => {
+      const a = await startNode('aitbc', { lingerMs: 250 })
+      const b = await startNode('aitbc1')
+      connect(a, b)
+      const sent: string[] = []
+      let lastReceipt = 0
+      for (let i = 0; i < 8; i++) {
+        const id = await send(a, 'aitbc1', `message ${i}`)
+        sent.push(id)
+        // Each is receipted before the next: the stream drains between them.
+        await waitFor(`message ${i} receipted`, () => target(a, id).state === 'delivered', 5000, 1)
+        lastReceipt = performance.now()
+        await new Promise(resolve => setTimeout(resolve, 40))
+      }
+      expect(streamsTo('aitbc1')).toHaveLength(1)
+      const stream = streamsTo('aitbc1')[0]!
+      await waitFor('the drained stream closed', () => stream.outbound.status === 'closed', 5000)
+      expect(performance.now() - lastReceipt).toBeGreaterThanOrEqual(250 - TIMER_SLACK_MS)
+      expect(stream.inbound.status).toBe('closed')
+      // A message after the close opens a new stream.
+      sent.push(await send(a, 'aitbc1', 'after the close'))
+      await waitFor('the last one receipted', () => target(a, sent.at(-1)!).state === 'delivered', 5000)
+      expect(streamsTo('aitbc1')).toHaveLength(2)
+      expect(b.inbox.stored.map(m => m.id)).toEqual(sent)
+      expect([...a.logs, ...b.logs].filter(l => l.level >= WARN || l.event === 'delivery_retry')).toEqual([])
+    })
+
+    it('a lingering stream the target resets is dropped without a retry; the next message opens a new one', async () => {
+      const a = await startNode('aitbc', { lingerMs: 60_000 })
+      const b = await startNode('aitbc1')
+      connect(a, b)
+      const first = await send(a, 'aitbc1', 'first')
+      await waitFor('first receipted', () => target(a, first).state === 'delivered', 5000)
+      const stream = streamsTo('aitbc1')[0]!
+      stream.inbound.abort(new Error('target restarting'))
+      await waitFor('the sender dropped its stream', () => stream.outbound.status === 'reset', 5000)
+      const second = await send(a, 'aitbc1', 'second')
+      await waitFor('second receipted', () => target(a, second).state === 'delivered', 5000)
+      expect(streamsTo('aitbc1')).toHaveLength(2)
+      expect(target(a, second).attempts).toBe(1)
+      expect(lines(a, 'delivery_retry')).toEqual([])
     })
 
     it.each([

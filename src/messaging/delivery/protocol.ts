@@ -1,7 +1,7 @@
 import type { PeerId, Stream } from '@libp2p/interface'
 import {
   DELIVERY_CLOSE_TIMEOUT_MS, DELIVERY_DIAL_TIMEOUT_MS, DELIVERY_DISCONNECTED_POLL_MS, DELIVERY_IDLE_TIMEOUT_MS, DELIVERY_RECEIPT_TIMEOUT_MS,
-  DELIVERY_RETRY_INITIAL_MS, DELIVERY_RETRY_MAX_MS, DELIVERY_WINDOW, DELIVERY_WRITE_TIMEOUT_MS
+  DELIVERY_RETRY_INITIAL_MS, DELIVERY_RETRY_MAX_MS, DELIVERY_STREAM_LINGER_MS, DELIVERY_WINDOW, DELIVERY_WRITE_TIMEOUT_MS
 } from '../../constants.js'
 
 export const MESSAGES_PROTOCOL = '/aitbc-mesh/messages/1.0.0'
@@ -28,6 +28,8 @@ export interface DeliveryLimits {
   writeMs: number
   receiptMs: number
   idleMs: number
+  /** How long a sender keeps a drained stream open for the next message; below the receiver's idleMs. */
+  lingerMs: number
   closeMs: number
   retryInitialMs: number
   retryMaxMs: number
@@ -40,6 +42,7 @@ export const DEFAULT_DELIVERY_LIMITS: DeliveryLimits = {
   writeMs: DELIVERY_WRITE_TIMEOUT_MS,
   receiptMs: DELIVERY_RECEIPT_TIMEOUT_MS,
   idleMs: DELIVERY_IDLE_TIMEOUT_MS,
+  lingerMs: DELIVERY_STREAM_LINGER_MS,
   closeMs: DELIVERY_CLOSE_TIMEOUT_MS,
   retryInitialMs: DELIVERY_RETRY_INITIAL_MS,
   retryMaxMs: DELIVERY_RETRY_MAX_MS,

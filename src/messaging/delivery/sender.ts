@@ -115,15 +115,32 @@ export class TargetSession {
       onFailure: () => { this.wake?.() }
     })
     let failure: Error | undefined
+    /** When a drained stream is closed unless a message comes first. */
+    let lingerUntil: number | undefined
     try {
       for (;;) {
         // Let receipts and new sends that are already queued land first, so one write carries many envelopes.
         await new Promise(resolve => setImmediate(resolve))
         this.throwIfStopped()
-        if (receipts.failure != null) throw receipts.failure
+        if (receipts.failure != null) {
+          // A lingering stream that fails (the target restarted, the connection went) owes nothing: no retry.
+          if (this.inFlight.size === 0 && !this.init.outbox.hasPending(this.name)) {
+            failure = receipts.failure
+            break
+          }
+          throw receipts.failure
+        }
         const room = Math.min(this.init.limits.window - this.inFlight.size, DELIVERY_EVENT_LOOP_SLICE)
         const batch = room > 0 ? this.init.outbox.nextPending(this.name, room, id => this.inFlight.has(id)) : []
-        if (batch.length === 0 && this.inFlight.size === 0) break
+        if (batch.length === 0 && this.inFlight.size === 0) {
+          lingerUntil ??= performance.now() + this.init.limits.lingerMs
+          const left = lingerUntil - performance.now()
+          if (left <= 0) break
+          // Woken by a new message, a failure of the stream or stop(); otherwise closed when the linger ends.
+          await this.idle(left)
+          continue
+        }
+        lingerUntil = undefined
         if (batch.length === 0) {
           // Woken by a receipt, a failure of the stream, a new message or stop().
           await this.idle()
